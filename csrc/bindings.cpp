@@ -1,0 +1,223 @@
+// Python bindings: type conversion, shape checks and GIL release only.
+// All the mathematics is in the headers beside this file.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bounds.hpp"
+#include "cgf.hpp"
+#include "expansions.hpp"
+#include "inversion.hpp"
+#include "mechanisms.hpp"
+
+namespace py = pybind11;
+using namespace edgeworth;
+
+namespace {
+
+MethodSpec make_spec(const std::string& method, int order, const std::string& ordering) {
+  MethodSpec m;
+  if (method == "certified")
+    m.method = Method::Certified;
+  else if (method == "edgeworth")
+    m.method = Method::Edgeworth;
+  else
+    throw std::invalid_argument("method must be 'certified' or 'edgeworth', got '" + method + "'");
+  m.order = order;
+  if (ordering == "remove")
+    m.orderings = kRemove;
+  else if (ordering == "add")
+    m.orderings = kAdd;
+  else if (ordering == "both")
+    m.orderings = kBoth;
+  else
+    throw std::invalid_argument("ordering must be 'remove', 'add' or 'both', got '" + ordering + "'");
+  m.validate();
+  return m;
+}
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// Applies fn element-wise to four equally long 1-d arrays, without the GIL.
+// Returns (values, ordering codes 0 = remove / 1 = add, certified flags).
+template <class Fn>
+py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, Fn fn) {
+  for (const Array* arr : {&a, &b, &c, &d})
+    if (arr->ndim() != 1) throw std::invalid_argument("expected 1-d arrays (broadcast them first)");
+  const py::ssize_t n = a.shape(0);
+  if (b.shape(0) != n || c.shape(0) != n || d.shape(0) != n)
+    throw std::invalid_argument("arrays must have the same length (broadcast them first)");
+  std::vector<Answer> out(static_cast<std::size_t>(n));
+  {
+    const double *pa = a.data(), *pb = b.data(), *pc = c.data(), *pd = d.data();
+    py::gil_scoped_release release;
+    for (py::ssize_t i = 0; i < n; ++i) out[i] = fn(pa[i], pb[i], pc[i], pd[i]);
+  }
+  py::array_t<double> values(n);
+  py::array_t<std::int8_t> orderings(n);
+  py::array_t<bool> certified(n);
+  auto v = values.mutable_unchecked<1>();
+  auto o = orderings.mutable_unchecked<1>();
+  auto cert = certified.mutable_unchecked<1>();
+  for (py::ssize_t i = 0; i < n; ++i) {
+    v(i) = out[i].value;
+    o(i) = static_cast<std::int8_t>(out[i].ordering);
+    cert(i) = out[i].certified;
+  }
+  return py::make_tuple(values, orderings, certified);
+}
+
+py::dict tilted_dict(const TiltedCumulants& t) {
+  py::dict d;
+  d["s"] = t.s;
+  d["cgf"] = t.log_mgf;
+  d["cgf_error"] = t.log_mgf_error;
+  std::vector<double> der(t.derivative.begin() + 1, t.derivative.begin() + 1 + t.order);
+  d["derivatives"] = der;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "C++ core of edgeworth: PLLR CGFs, Edgeworth expansions, CGF bounds, inversions.";
+  py::register_exception<std::domain_error>(m, "UnreachableTargetError", PyExc_ValueError);
+
+  py::enum_<Ordering>(m, "Ordering").value("remove", Ordering::Remove).value("add", Ordering::Add);
+
+  py::class_<Mechanism, std::shared_ptr<Mechanism>>(m, "Mechanism")
+      .def("pllr", &Mechanism::pllr, py::arg("x"), "The PLLR l(x) = log(q(x)/p(x)) (remove ordering).")
+      .def("log_p", &Mechanism::log_p, py::arg("x"))
+      .def("__repr__", &Mechanism::describe);
+
+  py::class_<SubsampledGaussian, Mechanism, std::shared_ptr<SubsampledGaussian>>(m, "SubsampledGaussian")
+      .def(py::init<double, double>(), py::arg("sigma"), py::arg("q"))
+      .def_property_readonly("sigma", &SubsampledGaussian::sigma)
+      .def_property_readonly("q", &SubsampledGaussian::q);
+
+  py::class_<Answer>(m, "Answer")
+      .def_readonly("value", &Answer::value)
+      .def_property_readonly("ordering", [](const Answer& a) { return std::string(ordering_name(a.ordering)); })
+      .def_readonly("certified", &Answer::certified)
+      .def_readonly("t", &Answer::t)
+      .def_readonly("margin", &Answer::margin);
+
+  py::class_<Composition>(m, "Composition")
+      .def(py::init<>())
+      .def("add", &Composition::add, py::arg("mechanism"), py::arg("count"))
+      .def_property_readonly("steps", &Composition::steps)
+      .def("__len__", [](const Composition& c) { return c.segments().size(); })
+      .def(
+          "tilted",
+          [](const Composition& c, double s, int order) {
+            TiltedCumulants t;
+            {
+              py::gil_scoped_release release;
+              t = c.tilted(s, order);
+            }
+            return tilted_dict(t);
+          },
+          py::arg("s"), py::arg("order") = 5, "K(s) = sum n_i log E_P[exp(s l_i)] and its derivatives.")
+      .def(
+          "loss_cgf",
+          [](const Composition& c, const std::string& ordering, const std::string& loss, double s, int order) {
+            if (ordering != "remove" && ordering != "add")
+              throw std::invalid_argument("ordering must be 'remove' or 'add', got '" + ordering + "'");
+            if (loss != "x" && loss != "y") throw std::invalid_argument("loss must be 'x' or 'y', got '" + loss + "'");
+            TiltedCumulants t;
+            {
+              py::gil_scoped_release release;
+              t = loss_cgf(c, ordering == "remove" ? Ordering::Remove : Ordering::Add,
+                           loss == "x" ? Loss::X : Loss::Y, s, order);
+            }
+            return tilted_dict(t);
+          },
+          py::arg("ordering"), py::arg("loss"), py::arg("s"), py::arg("order") = 5)
+      .def("cumulants",
+           [](const Composition& c) {
+             std::array<LossCumulants, 2> lc;
+             {
+               py::gil_scoped_release release;
+               lc = loss_cumulants(c);
+             }
+             py::dict d;
+             for (int o = 0; o < 2; ++o) {
+               py::dict e;
+               e["x"] = std::vector<double>(lc[o].x.begin() + 1, lc[o].x.end());
+               e["y"] = std::vector<double>(lc[o].y.begin() + 1, lc[o].y.end());
+               d[ordering_name(static_cast<Ordering>(o))] = e;
+             }
+             return d;
+           })
+      .def(
+          "epsilon",
+          [](const Composition& c, double delta, const std::string& method, int order, const std::string& ordering) {
+            const MethodSpec spec = make_spec(method, order, ordering);
+            py::gil_scoped_release release;
+            return edgeworth::epsilon(c, delta, spec);
+          },
+          py::arg("delta"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both")
+      .def(
+          "delta",
+          [](const Composition& c, double eps, const std::string& method, int order, const std::string& ordering) {
+            const MethodSpec spec = make_spec(method, order, ordering);
+            py::gil_scoped_release release;
+            return edgeworth::delta(c, eps, spec);
+          },
+          py::arg("eps"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both");
+
+  // Vectorised DP-SGD entry points (1-d arrays of equal length).
+  m.def(
+      "dpsgd_epsilon",
+      [](const Array& sigma, const Array& delta, const Array& steps, const Array& q, const std::string& method,
+         int order, const std::string& ordering) {
+        const MethodSpec spec = make_spec(method, order, ordering);
+        return map4(sigma, delta, steps, q, [&](double s, double d, double n, double qq) {
+          return edgeworth::epsilon(dpsgd(s, qq, n), d, spec);
+        });
+      },
+      py::arg("sigma"), py::arg("delta"), py::arg("steps"), py::arg("q"), py::arg("method"), py::arg("order"),
+      py::arg("ordering"));
+  m.def(
+      "dpsgd_delta",
+      [](const Array& sigma, const Array& eps, const Array& steps, const Array& q, const std::string& method,
+         int order, const std::string& ordering) {
+        const MethodSpec spec = make_spec(method, order, ordering);
+        return map4(sigma, eps, steps, q, [&](double s, double e, double n, double qq) {
+          return edgeworth::delta(dpsgd(s, qq, n), e, spec);
+        });
+      },
+      py::arg("sigma"), py::arg("eps"), py::arg("steps"), py::arg("q"), py::arg("method"), py::arg("order"),
+      py::arg("ordering"));
+  m.def(
+      "dpsgd_noise_multiplier",
+      [](const Array& eps, const Array& delta, const Array& steps, const Array& q, const std::string& method,
+         int order, const std::string& ordering) {
+        const MethodSpec spec = make_spec(method, order, ordering);
+        return map4(eps, delta, steps, q, [&](double e, double d, double n, double qq) {
+          return calibrate_sigma(e, d, n, qq, spec);
+        });
+      },
+      py::arg("eps"), py::arg("delta"), py::arg("steps"), py::arg("q"), py::arg("method"), py::arg("order"),
+      py::arg("ordering"));
+
+  m.def(
+      "edgeworth_sf",
+      [](double x, const std::vector<double>& cumulants, int order) {
+        if (cumulants.size() < 5) throw std::invalid_argument("cumulants must hold kappa_1..kappa_5");
+        std::array<double, 6> k{};
+        for (int j = 1; j <= 5; ++j) k[j] = cumulants[j - 1];
+        return edgeworth_scaled_sf(x, k, order);
+      },
+      py::arg("x"), py::arg("cumulants"), py::arg("order"),
+      "Edgeworth approximation of P(S > x) from the cumulants kappa_1..kappa_5 of S.");
+
+  m.attr("SIGMA_MIN") = kSigmaMin;
+  m.attr("SIGMA_MAX") = kSigmaMax;
+  m.attr("EPS_MAX") = kEpsMax;
+}

@@ -1,0 +1,131 @@
+// Certified upper bounds from the CGF: the optimal Chernoff bound on the
+// hockey-stick divergence, optimised over a continuous order t > 0.
+//
+// For every y, (1 - e^(eps - y))_+ <= e^(t (y - eps)) t^t / (1 + t)^(1 + t)
+// (maximise the left over y: the maximum sits at e^(eps - y) = t / (1 + t)).
+// Taking E over S_Y = the summed PLLR under Q gives, for every t > 0,
+//     delta(eps) = E[(1 - e^(eps - S_Y))_+] <= exp(G(t) - t eps + c(t)),
+//     G(t) = log E[e^(t S_Y)] = sum_i n_i K_Y,i(t),
+//     c(t) = t log t - (1 + t) log(1 + t),
+// the conversion of Canonne, Kamath and Steinke (arXiv 2004.00010, Prop. 12)
+// from Renyi DP of order alpha = t + 1.  Both G and c are convex, so
+//   * log delta_bound(eps) = min_t [G(t) - t eps + c(t)] has a single
+//     stationary point: G'(t) - eps - log(1 + 1/t) = 0 (increasing in t);
+//   * eps_bound(delta) = min_t [G(t) + c(t) - log delta] / t is unimodal:
+//     its derivative has the sign of h(t) = t G'(t) - G(t) + log(1 + t) + log delta,
+//     and h' = t G''(t) >= 0.
+// Any t gives a valid bound, so root-finding error costs tightness, never
+// validity.  The quadrature error of G (estimated by Gauss-Kronrod, times a
+// safety factor of 10, plus rounding) is added to the exponent: `margin`.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include <boost/math/tools/toms748_solve.hpp>
+
+#include "cgf.hpp"
+
+namespace edgeworth {
+
+struct Bound {
+  double value = 0.0;          // eps or delta
+  Ordering ordering = Ordering::Remove;
+  double t = 0.0;              // optimal order t (Renyi order alpha = t + 1)
+  double margin = 0.0;         // numerical safety margin added to the exponent
+};
+
+namespace detail {
+
+inline double chernoff_c(double t) { return t * std::log(t) - (1.0 + t) * std::log1p(t); }
+
+inline double cgf_margin(const TiltedCumulants& g) {
+  return 10.0 * g.log_mgf_error + 64.0 * std::numeric_limits<double>::epsilon() * (1.0 + std::fabs(g.log_mgf));
+}
+
+// Root of an increasing function phi on (0, inf), by bracket expansion from
+// t = 1 and TOMS748.  Returns the best t found (not necessarily the exact
+// root: the callers evaluate their objective at it, which is valid anyway).
+template <class F>
+double increasing_root_in_t(const F& phi) {
+  constexpr double kTmin = 1e-12, kTmax = 1e12;
+  double lo = 1.0, hi = 1.0;
+  double flo = phi(1.0), fhi = flo;
+  if (flo < 0.0) {
+    while (fhi < 0.0) {
+      lo = hi;
+      flo = fhi;
+      hi *= 4.0;
+      if (hi > kTmax) return lo;
+      fhi = phi(hi);
+    }
+  } else {
+    while (flo > 0.0) {
+      hi = lo;
+      fhi = flo;
+      lo *= 0.25;
+      if (lo < kTmin) return hi;
+      flo = phi(lo);
+    }
+  }
+  if (flo == 0.0) return lo;
+  if (fhi == 0.0) return hi;
+  std::uintmax_t iters = 60;
+  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-7 * std::min(std::fabs(a), std::fabs(b)); };
+  const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
+  return 0.5 * (br.first + br.second);
+}
+
+}  // namespace detail
+
+// Certified eps(delta) for one ordering.
+inline Bound certified_epsilon(const Composition& c, Ordering o, double delta) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  const double log_delta = std::log(delta);
+  auto h = [&](double t) {
+    const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 1, kBoundRtol);
+    return t * g.derivative[1] - g.log_mgf + std::log1p(t) + log_delta;
+  };
+  const double t = detail::increasing_root_in_t(h);
+  const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 0, kBoundRtol);
+  Bound b;
+  b.ordering = o;
+  b.t = t;
+  b.margin = detail::cgf_margin(g);
+  b.value = std::max(0.0, (g.log_mgf + b.margin + detail::chernoff_c(t) - log_delta) / t);
+  return b;
+}
+
+// Certified delta(eps) for one ordering.
+inline Bound certified_delta(const Composition& c, Ordering o, double eps) {
+  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
+  auto d = [&](double t) {
+    const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 1, kBoundRtol);
+    return g.derivative[1] - eps - std::log1p(1.0 / t);
+  };
+  const double t = detail::increasing_root_in_t(d);
+  const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 0, kBoundRtol);
+  Bound b;
+  b.ordering = o;
+  b.t = t;
+  b.margin = detail::cgf_margin(g);
+  b.value = std::min(1.0, std::exp(g.log_mgf + b.margin - t * eps + detail::chernoff_c(t)));
+  return b;
+}
+
+// Both orderings; the larger bound holds for add/remove neighbours.
+inline Bound certified_epsilon(const Composition& c, double delta) {
+  const Bound r = certified_epsilon(c, Ordering::Remove, delta);
+  const Bound a = certified_epsilon(c, Ordering::Add, delta);
+  return a.value > r.value ? a : r;
+}
+
+inline Bound certified_delta(const Composition& c, double eps) {
+  const Bound r = certified_delta(c, Ordering::Remove, eps);
+  const Bound a = certified_delta(c, Ordering::Add, eps);
+  return a.value > r.value ? a : r;
+}
+
+}  // namespace edgeworth

@@ -1,0 +1,247 @@
+// The one primitive: the cumulant generating function of the PLLR,
+//     K(s) = log E_P[exp(s l(W))] = log  integral p(x)^(1-s) q(x)^s dx,
+// and its derivatives, by adaptive quadrature, for one mechanism and for a
+// composition of heterogeneous segments (where CGFs and cumulants add).
+//
+// Everything else is read off K:
+//   X = l(W), W ~ P  has CGF K_X(s) = K(s)          (remove ordering)
+//   Y = l(W), W ~ Q  has CGF K_Y(s) = K(s + 1)
+//   swapping P and Q (add ordering) gives X' = -Y, Y' = -X:
+//                    K_X'(s) = K(1 - s),  K_Y'(s) = K(-s).
+// The cumulants of X and Y are the derivatives of K at s = 0 and s = 1.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mechanisms.hpp"
+#include "quadrature.hpp"
+
+namespace edgeworth {
+
+enum class Ordering : int { Remove = 0, Add = 1 };
+enum class Loss : int { X = 0, Y = 1 };
+
+inline const char* ordering_name(Ordering o) { return o == Ordering::Remove ? "remove" : "add"; }
+
+// Relative tolerance of the quadrature for cumulants, and for the CGF values
+// that the bounds use (their error is covered by an explicit margin).
+constexpr double kCumulantRtol = 1e-13;
+constexpr double kBoundRtol = 1e-11;
+
+namespace detail {
+
+// exp(logw) * phi_0(l) with phi_0(l) = e^l - 1 - l >= 0, and
+// exp(logw) * phi_1(l) with phi_1(l) = l e^l - e^l + 1 >= 0, both free of
+// cancellation for small |l| (series) and of overflow for large l.
+// Since E_P[e^l] = 1:  E_P[l] = -E_P[phi_0(l)]  and  E_Q[l] = E_P[phi_1(l)],
+// which keeps the means (~q^2 for small q) accurate to full relative precision.
+inline double weighted_phi(int which, double l, double logw) {
+  if (std::fabs(l) < 0.05) {
+    // sum_{k>=2} c_k l^k with c_k = 1/k! (phi_0) or (k-1)/k! (phi_1)
+    double term = 1.0, sum = 0.0;  // term = l^k / k!
+    for (int k = 1; k <= 13; ++k) {
+      term *= l / k;
+      if (k >= 2) sum += (which == 0 ? 1.0 : static_cast<double>(k - 1)) * term;
+    }
+    return std::exp(logw) * sum;
+  }
+  if (l > 1.0) {
+    // factor e^l out so that exp(logw + l) carries the size
+    const double rest = which == 0 ? 1.0 - (1.0 + l) * std::exp(-l) : (l - 1.0) + std::exp(-l);
+    return std::exp(logw + l) * rest;
+  }
+  const double v = which == 0 ? std::expm1(l) - l : std::exp(l) * (l - 1.0) + 1.0;
+  return std::exp(logw) * v;
+}
+
+// Range and split points of the tilted integrand p(x) exp(s l(x)): the
+// mechanism's breakpoints, extended outwards until the log-integrand has
+// fallen kCut below its largest value at the breakpoints.
+struct TiltedRange {
+  std::vector<double> cuts;
+  double shift;  // log of the scale factored out of the integrand
+};
+
+inline TiltedRange tilted_range(const Mechanism& m, double s) {
+  constexpr double kCut = 80.0;  // e^-80 ~ 1.8e-35 relative to the peak
+  auto logg = [&](double x) { return m.log_p(x) + s * m.pllr(x); };
+  std::vector<double> b = m.breakpoints(s);
+  double shift = -std::numeric_limits<double>::infinity();
+  double lo = b.front(), hi = b.front();
+  for (double x : b) {
+    shift = std::max(shift, logg(x));
+    lo = std::min(lo, x);
+    hi = std::max(hi, x);
+  }
+  if (!std::isfinite(shift)) throw std::runtime_error("CGF integrand is not finite at s = " + fmt(s));
+  double step = 1.0;
+  for (int i = 0; i < 200 && logg(lo) - shift > -kCut; ++i, step *= 2.0) lo -= step;
+  step = 1.0;
+  for (int i = 0; i < 200 && logg(hi) - shift > -kCut; ++i, step *= 2.0) hi += step;
+  // Safety net for a mode the breakpoints missed: a coarse scan of the range.
+  constexpr int kScan = 32;
+  double x_best = b.front(), best = shift;
+  for (int i = 1; i < kScan; ++i) {
+    const double x = lo + (hi - lo) * i / kScan, v = logg(x);
+    if (v > best) {
+      best = v;
+      x_best = x;
+    }
+  }
+  TiltedRange r;
+  r.shift = best;
+  r.cuts.push_back(lo);
+  r.cuts.push_back(hi);
+  if (best > shift) b.push_back(x_best);
+  for (double x : b)
+    if (x > lo && x < hi) r.cuts.push_back(x);
+  return r;
+}
+
+// Cumulants from moments about a centre c (m[k] = E[(l - c)^k], m[0] = 1).
+inline void cumulants_from_moments(const std::array<double, 6>& m, std::array<double, 6>& k) {
+  const double m1 = m[1], m2 = m[2], m3 = m[3], m4 = m[4], m5 = m[5];
+  k[2] = m2 - m1 * m1;
+  k[3] = m3 - 3 * m2 * m1 + 2 * m1 * m1 * m1;
+  k[4] = m4 - 4 * m3 * m1 - 3 * m2 * m2 + 12 * m2 * m1 * m1 - 6 * m1 * m1 * m1 * m1;
+  k[5] = m5 - 5 * m4 * m1 - 10 * m3 * m2 + 20 * m3 * m1 * m1 + 30 * m2 * m2 * m1 - 60 * m2 * m1 * m1 * m1 +
+         24 * m1 * m1 * m1 * m1 * m1;
+}
+
+}  // namespace detail
+
+// K(s) and its derivatives up to `order` (0..5) for one mechanism.
+inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order, double rtol = kCumulantRtol) {
+  detail::require(std::isfinite(s), "tilt s must be finite, got " + detail::fmt(s));
+  detail::require(order >= 0 && order <= 5, "order of the CGF derivatives must be in 0..5");
+  TiltedCumulants out;
+  if (m.closed_form(s, order, &out)) return out;
+  out.s = s;
+  out.order = order;
+
+  const detail::TiltedRange range = detail::tilted_range(m, s);
+  const double shift = range.shift;
+  const bool identity = (s == 0.0 || s == 1.0);  // K(0) = K(1) = 0 exactly
+
+  // Pass 1: K(s) and the tilted mean K'(s).
+  double mean;
+  if (identity) {
+    const int which = s == 0.0 ? 0 : 1;
+    auto f = [&](double x) -> Vec<1> { return {detail::weighted_phi(which, m.pllr(x), m.log_p(x) - shift)}; };
+    const auto r = integrate_adaptive<1>(f, range.cuts, rtol);
+    const double integral = r.value[0] * std::exp(shift);
+    mean = which == 0 ? -integral : integral;
+    out.log_mgf = 0.0;
+    out.log_mgf_error = 0.0;
+  } else {
+    auto f = [&](double x) -> Vec<2> {
+      const double l = m.pllr(x);
+      const double w = std::exp(m.log_p(x) + s * l - shift);
+      return {w, w * l};
+    };
+    const auto r = integrate_adaptive<2>(f, range.cuts, rtol);
+    if (!(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
+      throw std::runtime_error("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
+    out.log_mgf = shift + std::log(r.value[0]);
+    out.log_mgf_error = r.error[0] / r.value[0];
+    mean = r.value[1] / r.value[0];
+  }
+  out.derivative.fill(0.0);
+  out.derivative[1] = mean;
+  if (order < 2) return out;
+
+  // Pass 2: moments about the mean, then cumulants.
+  auto g = [&](double x) -> Vec<6> {
+    const double l = m.pllr(x);
+    const double w = std::exp(m.log_p(x) + s * l - shift);
+    const double d = l - mean;
+    return {w, w * d, w * d * d, w * d * d * d, w * d * d * d * d, w * d * d * d * d * d};
+  };
+  const auto r = integrate_adaptive<6>(g, range.cuts, rtol);
+  std::array<double, 6> mom{};
+  for (int j = 0; j < 6; ++j) mom[j] = r.value[j] / r.value[0];
+  std::array<double, 6> k{};
+  detail::cumulants_from_moments(mom, k);
+  out.derivative[1] = identity ? mean : mean + mom[1];
+  for (int j = 2; j <= 5; ++j) out.derivative[j] = k[j];
+  return out;
+}
+
+// A composition of heterogeneous segments: each is a mechanism run `count`
+// times.  K of the composition is sum_i count_i K_i.
+class Composition {
+ public:
+  struct Segment {
+    std::shared_ptr<const Mechanism> mechanism;
+    double count;
+  };
+
+  void add(std::shared_ptr<const Mechanism> m, double count) {
+    detail::require(m != nullptr, "mechanism must not be None");
+    detail::require(std::isfinite(count) && count >= 1.0 && std::floor(count) == count,
+                    "steps (count) must be an integer >= 1, got " + detail::fmt(count));
+    segments_.push_back({std::move(m), count});
+  }
+
+  const std::vector<Segment>& segments() const { return segments_; }
+  bool empty() const { return segments_.empty(); }
+
+  double steps() const {
+    double n = 0.0;
+    for (const auto& seg : segments_) n += seg.count;
+    return n;
+  }
+
+  TiltedCumulants tilted(double s, int order, double rtol = kCumulantRtol) const {
+    detail::require(!segments_.empty(), "the composition is empty: add at least one segment");
+    TiltedCumulants total;
+    total.s = s;
+    total.order = order;
+    for (const auto& seg : segments_) {
+      const TiltedCumulants t = tilted_cumulants(*seg.mechanism, s, order, rtol);
+      total.log_mgf += seg.count * t.log_mgf;
+      total.log_mgf_error += seg.count * t.log_mgf_error;
+      for (int j = 1; j <= order; ++j) total.derivative[j] += seg.count * t.derivative[j];
+    }
+    return total;
+  }
+
+ private:
+  std::vector<Segment> segments_;
+};
+
+// CGF of the summed privacy loss X or Y in the given ordering, at s.
+inline TiltedCumulants loss_cgf(const Composition& c, Ordering o, Loss w, double s, int order,
+                                double rtol = kCumulantRtol) {
+  if (o == Ordering::Remove) return c.tilted(w == Loss::X ? s : s + 1.0, order, rtol);
+  TiltedCumulants t = c.tilted(w == Loss::X ? 1.0 - s : -s, order, rtol);
+  t.s = s;
+  for (int j = 1; j <= order; j += 2) t.derivative[j] = -t.derivative[j];
+  return t;
+}
+
+// Cumulants kappa_1..kappa_5 of the summed X and Y of one ordering.
+struct LossCumulants {
+  std::array<double, 6> x{}, y{};
+};
+
+// Both orderings from the two tilts s = 0 and s = 1, indexed by Ordering.
+inline std::array<LossCumulants, 2> loss_cumulants(const Composition& c) {
+  const TiltedCumulants at0 = c.tilted(0.0, 5), at1 = c.tilted(1.0, 5);
+  std::array<LossCumulants, 2> lc;
+  for (int j = 1; j <= 5; ++j) {
+    const double odd = (j % 2 == 1) ? -1.0 : 1.0;
+    lc[0].x[j] = at0.derivative[j];        // X  = l under P
+    lc[0].y[j] = at1.derivative[j];        // Y  = l under Q
+    lc[1].x[j] = odd * at1.derivative[j];  // X' = -Y
+    lc[1].y[j] = odd * at0.derivative[j];  // Y' = -X
+  }
+  return lc;
+}
+
+}  // namespace edgeworth

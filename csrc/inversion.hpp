@@ -1,0 +1,218 @@
+// Inversions: eps from delta, delta from eps, and the noise multiplier sigma
+// from a target (eps, delta), for each method.  Every root is found by
+// TOMS748 (Boost.Math) on a bracket whose end points have been evaluated and
+// seen to change sign; nothing here runs an unbracketed solver.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <boost/math/tools/toms748_solve.hpp>
+
+#include "bounds.hpp"
+#include "cgf.hpp"
+#include "expansions.hpp"
+#include "mechanisms.hpp"
+
+namespace edgeworth {
+
+enum class Method : int { Certified = 0, Edgeworth = 1 };
+
+// Which orderings an estimate covers: bit 0 = remove, bit 1 = add.
+enum Orderings : int { kRemove = 1, kAdd = 2, kBoth = 3 };
+
+struct MethodSpec {
+  Method method = Method::Certified;
+  int order = 2;               // Edgeworth order 1, 2 or 3
+  int orderings = kBoth;       // Edgeworth only; certified always covers both
+
+  void validate() const {
+    detail::require(method == Method::Certified || method == Method::Edgeworth, "unknown method");
+    detail::require(order >= 1 && order <= 3, "order must be 1, 2 or 3, got " + std::to_string(order));
+    detail::require(orderings >= 1 && orderings <= 3, "ordering must be 'remove', 'add' or 'both'");
+  }
+  bool covers(Ordering o) const {
+    return method == Method::Certified || (orderings & (o == Ordering::Remove ? kRemove : kAdd));
+  }
+};
+
+// One answer: the value, the ordering that gave it, and for certified
+// answers the optimal order t and the numerical margin.
+struct Answer {
+  double value = 0.0;
+  Ordering ordering = Ordering::Remove;
+  bool certified = false;
+  double t = std::numeric_limits<double>::quiet_NaN();
+  double margin = 0.0;
+};
+
+constexpr double kSigmaMin = 1e-2;
+constexpr double kSigmaMax = 1e6;
+constexpr double kEpsMax = 1e3;
+
+namespace detail {
+
+inline void check_delta(double delta) {
+  require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + fmt(delta));
+}
+inline void check_eps(double eps, bool allow_zero) {
+  require(std::isfinite(eps) && (allow_zero ? eps >= 0.0 : eps > 0.0) && eps <= kEpsMax,
+          std::string("eps must be finite and in ") + (allow_zero ? "[0, " : "(0, ") + fmt(kEpsMax) +
+              "], got " + fmt(eps));
+}
+inline void check_steps(double steps) {
+  require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps,
+          "steps must be an integer >= 1, got " + fmt(steps));
+}
+
+// TOMS748 on [lo, hi] where f(lo) and f(hi) are known to differ in sign;
+// returns the bracket found, to a relative width rtol.
+template <class F>
+std::pair<double, double> solve_bracketed(const F& f, double lo, double hi, double flo, double fhi, double rtol) {
+  if (flo == 0.0) return {lo, lo};
+  if (fhi == 0.0) return {hi, hi};
+  std::uintmax_t iters = 200;
+  auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
+  return boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+}
+
+// Edgeworth estimate of eps(delta) for one ordering: the first eps >= 0 at
+// which the estimated delta falls to the target, bracketed by doubling.
+inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int order) {
+  auto g = [&](double e) {
+    const double d = edgeworth_delta(lc, e, order);
+    return d > 0.0 ? std::log(d / delta) : -745.0;
+  };
+  const double g0 = g(0.0);
+  if (g0 <= 0.0) return 0.0;
+  double lo = 0.0, glo = g0, hi = 0.125, ghi = g(hi);
+  while (ghi > 0.0) {
+    lo = hi;
+    glo = ghi;
+    hi *= 2.0;
+    if (hi > kEpsMax)
+      throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
+                              fmt(kEpsMax) + ": the expansion is unusable here; use method='certified'");
+    ghi = g(hi);
+  }
+  return solve_bracketed(g, lo, hi, glo, ghi, 1e-13).second;
+}
+
+}  // namespace detail
+
+inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
+  m.validate();
+  detail::check_delta(delta);
+  Answer a;
+  if (m.method == Method::Certified) {
+    const Bound b = certified_epsilon(c, delta);
+    a.value = b.value;
+    a.ordering = b.ordering;
+    a.certified = true;
+    a.t = b.t;
+    a.margin = b.margin;
+    return a;
+  }
+  const auto lc = loss_cumulants(c);
+  a.value = -1.0;
+  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+    if (!m.covers(o)) continue;
+    const double e = detail::edgeworth_epsilon_one(lc[static_cast<int>(o)], delta, m.order);
+    if (e > a.value) {
+      a.value = e;
+      a.ordering = o;
+    }
+  }
+  return a;
+}
+
+inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
+  m.validate();
+  detail::check_eps(eps, true);
+  Answer a;
+  if (m.method == Method::Certified) {
+    const Bound b = certified_delta(c, eps);
+    a.value = b.value;
+    a.ordering = b.ordering;
+    a.certified = true;
+    a.t = b.t;
+    a.margin = b.margin;
+    return a;
+  }
+  const auto lc = loss_cumulants(c);
+  a.value = -std::numeric_limits<double>::infinity();
+  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+    if (!m.covers(o)) continue;
+    const double d = edgeworth_delta(lc[static_cast<int>(o)], eps, m.order);
+    if (d > a.value) {
+      a.value = d;
+      a.ordering = o;
+    }
+  }
+  return a;
+}
+
+// DP-SGD: `steps` steps of the Poisson-subsampled Gaussian.
+inline Composition dpsgd(double sigma, double q, double steps) {
+  detail::check_steps(steps);
+  Composition c;
+  c.add(std::make_shared<SubsampledGaussian>(sigma, q), steps);
+  return c;
+}
+
+// The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most
+// `eps` under the method (certified: the bound; edgeworth: the estimate).
+// The answer is the safe end of the final bracket, to relative width 1e-10.
+inline Answer calibrate_sigma(double eps, double delta, double steps, double q, const MethodSpec& m) {
+  m.validate();
+  detail::check_eps(eps, false);
+  detail::check_delta(delta);
+  detail::check_steps(steps);
+  detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+
+  // r(sigma) = log(delta_method(eps; sigma) / delta): > 0 means too little noise.
+  double best_safe = std::numeric_limits<double>::infinity();
+  auto r = [&](double sigma) {
+    const Answer a = edgeworth::delta(dpsgd(sigma, q, steps), eps, m);
+    const double v = a.value > 0.0 ? std::log(a.value / delta) : -745.0;
+    if (v <= 0.0) best_safe = std::min(best_safe, sigma);
+    return v;
+  };
+  double lo = 1.0, hi = 1.0, flo = r(1.0), fhi = flo;
+  if (flo > 0.0) {
+    while (fhi > 0.0) {
+      lo = hi;
+      flo = fhi;
+      hi *= 2.0;
+      if (hi > kSigmaMax)
+        throw std::domain_error("no sigma <= " + detail::fmt(kSigmaMax) + " meets eps = " + detail::fmt(eps) +
+                                ", delta = " + detail::fmt(delta) + " with steps = " + detail::fmt(steps) +
+                                ", q = " + detail::fmt(q));
+      fhi = r(hi);
+    }
+  } else {
+    while (flo <= 0.0) {
+      hi = lo;
+      fhi = flo;
+      lo *= 0.5;
+      if (lo < kSigmaMin)
+        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
+                                " is met even at sigma = " + detail::fmt(hi) + " (steps = " + detail::fmt(steps) +
+                                ", q = " + detail::fmt(q) + "); sigma is only searched in [" +
+                                detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) + "]");
+      flo = r(lo);
+    }
+  }
+  detail::solve_bracketed(r, lo, hi, flo, fhi, 1e-10);
+  const double sigma = best_safe;
+  Answer a = edgeworth::delta(dpsgd(sigma, q, steps), eps, m);
+  a.value = sigma;
+  return a;
+}
+
+}  // namespace edgeworth

@@ -1,0 +1,32 @@
+"""edgeworth: differential-privacy accounting for DP-SGD.
+
+* ``noise_multiplier(eps, delta, steps, q)``: the least noise that meets a
+  target, certified by default.
+* ``epsilon(sigma, delta, steps, q)`` and ``delta(sigma, eps, steps, q)``.
+* ``Accountant``: a ledger of heterogeneous segments.
+
+Every figure is either a certified upper bound (``method="certified"``) or an
+estimate (``method="edgeworth"``, the Edgeworth accountant of Wang et al.,
+arXiv 2206.04236); the ``*_details`` functions say which.
+"""
+from . import _core
+from ._core import UnreachableTargetError
+from .accountant import Accountant
+from .accounting import (AccountingResult, delta, delta_details, epsilon, epsilon_details, noise_multiplier,
+                         noise_multiplier_details)
+from .mechanisms import PoissonSubsampledGaussian
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accountant",
+    "AccountingResult",
+    "PoissonSubsampledGaussian",
+    "UnreachableTargetError",
+    "delta",
+    "delta_details",
+    "epsilon",
+    "epsilon_details",
+    "noise_multiplier",
+    "noise_multiplier_details",
+]

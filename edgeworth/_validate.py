@@ -1,0 +1,94 @@
+"""Input checks shared by the API, the accountant and the command line.
+
+Every check raises ``ValueError`` naming the parameter and its allowed range,
+so a bad call never reaches the C++ core (which checks again on its own).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Dict, Tuple
+
+import numpy as np
+
+from . import _core
+
+METHODS = ("certified", "edgeworth")
+ORDERINGS = ("remove", "add", "both")
+
+
+def _as_float_array(name: str, value) -> np.ndarray:
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from exc
+    return arr
+
+
+def _first_bad(arr: np.ndarray, ok: np.ndarray):
+    bad = arr[~ok]
+    return bad.flat[0] if bad.size else None
+
+
+def check_range(name: str, value, *, low: float, high: float, low_open: bool, high_open: bool) -> np.ndarray:
+    arr = _as_float_array(name, value)
+    ok = np.isfinite(arr)
+    ok &= (arr > low) if low_open else (arr >= low)
+    ok &= (arr < high) if high_open else (arr <= high)
+    if not np.all(ok):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be in {interval}, got {_first_bad(arr, ok)!r}")
+    return arr
+
+
+def check_sigma(value) -> np.ndarray:
+    return check_range("sigma", value, low=0.0, high=np.inf, low_open=True, high_open=True)
+
+
+def check_q(value) -> np.ndarray:
+    return check_range("q", value, low=0.0, high=1.0, low_open=True, high_open=False)
+
+
+def check_delta(value) -> np.ndarray:
+    return check_range("delta", value, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def check_eps(value, *, allow_zero: bool = False) -> np.ndarray:
+    return check_range("eps", value, low=0.0, high=_core.EPS_MAX, low_open=not allow_zero, high_open=False)
+
+
+def check_steps(value) -> np.ndarray:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"steps must be an integer >= 1, got {value!r}")
+    arr = _as_float_array("steps", value)
+    ok = np.isfinite(arr) & (arr >= 1) & (arr == np.floor(arr))
+    if not np.all(ok):
+        raise ValueError(f"steps must be an integer >= 1, got {_first_bad(arr, ok)!r}")
+    return arr
+
+
+def check_method(method: str, order, ordering) -> Tuple[str, int, str]:
+    """Normalises (method, order, ordering) and rejects anything unknown."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in (1, 2, 3):
+        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if ordering is None:
+        ordering = "both" if method == "certified" else "remove"
+    if ordering not in ORDERINGS:
+        raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
+    if method == "certified" and ordering != "both":
+        raise ValueError("ordering: the certified bound always covers both orderings; "
+                         f"leave ordering unset or pass 'both', got {ordering!r}")
+    return method, int(order), ordering
+
+
+def broadcast(**arrays: np.ndarray) -> Dict[str, np.ndarray]:
+    """Broadcasts the named arrays together or says which shapes clash."""
+    try:
+        out = np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        shapes = ", ".join(f"{k}{np.shape(v)}" for k, v in arrays.items())
+        raise ValueError(f"arguments do not broadcast to a common shape: {shapes}") from None
+    return dict(zip(arrays.keys(), out))
