@@ -167,7 +167,10 @@ inline Composition dpsgd(double sigma, double q, double steps) {
 
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most
 // `eps` under the method (certified: the bound; edgeworth: the estimate).
-// The answer is the safe end of the final bracket, to relative width 1e-10.
+// It solves epsilon(sigma) = eps with the very function `epsilon` above, so
+// epsilon(calibrate_sigma(eps, ...)) <= eps holds exactly, not just up to
+// rounding: the answer is the smallest sigma seen whose eps met the target,
+// i.e. the safe end of the final bracket, of relative width 1e-10.
 inline Answer calibrate_sigma(double eps, double delta, double steps, double q, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, false);
@@ -175,44 +178,52 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::check_steps(steps);
   detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
 
-  // r(sigma) = log(delta_method(eps; sigma) / delta): > 0 means too little noise.
+  // r(sigma) = eps_method(sigma) - eps: > 0 means too little noise.  An
+  // Edgeworth estimate that never reaches delta (tiny sigma) counts as > 0.
   double best_safe = std::numeric_limits<double>::infinity();
+  Answer best;
   auto r = [&](double sigma) {
-    const Answer a = edgeworth::delta(dpsgd(sigma, q, steps), eps, m);
-    const double v = a.value > 0.0 ? std::log(a.value / delta) : -745.0;
-    if (v <= 0.0) best_safe = std::min(best_safe, sigma);
+    double v;
+    try {
+      const Answer a = edgeworth::epsilon(dpsgd(sigma, q, steps), delta, m);
+      v = a.value - eps;
+      if (v <= 0.0 && sigma < best_safe) {
+        best_safe = sigma;
+        best = a;
+      }
+    } catch (const std::domain_error&) {
+      v = 2.0 * kEpsMax;
+    }
     return v;
   };
   double lo = 1.0, hi = 1.0, flo = r(1.0), fhi = flo;
   if (flo > 0.0) {
     while (fhi > 0.0) {
-      lo = hi;
-      flo = fhi;
-      hi *= 2.0;
-      if (hi > kSigmaMax)
+      if (hi == kSigmaMax)
         throw std::domain_error("no sigma <= " + detail::fmt(kSigmaMax) + " meets eps = " + detail::fmt(eps) +
                                 ", delta = " + detail::fmt(delta) + " with steps = " + detail::fmt(steps) +
                                 ", q = " + detail::fmt(q));
+      lo = hi;
+      flo = fhi;
+      hi = std::min(2.0 * hi, kSigmaMax);
       fhi = r(hi);
     }
   } else {
     while (flo <= 0.0) {
-      hi = lo;
-      fhi = flo;
-      lo *= 0.5;
-      if (lo < kSigmaMin)
+      if (lo == kSigmaMin)
         throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                " is met even at sigma = " + detail::fmt(hi) + " (steps = " + detail::fmt(steps) +
+                                " is met even at sigma = " + detail::fmt(lo) + " (steps = " + detail::fmt(steps) +
                                 ", q = " + detail::fmt(q) + "); sigma is only searched in [" +
                                 detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) + "]");
+      hi = lo;
+      fhi = flo;
+      lo = std::max(0.5 * lo, kSigmaMin);
       flo = r(lo);
     }
   }
   detail::solve_bracketed(r, lo, hi, flo, fhi, 1e-10);
-  const double sigma = best_safe;
-  Answer a = edgeworth::delta(dpsgd(sigma, q, steps), eps, m);
-  a.value = sigma;
-  return a;
+  best.value = best_safe;
+  return best;
 }
 
 }  // namespace edgeworth

@@ -9,11 +9,15 @@ Every figure is either a certified upper bound (``method="certified"``) or an
 estimate (``method="edgeworth"``, the Edgeworth accountant of Wang et al.,
 arXiv 2206.04236); the ``*_details`` functions say which.
 """
-from . import _core
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - only without a built extension
+    raise ImportError("edgeworth's C++ extension (edgeworth._core) is not built; install the package with "
+                      "`pip install .` and run it from outside the source tree") from exc
 from ._core import UnreachableTargetError
 from .accountant import Accountant
 from .accounting import (AccountingResult, delta, delta_details, epsilon, epsilon_details, noise_multiplier,
-                         noise_multiplier_details)
+                         noise_multiplier_details, privacy_loss_cumulants)
 from .mechanisms import PoissonSubsampledGaussian
 
 __version__ = "0.1.0"
@@ -29,4 +33,5 @@ __all__ = [
     "epsilon_details",
     "noise_multiplier",
     "noise_multiplier_details",
+    "privacy_loss_cumulants",
 ]

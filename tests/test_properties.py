@@ -1,0 +1,70 @@
+"""Monotonicity and invariants of the certified accountant, by hypothesis."""
+import math
+
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import edgeworth
+
+sigmas = st.floats(0.5, 4.0)
+qs = st.floats(1e-3, 0.2)
+steps = st.integers(10, 100_000)
+deltas = st.sampled_from([1e-3, 1e-5, 1e-8, 1e-12])
+epss = st.floats(0.5, 10.0)
+REL = 1e-9  # the optimum over the order t is found to ~1e-7 relative in t
+
+
+@given(s1=sigmas, s2=sigmas, q=qs, n=steps, d=deltas)
+def test_eps_decreases_in_sigma(s1, s2, q, n, d):
+    assume(s1 < s2)
+    assert edgeworth.epsilon(s1, d, n, q) >= edgeworth.epsilon(s2, d, n, q) * (1 - REL)
+
+
+@given(s=sigmas, q1=qs, q2=qs, n=steps, d=deltas)
+def test_eps_increases_in_q(s, q1, q2, n, d):
+    assume(q1 < q2)
+    assert edgeworth.epsilon(s, d, n, q1) <= edgeworth.epsilon(s, d, n, q2) * (1 + REL)
+
+
+@given(s=sigmas, q=qs, n1=steps, n2=steps, d=deltas)
+def test_eps_increases_in_steps(s, q, n1, n2, d):
+    assume(n1 < n2)
+    assert edgeworth.epsilon(s, d, n1, q) <= edgeworth.epsilon(s, d, n2, q) * (1 + REL)
+
+
+@given(s=sigmas, q=qs, n=steps, d1=deltas, d2=deltas)
+def test_eps_decreases_in_delta(s, q, n, d1, d2):
+    assume(d1 < d2)
+    assert edgeworth.epsilon(s, d1, n, q) >= edgeworth.epsilon(s, d2, n, q) * (1 - REL)
+
+
+@given(e=epss, q=qs, n1=steps, n2=steps, d=deltas)
+def test_sigma_increases_in_steps(e, q, n1, n2, d):
+    assume(n1 < n2)
+    assert edgeworth.noise_multiplier(e, d, n1, q) <= edgeworth.noise_multiplier(e, d, n2, q) * (1 + REL)
+
+
+@given(e1=epss, e2=epss, q=qs, n=steps, d=deltas)
+def test_sigma_decreases_in_eps(e1, e2, q, n, d):
+    assume(e1 < e2)
+    assert edgeworth.noise_multiplier(e1, d, n, q) >= edgeworth.noise_multiplier(e2, d, n, q) * (1 - REL)
+
+
+@given(e=epss, q=qs, n=steps, d=deltas)
+def test_calibrated_sigma_meets_target(e, q, n, d):
+    sigma = edgeworth.noise_multiplier(e, d, n, q)
+    got = edgeworth.epsilon(sigma, d, n, q)
+    assert got <= e and got >= e * (1 - 1e-6)
+
+
+@given(s=sigmas, q=qs, n=steps, d=deltas)
+def test_delta_at_certified_eps_is_at_most_delta(s, q, n, d):
+    e = edgeworth.epsilon(s, d, n, q)
+    assume(0 < e <= edgeworth._core.EPS_MAX)
+    assert edgeworth.delta(s, e, n, q) <= d * (1 + 1e-6)
+
+
+@given(s=sigmas, q=qs, n=steps, d=deltas)
+def test_certified_is_finite_and_nonnegative(s, q, n, d):
+    e = edgeworth.epsilon(s, d, n, q)
+    assert math.isfinite(e) and e >= 0
