@@ -105,6 +105,21 @@ inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int o
 
 }  // namespace detail
 
+namespace detail {
+// The Edgeworth expansion standardises by kappa_2; where the privacy loss is
+// degenerate in double precision (kappa_2 underflows, e.g. sigma = 0.01 at
+// q = 1e-7, where Var X ~ e^-1250) there is nothing to expand.
+inline std::array<LossCumulants, 2> expandable_cumulants(const Composition& c) {
+  const auto lc = loss_cumulants(c);
+  for (const auto& o : lc)
+    if (!(o.x[2] > 0.0) || !(o.y[2] > 0.0) || !std::isfinite(o.x[2]) || !std::isfinite(o.y[2]))
+      throw std::domain_error(
+          "the Edgeworth expansion is undefined here: the variance of the privacy loss is not a positive finite "
+          "double (it under- or overflows); use method='certified'");
+  return lc;
+}
+}  // namespace detail
+
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
@@ -118,7 +133,7 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
     a.margin = b.margin;
     return a;
   }
-  const auto lc = loss_cumulants(c);
+  const auto lc = detail::expandable_cumulants(c);
   a.value = -1.0;
   for (Ordering o : {Ordering::Remove, Ordering::Add}) {
     if (!m.covers(o)) continue;
@@ -144,7 +159,7 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
     a.margin = b.margin;
     return a;
   }
-  const auto lc = loss_cumulants(c);
+  const auto lc = detail::expandable_cumulants(c);
   a.value = -std::numeric_limits<double>::infinity();
   for (Ordering o : {Ordering::Remove, Ordering::Add}) {
     if (!m.covers(o)) continue;

@@ -131,3 +131,11 @@ def test_valid_extremes_are_finite_or_named(sigma, q, steps):
         assert "the expansion is unusable here" in str(exc)
     else:
         assert math.isfinite(est) and est >= 0
+
+
+def test_degenerate_privacy_loss_has_no_edgeworth_expansion():
+    # sigma = 0.01 at q = 1e-7: Var X ~ e^-1250 underflows; the expansion is undefined, and says so
+    with pytest.raises(edgeworth.UnreachableTargetError, match="Edgeworth expansion is undefined"):
+        edgeworth.epsilon(0.01, 1e-5, 1, 1e-7, method="edgeworth")
+    # the certified bound is still a finite number there
+    assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 1, 1e-7))
