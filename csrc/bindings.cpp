@@ -14,6 +14,7 @@
 #include "expansions.hpp"
 #include "inversion.hpp"
 #include "mechanisms.hpp"
+#include "saddlepoint.hpp"
 
 namespace py = pybind11;
 using namespace edgeworth;
@@ -26,8 +27,10 @@ MethodSpec make_spec(const std::string& method, int order, const std::string& or
     m.method = Method::Certified;
   else if (method == "edgeworth")
     m.method = Method::Edgeworth;
+  else if (method == "tilted")
+    m.method = Method::Tilted;
   else
-    throw std::invalid_argument("method must be 'certified' or 'edgeworth', got '" + method + "'");
+    throw std::invalid_argument("method must be 'certified', 'tilted' or 'edgeworth', got '" + method + "'");
   m.order = order;
   if (ordering == "remove")
     m.orderings = kRemove;

@@ -18,10 +18,11 @@
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "mechanisms.hpp"
+#include "saddlepoint.hpp"
 
 namespace edgeworth {
 
-enum class Method : int { Certified = 0, Edgeworth = 1 };
+enum class Method : int { Certified = 0, Edgeworth = 1, Tilted = 2 };
 
 // Which orderings an estimate covers: bit 0 = remove, bit 1 = add.
 enum Orderings : int { kRemove = 1, kAdd = 2, kBoth = 3 };
@@ -29,15 +30,16 @@ enum Orderings : int { kRemove = 1, kAdd = 2, kBoth = 3 };
 struct MethodSpec {
   Method method = Method::Certified;
   int order = 2;               // Edgeworth order 1, 2 or 3
-  int orderings = kBoth;       // Edgeworth only; certified always covers both
+  int orderings = kBoth;       // Edgeworth only; certified and tilted always cover both
 
   void validate() const {
-    detail::require(method == Method::Certified || method == Method::Edgeworth, "unknown method");
+    detail::require(method == Method::Certified || method == Method::Edgeworth || method == Method::Tilted,
+                    "unknown method");
     detail::require(order >= 1 && order <= 3, "order must be 1, 2 or 3, got " + std::to_string(order));
     detail::require(orderings >= 1 && orderings <= 3, "ordering must be 'remove', 'add' or 'both'");
   }
   bool covers(Ordering o) const {
-    return method == Method::Certified || (orderings & (o == Ordering::Remove ? kRemove : kAdd));
+    return method != Method::Edgeworth || (orderings & (o == Ordering::Remove ? kRemove : kAdd));
   }
 };
 
@@ -133,6 +135,17 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
     a.margin = b.margin;
     return a;
   }
+  if (m.method == Method::Tilted) {
+    a.value = -1.0;
+    for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+      const double e = tilted_epsilon(c, o, delta);
+      if (e > a.value) {
+        a.value = e;
+        a.ordering = o;
+      }
+    }
+    return a;
+  }
   const auto lc = detail::expandable_cumulants(c);
   a.value = -1.0;
   for (Ordering o : {Ordering::Remove, Ordering::Add}) {
@@ -157,6 +170,17 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
     a.certified = true;
     a.t = b.t;
     a.margin = b.margin;
+    return a;
+  }
+  if (m.method == Method::Tilted) {
+    a.value = -std::numeric_limits<double>::infinity();
+    for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+      const double d = tilted_delta(c, o, eps);
+      if (d > a.value) {
+        a.value = d;
+        a.ordering = o;
+      }
+    }
     return a;
   }
   const auto lc = detail::expandable_cumulants(c);
@@ -194,7 +218,10 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
 
   // r(sigma) = eps_method(sigma) - eps: > 0 means too little noise.  An
-  // Edgeworth estimate that never reaches delta (tiny sigma) counts as > 0.
+  // Edgeworth expansion that never reaches delta or is undefined (tiny sigma)
+  // counts as > 0.  The tilted estimate declines where it is unreliable, which
+  // can happen on either side, so its errors propagate; its search starts at
+  // the certified sigma, which is at or above the sigma it is looking for.
   double best_safe = std::numeric_limits<double>::infinity();
   Answer best;
   auto r = [&](double sigma) {
@@ -207,11 +234,19 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
         best = a;
       }
     } catch (const std::domain_error&) {
+      if (m.method == Method::Tilted) throw;
       v = 2.0 * kEpsMax;
     }
     return v;
   };
-  double lo = 1.0, hi = 1.0, flo = r(1.0), fhi = flo;
+  double start = 1.0, down = 0.5;
+  if (m.method == Method::Tilted) {
+    MethodSpec cert = m;
+    cert.method = Method::Certified;
+    start = calibrate_sigma(eps, delta, steps, q, cert).value;
+    down = 0.9;
+  }
+  double lo = start, hi = start, flo = r(start), fhi = flo;
   if (flo > 0.0) {
     while (fhi > 0.0) {
       if (hi == kSigmaMax)
@@ -232,7 +267,7 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
                                 detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) + "]");
       hi = lo;
       fhi = flo;
-      lo = std::max(0.5 * lo, kSigmaMin);
+      lo = std::max(down * lo, kSigmaMin);
       flo = r(lo);
     }
   }

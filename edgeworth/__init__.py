@@ -6,7 +6,8 @@
 * ``Accountant``: a ledger of heterogeneous segments.
 
 Every figure is either a certified upper bound (``method="certified"``) or an
-estimate (``method="edgeworth"``, the Edgeworth accountant of Wang et al.,
+estimate (``method="tilted"``, the saddle-point expansion, or
+``method="edgeworth"``, the Edgeworth accountant of Wang et al.,
 arXiv 2206.04236); the ``*_details`` functions say which.
 """
 try:
@@ -16,8 +17,8 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
                       "`pip install .` and run it from outside the source tree") from exc
 from ._core import UnreachableTargetError
 from .accountant import Accountant
-from .accounting import (AccountingResult, delta, delta_details, epsilon, epsilon_details, noise_multiplier,
-                         noise_multiplier_details, privacy_loss_cumulants)
+from .accounting import (AccountingResult, EdgeworthAccuracyWarning, delta, delta_details, epsilon, epsilon_details,
+                         noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
 from .mechanisms import PoissonSubsampledGaussian
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Accountant",
     "AccountingResult",
+    "EdgeworthAccuracyWarning",
     "PoissonSubsampledGaussian",
     "UnreachableTargetError",
     "delta",

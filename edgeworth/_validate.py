@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core
 
-METHODS = ("certified", "edgeworth")
+METHODS = ("certified", "tilted", "edgeworth")
 ORDERINGS = ("remove", "add", "both")
 
 
@@ -75,11 +75,11 @@ def check_method(method: str, order, ordering) -> Tuple[str, int, str]:
     if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
     if ordering is None:
-        ordering = "both" if method == "certified" else "remove"
+        ordering = "remove" if method == "edgeworth" else "both"
     if ordering not in ORDERINGS:
         raise ValueError(f"ordering must be one of {ORDERINGS}, got {ordering!r}")
-    if method == "certified" and ordering != "both":
-        raise ValueError("ordering: the certified bound always covers both orderings; "
+    if method != "edgeworth" and ordering != "both":
+        raise ValueError(f"ordering: method {method!r} always covers both orderings; "
                          f"leave ordering unset or pass 'both', got {ordering!r}")
     return method, int(order), ordering
 
