@@ -1,0 +1,101 @@
+"""The tilted (saddle-point) estimate, its reliability guard and the Edgeworth accuracy warning."""
+import functools
+import warnings
+
+import numpy as np
+import pytest
+
+import edgeworth
+
+MNLI_Q, MNLI_T = 2000 / 392702, 3920
+
+# Background, section 6: (q, T, delta, order-1 sigma, true eps there by PLD, sigma that truly gives eps = 8).
+EWTUNE = [
+    (2000 / 67349, 660, 1e-5, 0.7865, 8.289, 0.7982),
+    (2000 / 104743, 1040, 1e-5, 0.711, 8.459, 0.7259),
+    (2000 / 104743, 1040, 1e-6, 0.7395, 8.712, 0.7642),
+    (2000 / 363846, 3620, 1e-6, 0.58, 9.540, 0.6112),
+    (MNLI_Q, MNLI_T, 1e-5, 0.557, 9.140, 0.5786),
+    (MNLI_Q, MNLI_T, 1e-6, 0.573, 9.600, 0.6045),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def pld_bounds(sigma, q, steps, delta, interval=1e-4):
+    """(optimistic, pessimistic) eps from dp_accounting's PLD, add/remove neighbours."""
+    from dp_accounting import NeighboringRelation
+    from dp_accounting.pld import privacy_loss_distribution as pldlib
+    out = []
+    for pessimistic in (False, True):
+        pld = pldlib.from_gaussian_mechanism(
+            standard_deviation=sigma, sensitivity=1.0, pessimistic_estimate=pessimistic,
+            value_discretization_interval=interval, sampling_prob=q, use_connect_dots=pessimistic,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE).self_compose(steps)
+        out.append(float(pld.get_epsilon_for_delta(delta)))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("q,steps,delta,sigma_ew,true_eps,true_sigma", EWTUNE)
+def test_tilted_reproduces_the_true_eps_at_ewtune_points(q, steps, delta, sigma_ew, true_eps, true_sigma):
+    assert edgeworth.epsilon(sigma_ew, delta, steps, q, method="tilted") == pytest.approx(true_eps, abs=0.01)
+    assert edgeworth.noise_multiplier(8.0, delta, steps, q, method="tilted") == pytest.approx(true_sigma, abs=2e-4)
+
+
+@pytest.mark.parametrize("sigma,q,steps,delta", [
+    (0.7865, 2000 / 67349, 660, 1e-5),
+    (1.1, 256 / 60000, 14062, 1e-5),
+    (0.8, 0.01, 1000, 0.015),
+    (2.0, 0.2, 100, 1e-8),
+    (1.0, 0.05, 10_000, 1e-8),
+])
+def test_tilted_matches_pld(sigma, q, steps, delta):
+    # The connect-the-dots (pessimistic) PLD at interval 1e-4 is within ~1e-4 of the
+    # truth here, and is the background's reference; the optimistic one is loose at
+    # many steps (its gap grows like steps * interval / 2) but still a floor.
+    opt, pes = pld_bounds(sigma, q, steps, delta)
+    est = edgeworth.epsilon(sigma, delta, steps, q, method="tilted")
+    assert abs(est / pes - 1) < 0.005 and est >= opt, (est, opt, pes)
+    assert edgeworth.epsilon(sigma, delta, steps, q) >= est  # the certified bound sits above
+
+
+def test_tilted_declines_where_a_single_saddle_point_cannot_work():
+    # q T = 10 sampled steps in all: the tilted law is far from normal (skewness ~ 20)
+    with pytest.raises(edgeworth.UnreachableTargetError, match="unreliable here: .* skewness"):
+        edgeworth.epsilon(1.0, 1e-5, 20_000, 5e-4, method="tilted")
+
+
+def test_tilted_covers_both_orderings():
+    with pytest.raises(ValueError, match="^ordering"):
+        edgeworth.epsilon(1.0, 1e-5, 1000, 0.01, method="tilted", ordering="remove")
+    r = edgeworth.epsilon_details(0.7865, 1e-5, 660, 2000 / 67349, method="tilted")
+    assert r.label == "estimate" and r.orderings == "both" and r.dominating == "remove"
+
+
+def test_warning_fires_for_order_1_at_mnli():
+    with pytest.warns(edgeworth.EdgeworthAccuracyWarning, match=r"order-1 .* tilted .* -1[67]\.\d %"):
+        sigma = edgeworth.noise_multiplier(8.0, 1e-6, MNLI_T, MNLI_Q, method="edgeworth", order=1)
+    assert 0.5725 <= sigma <= 0.5735
+    with pytest.warns(edgeworth.EdgeworthAccuracyWarning):
+        edgeworth.epsilon(0.573, 1e-6, MNLI_T, MNLI_Q, method="edgeworth", order=1)
+    with pytest.warns(edgeworth.EdgeworthAccuracyWarning):
+        edgeworth.delta(0.573, 8.0, MNLI_T, MNLI_Q, method="edgeworth", order=1)
+
+
+def test_warning_stays_silent_where_edgeworth_is_accurate():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", edgeworth.EdgeworthAccuracyWarning)
+        edgeworth.epsilon(1.0, 1e-5, 20_000, 5e-4, method="edgeworth")          # the issue's quiet point
+        edgeworth.epsilon(1.1, 1e-5, 14_062, 256 / 60000, method="edgeworth")   # order 2 within 0.5 %
+        edgeworth.epsilon(np.array([0.8, 1.0]), 1e-5, 10 ** 5, 0.01, method="edgeworth")
+
+
+def test_details_carry_estimate_bound_and_gap():
+    with pytest.warns(edgeworth.EdgeworthAccuracyWarning):
+        r = edgeworth.epsilon_details(0.573, 1e-6, MNLI_T, MNLI_Q, method="edgeworth", order=1)
+    assert r.value == pytest.approx(8.0, abs=0.02) and r.estimate == pytest.approx(9.6, abs=0.01)
+    assert r.bound == edgeworth.epsilon(0.573, 1e-6, MNLI_T, MNLI_Q) and r.gap == r.bound - r.estimate > 0
+    s = edgeworth.noise_multiplier_details(8.0, 1e-6, MNLI_T, MNLI_Q)
+    assert s.value == s.bound and s.estimate == pytest.approx(0.6045, abs=2e-4) and s.gap > 0
+    arr = edgeworth.epsilon_details([0.7865, 1.0], 1e-5, 20_000, 5e-4)
+    assert np.isnan(arr.estimate[0]) or arr.estimate[0] > 0  # nan where tilted declines
+    assert np.all(arr.bound == arr.value)
