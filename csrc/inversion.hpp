@@ -122,78 +122,68 @@ inline std::array<LossCumulants, 2> expandable_cumulants(const Composition& c) {
 }
 }  // namespace detail
 
-inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
-  m.validate();
-  detail::check_delta(delta);
+namespace detail {
+
+// The largest of value_of(o) over the orderings the method covers, and which one it was.
+template <class F>
+Answer largest_over_orderings(const MethodSpec& m, const F& value_of) {
   Answer a;
-  if (m.method == Method::Certified) {
-    const Bound b = certified_epsilon(c, delta);
-    a.value = b.value;
-    a.ordering = b.ordering;
-    a.certified = true;
-    a.t = b.t;
-    a.margin = b.margin;
-    return a;
-  }
-  if (m.method == Method::Tilted) {
-    a.value = -1.0;
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) {
-      const double e = tilted_epsilon(c, o, delta);
-      if (e > a.value) {
-        a.value = e;
-        a.ordering = o;
-      }
-    }
-    return a;
-  }
-  const auto lc = detail::expandable_cumulants(c);
-  a.value = -1.0;
+  a.value = -std::numeric_limits<double>::infinity();
   for (Ordering o : {Ordering::Remove, Ordering::Add}) {
     if (!m.covers(o)) continue;
-    const double e = detail::edgeworth_epsilon_one(lc[static_cast<int>(o)], delta, m.order);
-    if (e > a.value) {
-      a.value = e;
+    const double v = value_of(o);
+    if (v > a.value) {
+      a.value = v;
       a.ordering = o;
     }
   }
   return a;
 }
 
+inline Answer certified_answer(const Bound& b) {
+  Answer a;
+  a.value = b.value;
+  a.ordering = b.ordering;
+  a.certified = true;
+  a.t = b.t;
+  a.margin = b.margin;
+  return a;
+}
+
+}  // namespace detail
+
+inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
+  m.validate();
+  detail::check_delta(delta);
+  switch (m.method) {
+    case Method::Certified:
+      return detail::certified_answer(certified_epsilon(c, delta));
+    case Method::Tilted:
+      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_epsilon(c, o, delta); });
+    case Method::Edgeworth:
+      break;
+  }
+  const auto lc = detail::expandable_cumulants(c);
+  return detail::largest_over_orderings(m, [&](Ordering o) {
+    return detail::edgeworth_epsilon_one(lc[static_cast<int>(o)], delta, m.order);
+  });
+}
+
 inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, true);
-  Answer a;
-  if (m.method == Method::Certified) {
-    const Bound b = certified_delta(c, eps);
-    a.value = b.value;
-    a.ordering = b.ordering;
-    a.certified = true;
-    a.t = b.t;
-    a.margin = b.margin;
-    return a;
-  }
-  if (m.method == Method::Tilted) {
-    a.value = -std::numeric_limits<double>::infinity();
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) {
-      const double d = tilted_delta(c, o, eps);
-      if (d > a.value) {
-        a.value = d;
-        a.ordering = o;
-      }
-    }
-    return a;
+  switch (m.method) {
+    case Method::Certified:
+      return detail::certified_answer(certified_delta(c, eps));
+    case Method::Tilted:
+      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_delta(c, o, eps); });
+    case Method::Edgeworth:
+      break;
   }
   const auto lc = detail::expandable_cumulants(c);
-  a.value = -std::numeric_limits<double>::infinity();
-  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
-    if (!m.covers(o)) continue;
-    const double d = edgeworth_delta(lc[static_cast<int>(o)], eps, m.order);
-    if (d > a.value) {
-      a.value = d;
-      a.ordering = o;
-    }
-  }
-  return a;
+  return detail::largest_over_orderings(m, [&](Ordering o) {
+    return edgeworth_delta(lc[static_cast<int>(o)], eps, m.order);
+  });
 }
 
 // DP-SGD: `steps` steps of the Poisson-subsampled Gaussian.
