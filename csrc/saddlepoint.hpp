@@ -142,6 +142,7 @@ inline double saddle_point(const Composition& c, Ordering o, double eps) {
 
 // Saddle-point estimate of delta(eps) for one ordering.
 inline double tilted_delta(const Composition& c, Ordering o, double eps) {
+  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
   return detail::check_reliable(detail::tilted_point(c, o, detail::saddle_point(c, o, eps))).delta;
 }
 
@@ -149,6 +150,7 @@ inline double tilted_delta(const Composition& c, Ordering o, double eps) {
 // point w itself (eps(w) = G'(w) is increasing), so each step costs one CGF
 // evaluation and no inner root.
 inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   const double w0 = detail::saddle_point(c, o, 0.0);  // the point where eps = 0
   auto g = [&](double w) {
     const double d = detail::tilted_point(c, o, w).delta;
