@@ -1,11 +1,11 @@
 """The tilted (saddle-point) estimate, its reliability guard and the Edgeworth accuracy warning."""
-import functools
 import warnings
 
 import numpy as np
 import pytest
 
 import edgeworth
+from pld_reference import pld_eps
 
 MNLI_Q, MNLI_T = 2000 / 392702, 3920
 
@@ -20,19 +20,9 @@ EWTUNE = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
 def pld_bounds(sigma, q, steps, delta, interval=1e-4):
     """(optimistic, pessimistic) eps from dp_accounting's PLD, add/remove neighbours."""
-    from dp_accounting import NeighboringRelation
-    from dp_accounting.pld import privacy_loss_distribution as pldlib
-    out = []
-    for pessimistic in (False, True):
-        pld = pldlib.from_gaussian_mechanism(
-            standard_deviation=sigma, sensitivity=1.0, pessimistic_estimate=pessimistic,
-            value_discretization_interval=interval, sampling_prob=q, use_connect_dots=pessimistic,
-            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE).self_compose(steps)
-        out.append(float(pld.get_epsilon_for_delta(delta)))
-    return tuple(out)
+    return tuple(pld_eps(((sigma, q, steps),), delta, pessimistic, interval) for pessimistic in (False, True))
 
 
 @pytest.mark.parametrize("q,steps,delta,sigma_ew,true_eps,true_sigma", EWTUNE)
