@@ -69,39 +69,60 @@ class Accountant:
             comp.add(PoissonSubsampledGaussian(sigma, q).to_core(), float(n))
         return comp
 
-    def _result(self, quantity, answer, method, order, ordering, inputs) -> AccountingResult:
+    def _query(self, quantity: str, arg: float, method: str, order: int = 2, ordering: str = "both"):
+        """The core's answer for eps (quantity "epsilon") or delta, or None for an empty ledger."""
+        if not self.history:
+            return None
+        return getattr(self._composition(), quantity)(arg, method, order, ordering)
+
+    def _details(self, quantity: str, arg: float, method: str, order: int, ordering: str) -> AccountingResult:
+        """One query, with the tilted estimate, the certified bound and their gap alongside."""
+        def number(m):
+            try:
+                answer = self._query(quantity, arg, m)
+            except ValueError:  # the tilted estimate declines where it is unreliable
+                return float("nan")
+            return 0.0 if answer is None else float(answer.value)
+
+        answer = self._query(quantity, arg, method, order, ordering)
+        estimate, bound = number("tilted"), number("certified")
         return AccountingResult(
-            quantity=quantity, value=float(answer.value) if answer is not None else 0.0,
+            quantity=quantity, value=0.0 if answer is None else float(answer.value),
             label="certified" if method == "certified" else "estimate", method=method,
-            order=None if method == "certified" else order, orderings=ordering,
-            dominating=answer.ordering if answer is not None else "remove",
-            inputs=dict(inputs, history=list(self.history)))
+            order=order if method == "edgeworth" else None, orderings=ordering,
+            dominating=None if answer is None else answer.ordering,
+            inputs={("delta" if quantity == "epsilon" else "eps"): arg, "history": list(self.history)},
+            estimate=estimate, bound=bound, gap=bound - estimate)
 
     def epsilon_details(self, delta: float, *, method: str = "certified", order: int = 2,
                         ordering: str = None) -> AccountingResult:
+        """Like :meth:`epsilon`, with the label, the dominating ordering, the tilted
+        estimate, the certified bound and their gap."""
         method, order, ordering = check_method(method, order, ordering)
-        d = float(check_delta(delta))
-        answer = self._composition().epsilon(d, method, order, ordering) if self.history else None
-        return self._result("epsilon", answer, method, order, ordering, {"delta": d})
+        return self._details("epsilon", float(check_delta(delta)), method, order, ordering)
 
     def epsilon(self, delta: float, *, method: str = "certified", order: int = 2, ordering: str = None) -> float:
         """eps of everything recorded so far at ``delta`` (0 for an empty ledger).
 
         ``method``, ``order`` and ``ordering`` are as in :func:`edgeworth.epsilon`:
-        "certified" is an upper bound over both orderings, "edgeworth" an estimate.
+        "certified" is an upper bound over both orderings; "tilted" and
+        "edgeworth" are estimates.
         """
-        return self.epsilon_details(delta, method=method, order=order, ordering=ordering).value
+        method, order, ordering = check_method(method, order, ordering)
+        answer = self._query("epsilon", float(check_delta(delta)), method, order, ordering)
+        return 0.0 if answer is None else float(answer.value)
 
     def delta_details(self, eps: float, *, method: str = "certified", order: int = 2,
                       ordering: str = None) -> AccountingResult:
+        """Like :meth:`delta`, with the label and the diagnostics of :meth:`epsilon_details`."""
         method, order, ordering = check_method(method, order, ordering)
-        e = float(check_eps(eps, allow_zero=True))
-        answer = self._composition().delta(e, method, order, ordering) if self.history else None
-        return self._result("delta", answer, method, order, ordering, {"eps": e})
+        return self._details("delta", float(check_eps(eps, allow_zero=True)), method, order, ordering)
 
     def delta(self, eps: float, *, method: str = "certified", order: int = 2, ordering: str = None) -> float:
         """delta of everything recorded so far at ``eps`` (0 for an empty ledger)."""
-        return self.delta_details(eps, method=method, order=order, ordering=ordering).value
+        method, order, ordering = check_method(method, order, ordering)
+        answer = self._query("delta", float(check_eps(eps, allow_zero=True)), method, order, ordering)
+        return 0.0 if answer is None else float(answer.value)
 
     # -- persistence -------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:

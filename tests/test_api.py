@@ -139,3 +139,15 @@ def test_pllr_does_not_overflow():
 def test_edgeworth_order_3_is_available_and_differs():
     e1, e2, e3 = (edgeworth.epsilon(1.0, 1e-5, 1000, 0.01, method="edgeworth", order=k) for k in (1, 2, 3))
     assert len({e1, e2, e3}) == 3 and all(1.5 < e < 2.2 for e in (e1, e2, e3))
+
+
+def test_accountant_details_carry_estimate_bound_and_gap():
+    acc = edgeworth.Accountant()
+    assert acc.epsilon_details(1e-5).dominating is None  # nothing recorded yet
+    acc.compose(0.7865, 2000 / 67349, 660)
+    r = acc.epsilon_details(1e-5)
+    assert r.value == r.bound == edgeworth.epsilon(0.7865, 1e-5, 660, 2000 / 67349)
+    assert r.estimate == edgeworth.epsilon(0.7865, 1e-5, 660, 2000 / 67349, method="tilted")
+    assert r.gap == r.bound - r.estimate > 0 and r.dominating == "remove"
+    d = acc.delta_details(8.0, method="tilted")
+    assert d.label == "estimate" and d.value == d.estimate <= d.bound
