@@ -99,7 +99,8 @@ inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int o
     hi *= 2.0;
     if (hi > kEpsMax)
       throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
-                              fmt(kEpsMax) + ": the expansion is unusable here; use method='certified'");
+                              fmt(kEpsMax) + ": the estimated eps exceeds " + fmt(kEpsMax) +
+                              " or the expansion is unusable here; use method='certified'");
     ghi = g(hi);
   }
   return solve_bracketed(g, lo, hi, glo, ghi, 1e-13).second;
