@@ -18,12 +18,15 @@ DEFAULTS = {"eps": 8.0, "delta": 1e-5, "steps": 1000, "q": 0.01, "sigma": 1.0}
 
 _MEANING = {
     ("noise_multiplier", "certified"): "certified: the true eps at this sigma is at most the target",
-    ("noise_multiplier", "estimate"): "estimate: the Edgeworth eps at this sigma equals the target; "
+    ("noise_multiplier", "tilted"): "estimate: the saddle-point eps at this sigma equals the target (no guarantee)",
+    ("noise_multiplier", "edgeworth"): "estimate: the Edgeworth eps at this sigma equals the target; "
                                        "the true eps may be larger",
     ("epsilon", "certified"): "certified upper bound on eps (add and remove neighbours)",
-    ("epsilon", "estimate"): "Edgeworth point estimate of eps, not a bound",
+    ("epsilon", "tilted"): "saddle-point (tilted Edgeworth) estimate of eps, not a bound",
+    ("epsilon", "edgeworth"): "Edgeworth point estimate of eps, not a bound",
     ("delta", "certified"): "certified upper bound on delta (add and remove neighbours)",
-    ("delta", "estimate"): "Edgeworth point estimate of delta, not a bound",
+    ("delta", "tilted"): "saddle-point (tilted Edgeworth) estimate of delta, not a bound",
+    ("delta", "edgeworth"): "Edgeworth point estimate of delta, not a bound",
 }
 
 
@@ -36,11 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         for name in needs:
             sp.add_argument(f"--{name}", type=int if name == "steps" else float, default=None,
                             help=f"(default {DEFAULTS[name]:g})")
-        sp.add_argument("--method", choices=["certified", "edgeworth"], default="certified",
-                        help="certified upper bound (default) or Edgeworth point estimate")
+        sp.add_argument("--method", choices=["certified", "tilted", "edgeworth"], default="certified",
+                        help="certified upper bound (default), tilted (saddle-point) estimate, "
+                             "or Edgeworth point estimate")
         sp.add_argument("--order", type=int, default=2, help="Edgeworth order 1, 2 or 3 (default 2)")
         sp.add_argument("--ordering", choices=["remove", "add", "both"], default=None,
-                        help="orderings for the Edgeworth estimate (default remove; certified covers both)")
+                        help="orderings for the Edgeworth estimate (default remove; the others cover both)")
         sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     common(sub.add_parser("sigma", help="noise multiplier for a target (eps, delta)"), ["eps", "delta", "steps", "q"])
@@ -77,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     given = ", ".join(f"{n} = {values[n]:g}" for n in needs)
     method = result.method + (f" order {result.order}, {result.orderings} ordering(s)" if result.order else "")
     print(f"{name} = {result.value:.6g}   for {given}")
-    print(f"  {_MEANING[(result.quantity, result.label)]}")
+    print(f"  {_MEANING[(result.quantity, result.method)]}")
     print(f"  method: {method}; dominating ordering: {result.dominating}; computed in {elapsed_ms:.1f} ms")
     print("  Poisson sampling, add/remove-one neighbours; sigma is the noise multiplier (noise std / clip norm)")
     return 0

@@ -56,3 +56,11 @@ def test_console_script(tmp_path):
                           cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "certified" in proc.stdout and "sigma = " in proc.stdout
+
+
+def test_tilted_method(capsys):
+    assert main(["sigma", "--eps", "8", "--delta", "1e-6", "--steps", "3920", "--q", str(2000 / 392702),
+                 "--method", "tilted"]) == 0
+    out = capsys.readouterr().out
+    assert "saddle-point eps at this sigma equals the target" in out
+    assert f"sigma = {edgeworth.noise_multiplier(8.0, 1e-6, 3920, 2000 / 392702, method='tilted'):.6g}" in out
