@@ -131,10 +131,15 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
   // Pass 1: K(s) and the tilted mean K'(s).
   double mean;
   if (identity) {
+    // phi_0(l) and phi_1(l) grow like e^l = q/p, so both integrands carry Q's
+    // mass (e.g. near x = 1/sigma): integrate over Q's range (s = 1), which
+    // also covers P's.
     const int which = s == 0.0 ? 0 : 1;
-    auto f = [&](double x) -> Vec<1> { return {detail::weighted_phi(which, m.pllr(x), m.log_p(x) - shift)}; };
-    const auto r = integrate_adaptive<1>(f, range.cuts, rtol);
-    const double integral = r.value[0] * std::exp(shift);
+    const detail::TiltedRange q_range = s == 1.0 ? range : detail::tilted_range(m, 1.0);
+    const double q_shift = q_range.shift;
+    auto f = [&](double x) -> Vec<1> { return {detail::weighted_phi(which, m.pllr(x), m.log_p(x) - q_shift)}; };
+    const auto r = integrate_adaptive<1>(f, q_range.cuts, rtol);
+    const double integral = r.value[0] * std::exp(q_shift);
     mean = which == 0 ? -integral : integral;
     out.log_mgf = 0.0;
     out.log_mgf_error = 0.0;

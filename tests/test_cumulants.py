@@ -43,8 +43,9 @@ def core_tilted(sigma, q, s, order=5):
     return comp.tilted(s, order)
 
 
-# 22 (sigma, q) pairs spanning tiny and full sampling, heavy and light noise.
-PAIRS = [(0.3, 5e-4), (0.3, 0.01), (0.3, 0.2), (0.3, 1.0),
+# 24 (sigma, q) pairs spanning tiny and full sampling, heavy and light noise.
+PAIRS = [(0.1, 1e-3), (0.15, 0.01),  # tiny sigma: the mean carries Q's mass near x = 1/sigma
+         (0.3, 5e-4), (0.3, 0.01), (0.3, 0.2), (0.3, 1.0),
          (0.5, 5e-4), (0.5, 0.05), (0.5, 0.6),
          (0.8, 5e-4), (0.8, 0.01), (0.8, 0.3),
          (1.0, 1e-3), (1.0, 0.1), (1.0, 1.0),
