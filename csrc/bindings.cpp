@@ -15,6 +15,7 @@
 #include "inversion.hpp"
 #include "mechanisms.hpp"
 #include "saddlepoint.hpp"
+#include "edgeworth_bounds.hpp"
 
 namespace py = pybind11;
 using namespace edgeworth;
@@ -223,4 +224,97 @@ PYBIND11_MODULE(_core, m) {
   m.attr("SIGMA_MIN") = kSigmaMin;
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
+
+  // --- edgeworth_bounds (DGG) ---
+  // Certified Edgeworth-accountant bounds (csrc/edgeworth_bounds.hpp).
+  {
+    auto moments_dict = [](const PllrCentredMoments& mo) {
+      py::dict d;
+      d["mean"] = mo.mean;
+      d["variance"] = mo.variance;
+      d["abs1"] = mo.abs1;
+      d["abs3"] = mo.abs3;
+      d["third"] = mo.third;
+      d["fourth"] = mo.fourth;
+      d["K3"] = mo.K3();
+      d["K3tilde"] = mo.K3tilde();
+      d["K4"] = mo.K4();
+      d["lambda3"] = mo.lambda3();
+      return d;
+    };
+    auto ordering_dict = [](const EdgeworthBoundOrdering& b) {
+      py::dict d;
+      d["ordering"] = std::string(ordering_name(b.ordering));
+      d["eps_lower"] = b.eps_lower;
+      d["eps_upper"] = b.eps_upper;
+      d["vacuous_lower"] = b.vacuous_lower;
+      d["vacuous_upper"] = b.vacuous_upper;
+      d["delta_x"] = b.delta_x;
+      d["delta_y"] = b.delta_y;
+      d["dgg_eps_x"] = b.dgg_eps_x;
+      d["dgg_eps_y"] = b.dgg_eps_y;
+      return d;
+    };
+    m.def(
+        "edgeworth_bound",
+        [moments_dict, ordering_dict](double sigma, double q, double steps, double delta) {
+          EdgeworthBoundResult r;
+          {
+            py::gil_scoped_release release;
+            r = dpsgd_edgeworth_bound(sigma, q, steps, delta);
+          }
+          py::dict d;
+          d["eps_lower"] = r.eps_lower;
+          d["eps_upper"] = r.eps_upper;
+          d["vacuous_lower"] = r.vacuous_lower;
+          d["vacuous_upper"] = r.vacuous_upper;
+          d["ordering"] = std::string(ordering_name(r.ordering));
+          const auto& rm = r.orderings[static_cast<int>(Ordering::Remove)];
+          d["delta_x"] = rm.delta_x;
+          d["delta_y"] = rm.delta_y;
+          d["remove"] = ordering_dict(rm);
+          d["add"] = ordering_dict(r.orderings[static_cast<int>(Ordering::Add)]);
+          py::dict mo;
+          mo["x"] = moments_dict(r.x);
+          mo["y"] = moments_dict(r.y);
+          d["moments"] = mo;
+          d["steps"] = r.steps;
+          d["delta"] = r.delta;
+          return d;
+        },
+        py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"),
+        "Certified Edgeworth-accountant bounds on eps(delta) (Wang et al. 2206.04236 with the Derumigny-Girard-"
+        "Guyonvarch error bound) for `steps` steps of DP-SGD; both orderings and their max.");
+    m.def(
+        "edgeworth_bound_moments",
+        [moments_dict](double sigma, double q) {
+          PllrCentredMoments x, y;
+          {
+            py::gil_scoped_release release;
+            const SubsampledGaussian mech(sigma, q);
+            x = pllr_centred_moments(mech, 0.0);
+            y = pllr_centred_moments(mech, 1.0);
+          }
+          py::dict d;
+          d["x"] = moments_dict(x);
+          d["y"] = moments_dict(y);
+          return d;
+        },
+        py::arg("sigma"), py::arg("q"),
+        "Per-step centred moments of the PLLR X (under P) and Y (under Q), remove ordering.");
+    m.def(
+        "dgg_delta_n",
+        [](double n, double K3, double K3tilde, double K4, double lambda3, py::object eps) -> py::tuple {
+          if (eps.is_none()) {
+            const DggBound b = dgg_delta_n_optimized(n, K3, K3tilde, K4, lambda3);
+            return py::make_tuple(b.value, b.eps);
+          }
+          const double e = eps.cast<double>();
+          return py::make_tuple(dgg_delta_n(n, K3, K3tilde, K4, lambda3, e), e);
+        },
+        py::arg("n"), py::arg("K3"), py::arg("K3tilde"), py::arg("K4"), py::arg("lambda3"), py::arg("eps") = py::none(),
+        "DGG bound on sup|F_n - Edgeworth_1| for n i.i.d. steps; eps=None optimises eps over (0, 1/3). "
+        "Returns (Delta_n, eps).");
+  }
+  // --- end edgeworth_bounds ---
 }
