@@ -14,9 +14,8 @@ import pytest
 import edgeworth
 from edgeworth import _core
 
-mpmath.mp.dps = 34
 
-
+@mpmath.workdps(34)  # local precision: other test modules use mpmath too
 def reference_tilted(sigma, q, s):
     """K(s) and K'(s)..K^(5)(s) of the PLLR of the subsampled Gaussian, in mpmath."""
     mu, q, s = mpmath.mpf(1) / mpmath.mpf(sigma), mpmath.mpf(q), mpmath.mpf(s)

@@ -47,6 +47,7 @@ MOMENT_POINTS = [
 
 
 @functools.lru_cache(maxsize=None)
+@mp.workdps(30)  # local precision: other test modules use mpmath too
 def mp_moments(sigma: float, q: float) -> dict:
     """Centred moments of X = l(W), W ~ P and Y = l(W), W ~ Q at 30 digits.
 
@@ -55,7 +56,6 @@ def mp_moments(sigma: float, q: float) -> dict:
     point of l and the kink l(x) = mean; the integrands are scaled by powers of q to
     be O(1) (mp.quad's tolerance is absolute).
     """
-    mp.mp.dps = 30
     s, qq = mp.mpf(sigma), mp.mpf(q)
     mu = 1 / s
 
@@ -139,10 +139,10 @@ def test_standardised_moments():
 # ---------------------------------------------------------------------------
 # (b) the DGG bound
 # ---------------------------------------------------------------------------
+@mp.workdps(30)
 def dgg_reference(n, K3, K3t, K4, lam, eps):
     """Independent transcription of Delta_n (DGG Theorem A.3, eq. (17) + (21); BoundEdgeworth
     Bound_EE1_nocont_iid_skew, r1n_iid_skew, Rn_iid_integrated, e_2n, P_2n), in mpmath."""
-    mp.mp.dps = 30
     n, K3, K3t, K4, lam, eps = (mp.mpf(v) for v in (n, K3, K3t, K4, lam, eps))
     C, pi, L = mp.mpf("1.0253"), mp.pi, abs(lam)
     w = 1 - 3 * eps
