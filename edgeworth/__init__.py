@@ -17,8 +17,8 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
                       "`pip install .` and run it from outside the source tree") from exc
 from ._core import UnreachableTargetError
 from .accountant import Accountant
-from .accounting import (AccountingResult, EdgeworthAccuracyWarning, delta, delta_details, epsilon, epsilon_details,
-                         noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
+from .accounting import (AccountingResult, EdgeworthAccuracyWarning, EdgeworthBounds, delta, delta_details, epsilon,
+                         epsilon_details, noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
 from .mechanisms import PoissonSubsampledGaussian
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "Accountant",
     "AccountingResult",
     "EdgeworthAccuracyWarning",
+    "EdgeworthBounds",
     "PoissonSubsampledGaussian",
     "UnreachableTargetError",
     "delta",

@@ -31,6 +31,7 @@ import mpmath as mp
 import numpy as np
 import pytest
 
+import edgeworth
 from edgeworth import _core
 
 # ---------------------------------------------------------------------------
@@ -442,3 +443,30 @@ def test_result_layout():
 def test_edgeworth_bound_validation(args, name):
     with pytest.raises(ValueError, match=name):
         _core.edgeworth_bound(*args)
+
+
+# ---------------------------------------------------------------------------
+# (e) the public API: edgeworth.epsilon(..., method="edgeworth", bound=True)
+# ---------------------------------------------------------------------------
+def test_public_api_bounds():
+    m = 200_000
+    q = 0.08 * math.sqrt(math.log(m) / m)
+    b = edgeworth.epsilon(0.8, 0.1, m, q, method="edgeworth", bound=True)
+    assert isinstance(b, edgeworth.EdgeworthBounds) and b.label == "certified"
+    raw = _core.edgeworth_bound(0.8, q, m, 0.1)
+    assert (b.lower, b.upper) == (raw["eps_lower"], raw["eps_upper"]) and not (b.vacuous_lower or b.vacuous_upper)
+    est = edgeworth.epsilon(0.8, 0.1, m, q, method="edgeworth", order=1, ordering="both")
+    assert b.lower <= est <= b.upper
+    ew = edgeworth.epsilon([0.573, 0.8], [1e-6, 0.1], [3920, m], [2000 / 392702, q], method="edgeworth", bound=True)
+    assert list(ew.vacuous_upper) == [True, False] and ew.upper[0] == math.inf and ew.lower[0] == 0.0
+    assert ew.upper[1] == b.upper
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(method="certified", bound=True), "^bound"),
+    (dict(method="edgeworth", order=2, bound=True), "^order"),
+    (dict(method="edgeworth", ordering="remove", bound=True), "^order"),
+])
+def test_public_api_bounds_reject_other_settings(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        edgeworth.epsilon(0.8, 0.1, 1000, 0.01, **kwargs)

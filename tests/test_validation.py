@@ -45,7 +45,7 @@ def test_one_bad_element_in_an_array_is_reported(param):
         edgeworth.epsilon(**args)
 
 
-@pytest.mark.parametrize("order", [0, 4, -1, 2.0, "2", True, None])
+@pytest.mark.parametrize("order", [0, 4, -1, 2.0, "2", True])
 def test_order_must_be_1_2_or_3(order):
     with pytest.raises(ValueError, match="^order"):
         edgeworth.epsilon(1.0, 1e-5, 100, 0.01, method="edgeworth", order=order)
