@@ -70,22 +70,27 @@ struct TiltedRange {
 inline TiltedRange tilted_range(const Mechanism& m, double s) {
   constexpr double kCut = 80.0;  // e^-80 ~ 1.8e-35 relative to the peak
   auto logg = [&](double x) { return m.log_p(x) + s * m.pllr(x); };
-  std::vector<double> b = m.breakpoints(s);
+  const std::vector<double> b = m.breakpoints(s);
+  std::vector<double> lb(b.size());
   double shift = -std::numeric_limits<double>::infinity();
-  double lo = b.front(), hi = b.front();
-  for (double x : b) {
-    shift = std::max(shift, logg(x));
-    lo = std::min(lo, x);
-    hi = std::max(hi, x);
-  }
+  for (std::size_t i = 0; i < b.size(); ++i) shift = std::max(shift, lb[i] = logg(b[i]));
   if (!std::isfinite(shift)) throw std::runtime_error("CGF integrand is not finite at s = " + fmt(s));
+  // Only breakpoints where the integrand is significant shape the range and
+  // the panels.  A far one (e.g. where l turns linear, x ~ 9000 for sigma =
+  // 1000, q = 1e-4) would otherwise make a panel so wide that none of its
+  // nodes sees the mass at its near end, and the quadrature would "converge"
+  // on a wrong value.
+  std::vector<double> sig;
+  for (std::size_t i = 0; i < b.size(); ++i)
+    if (lb[i] >= shift - kCut) sig.push_back(b[i]);
+  double lo = *std::min_element(sig.begin(), sig.end()), hi = *std::max_element(sig.begin(), sig.end());
   double step = 1.0;
   for (int i = 0; i < 200 && logg(lo) - shift > -kCut; ++i, step *= 2.0) lo -= step;
   step = 1.0;
   for (int i = 0; i < 200 && logg(hi) - shift > -kCut; ++i, step *= 2.0) hi += step;
   // Safety net for a mode the breakpoints missed: a coarse scan of the range.
   constexpr int kScan = 32;
-  double x_best = b.front(), best = shift;
+  double x_best = sig.front(), best = shift;
   for (int i = 1; i < kScan; ++i) {
     const double x = lo + (hi - lo) * i / kScan, v = logg(x);
     if (v > best) {
@@ -97,8 +102,8 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   r.shift = best;
   r.cuts.push_back(lo);
   r.cuts.push_back(hi);
-  if (best > shift) b.push_back(x_best);
-  for (double x : b)
+  if (best > shift) sig.push_back(x_best);
+  for (double x : sig)
     if (x > lo && x < hi) r.cuts.push_back(x);
   return r;
 }

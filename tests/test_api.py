@@ -151,3 +151,16 @@ def test_accountant_details_carry_estimate_bound_and_gap():
     assert r.gap == r.bound - r.estimate > 0 and r.dominating == "remove"
     d = acc.delta_details(8.0, method="tilted")
     assert d.label == "estimate" and d.value == d.estimate <= d.bound
+
+
+@pytest.mark.parametrize("sigma,q,steps,delta", [(1000.0, 1e-4, 10 ** 9, 1e-15), (1000.0, 1e-4, 10 ** 9, 1e-5),
+                                                 (100.0, 1e-4, 10 ** 9, 1e-5), (1000.0, 1e-7, 10 ** 9, 1e-15)])
+def test_certified_in_the_clt_regime(sigma, q, steps, delta):
+    # 1e2..1e5 sampled steps of a tiny per-step loss: the GDP central limit is accurate here
+    # (to ~1e-6 relative), so it pins the truth; certified must sit above it, tilted on it.
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+    mu = q * math.sqrt(steps * math.expm1(1 / sigma ** 2))
+    gdp = brentq(lambda e: norm.cdf(-e / mu + mu / 2) - math.exp(e) * norm.cdf(-e / mu - mu / 2) - delta, 0, 50)
+    assert edgeworth.epsilon(sigma, delta, steps, q) >= gdp
+    assert edgeworth.epsilon(sigma, delta, steps, q, method="tilted") == pytest.approx(gdp, rel=1e-4)

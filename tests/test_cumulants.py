@@ -155,3 +155,18 @@ def test_tiny_sampling_rate_keeps_relative_accuracy():
     got = core_tilted(sigma, q, 0)["derivatives"]
     assert_cumulants_close(got, want)
     assert got[0] == pytest.approx(-q * q * math.expm1(1.0) / 2, rel=1e-5)
+
+
+# Large sigma with tiny q puts the point where l turns linear far from the mass
+# (x ~ 9200 for sigma = 1000, q = 1e-4).  A panel reaching out to it once made the
+# quadrature miss ~1 % of the mass and report K < 0 (and certified eps = 0).
+EXTREME_TILTS = [(1000.0, 1e-4, 2300.0), (1000.0, 1e-4, -300.0), (100.0, 1e-6, 500.0), (20.0, 1e-7, 50.0),
+                 (4.0, 1e-3, 40.0), (0.5, 0.2, -20.0)]
+
+
+@pytest.mark.parametrize("sigma,q,s", EXTREME_TILTS)
+def test_cgf_at_extreme_tilts_matches_mpmath(sigma, q, s):
+    want_k, want = reference_tilted(sigma, q, s)
+    got = core_tilted(sigma, q, s, order=1)
+    assert abs(got["cgf"] - want_k) <= 1e-7 * abs(want_k) + 1e-15, (got["cgf"], want_k)
+    assert abs(got["derivatives"][0] - want[0]) <= 1e-7 * abs(want[0]) + 1e-12 * math.sqrt(abs(want[1]))
