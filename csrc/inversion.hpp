@@ -15,6 +15,7 @@
 #include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
+#include "edgeworth_bounds.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "mechanisms.hpp"
@@ -141,6 +142,28 @@ Answer largest_over_orderings(const MethodSpec& m, const F& value_of) {
   return a;
 }
 
+// The Edgeworth accountant's own certified bound (order-1 expansion plus the
+// DGG error Delta, edgeworth_bounds.hpp) is for i.i.d. steps, and can only be
+// informative once Delta, which is at least 0.1995 / sqrt(n) (Lyapunov:
+// K3 >= 1), is below delta.  Skipping it elsewhere only ever forgoes a
+// tighter bound; it never affects validity.
+inline bool paper_bound_may_help(const Composition& c, double delta) {
+  return c.segments().size() == 1 && delta > 0.1995 / std::sqrt(c.segments()[0].count);
+}
+
+// The paper's certified delta_upper(eps) over both orderings (1 if vacuous).
+inline double paper_delta_upper(const Composition& c, double eps) {
+  const auto& seg = c.segments()[0];
+  const PllrCentredMoments x = pllr_centred_moments(*seg.mechanism, 0.0), y = pllr_centred_moments(*seg.mechanism, 1.0);
+  const double dx = dgg_delta_for_steps(x, seg.count).value, dy = dgg_delta_for_steps(y, seg.count).value;
+  EdgeworthBoundInputs rm = edgeworth_bound_inputs(x, y, seg.count), ad = edgeworth_bound_inputs(y.negated(), x.negated(), seg.count);
+  rm.delta_x = dx;
+  rm.delta_y = dy;
+  ad.delta_x = dy;
+  ad.delta_y = dx;
+  return std::min(1.0, std::max({0.0, edgeworth_delta_upper(rm, eps), edgeworth_delta_upper(ad, eps)}));
+}
+
 inline Answer certified_answer(const Bound& b) {
   Answer a;
   a.value = b.value;
@@ -157,8 +180,25 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
   switch (m.method) {
-    case Method::Certified:
-      return detail::certified_answer(certified_epsilon(c, delta));
+    case Method::Certified: {
+      // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
+      Answer a = detail::certified_answer(certified_epsilon(c, delta));
+      if (detail::paper_bound_may_help(c, delta)) {
+        try {
+          const auto& seg = c.segments()[0];
+          const EdgeworthBoundResult e = edgeworth_bound(*seg.mechanism, seg.count, delta);
+          if (!e.vacuous_upper && e.eps_upper < a.value) {
+            a.value = e.eps_upper;
+            a.ordering = e.ordering;
+            a.t = std::numeric_limits<double>::quiet_NaN();
+            a.margin = 0.0;
+          }
+        } catch (const std::exception&) {
+          // degenerate moments (e.g. sigma ~ 0.01 at tiny q): the optional bound is simply not used
+        }
+      }
+      return a;
+    }
     case Method::Tilted:
       return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_epsilon(c, o, delta); });
     case Method::Edgeworth:
@@ -174,8 +214,22 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, true);
   switch (m.method) {
-    case Method::Certified:
-      return detail::certified_answer(certified_delta(c, eps));
+    case Method::Certified: {
+      Answer a = detail::certified_answer(certified_delta(c, eps));
+      if (detail::paper_bound_may_help(c, a.value)) {
+        try {
+          const double d = detail::paper_delta_upper(c, eps);
+          if (d < a.value) {
+            a.value = d;
+            a.t = std::numeric_limits<double>::quiet_NaN();
+            a.margin = 0.0;
+          }
+        } catch (const std::exception&) {
+          // as above: the optional bound is not used
+        }
+      }
+      return a;
+    }
     case Method::Tilted:
       return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_delta(c, o, eps); });
     case Method::Edgeworth:
