@@ -203,9 +203,12 @@ def _elementwise(fn: Callable[..., float], shape, arrays) -> np.ndarray:
     return out
 
 
-def _tilted_eps_at(sigma, delta, steps, q) -> float:
-    values, _, _ = _core.dpsgd_epsilon(*(np.array([v]) for v in (sigma, delta, steps, q)), "tilted", 2, "both")
-    return float(values[0])
+def _scalar(core_fn, method: str) -> Callable[..., float]:
+    """One element of a vectorised core call, with the given method (order 2, both orderings)."""
+    return lambda *args: float(core_fn(*(np.array([a]) for a in args), method, 2, "both")[0][0])
+
+
+_tilted_eps_at = _scalar(_core.dpsgd_epsilon, "tilted")
 
 
 def _check_edgeworth(result: AccountingResult) -> None:
@@ -246,11 +249,8 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
-    def one(method):
-        return lambda *args: float(core_fn(*(np.array([a]) for a in args), method, 2, "both")[0][0])
-
-    estimate = _elementwise(one("tilted"), shape, list(b.values()))
-    bound = _elementwise(one("certified"), shape, list(b.values()))
+    estimate = _elementwise(_scalar(core_fn, "tilted"), shape, list(b.values()))
+    bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
     out = float if len(shape) == 0 else (lambda a: a)
     return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate))
 
