@@ -16,7 +16,7 @@ Semantics shared by every function here:
 * ``method="tilted"`` is the saddle-point *estimate*: the Edgeworth
   expansion of the exponentially tilted privacy-loss sum (Lugannani-Rice form
   with the second-order correction; Alghamdi et al., arXiv 2208.09595), both
-  orderings.  It matches dp_accounting's PLD to ~1e-4 in eps where it
+  orderings.  It matches dp_accounting's PLD within ~4e-4 relative in eps where it
   answers; where a single saddle point cannot describe the tilted law (its
   skewness exceeds 1, typically with only ~10 sampled steps in all) it raises
   ``UnreachableTargetError`` instead of returning a poor number.
