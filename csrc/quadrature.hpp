@@ -14,6 +14,8 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <limits>
+#include <utility>
 #include <vector>
 
 #include <boost/math/quadrature/gauss.hpp>
@@ -41,12 +43,14 @@ struct Panel {
   Vec<N> value, error, l1;
 };
 
-// One 31-point Gauss-Kronrod panel on [a, b], with the embedded 15-point
-// Gauss rule giving the error estimate.
-template <std::size_t N, class F>
-Panel<N> gk31_panel(const F& f, double a, double b) {
-  using kronrod = boost::math::quadrature::gauss_kronrod<double, 31>;
-  using gauss = boost::math::quadrature::gauss<double, 15>;
+// One Gauss-Kronrod panel on [a, b]: the Points-point Kronrod rule (15 or
+// 31) for the value, its embedded (Points / 2)-point Gauss rule for the error.
+// 15 points suit smooth integrands that are costly per node.
+template <int Points, std::size_t N, class F>
+Panel<N> gk_panel(const F& f, double a, double b) {
+  static_assert(Points == 15 || Points == 31, "15 or 31 points");
+  using kronrod = boost::math::quadrature::gauss_kronrod<double, Points>;
+  using gauss = boost::math::quadrature::gauss<double, Points / 2>;
   const auto& x = kronrod::abscissa();
   const auto& wk = kronrod::weights();
   const auto& wg = gauss::weights();
@@ -86,18 +90,19 @@ Panel<N> gk31_panel(const F& f, double a, double b) {
 }  // namespace detail
 
 // Integrate f over [cuts.front(), cuts.back()], starting with one panel per
-// gap between consecutive cuts and bisecting the worst panel until each
-// component's summed error is within rtol of its L1 norm, or until
-// max_panels panels are in use (then converged == false and the error
-// estimate says how far it got).
-template <std::size_t N, class F>
-QuadratureResult<N> integrate_adaptive(const F& f, std::vector<double> cuts, double rtol,
-                                       int max_panels = 400) {
+// gap between consecutive cuts and bisecting the panel with the largest error
+// relative to its component's tolerance until every component's summed error
+// is at most tol(result)[j] (a callable, so that tolerances may follow the
+// running totals), or until max_panels panels are in use (then converged ==
+// false and the error estimate says how far it got).
+template <std::size_t N, int Points = 31, class F, class Tol>
+QuadratureResult<N> integrate_to(const F& f, std::vector<double> cuts, const Tol& tol, int max_panels) {
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
   std::vector<detail::Panel<N>> panels;
   panels.reserve(static_cast<std::size_t>(max_panels) + 8);
-  for (std::size_t i = 0; i + 1 < cuts.size(); ++i) panels.push_back(detail::gk31_panel<N>(f, cuts[i], cuts[i + 1]));
+  for (std::size_t i = 0; i + 1 < cuts.size(); ++i)
+    panels.push_back(detail::gk_panel<Points, N>(f, cuts[i], cuts[i + 1]));
 
   QuadratureResult<N> r;
   for (;;) {
@@ -110,10 +115,11 @@ QuadratureResult<N> integrate_adaptive(const F& f, std::vector<double> cuts, dou
         r.error[j] += p.error[j];
         r.l1[j] += p.l1[j];
       }
+    r.panels = static_cast<int>(panels.size());
+    const Vec<N> t = tol(r);
     bool done = true;
     for (std::size_t j = 0; j < N; ++j)
-      if (r.error[j] > rtol * r.l1[j]) done = false;
-    r.panels = static_cast<int>(panels.size());
+      if (r.error[j] > t[j]) done = false;
     if (done) {
       r.converged = true;
       return r;
@@ -123,20 +129,30 @@ QuadratureResult<N> integrate_adaptive(const F& f, std::vector<double> cuts, dou
     // Bisect the panel that contributes most to the worst component.
     std::size_t worst = 0;
     double worst_score = -1.0;
-    for (std::size_t i = 0; i < panels.size(); ++i) {
-      double score = 0.0;
+    for (std::size_t i = 0; i < panels.size(); ++i)
       for (std::size_t j = 0; j < N; ++j)
-        if (r.l1[j] > 0.0) score = std::max(score, panels[i].error[j] / r.l1[j]);
-      if (score > worst_score) {
-        worst_score = score;
-        worst = i;
-      }
-    }
+        if (t[j] > 0.0 && panels[i].error[j] / t[j] > worst_score) {
+          worst_score = panels[i].error[j] / t[j];
+          worst = i;
+        }
     const double a = panels[worst].a, b = panels[worst].b, m = 0.5 * (a + b);
     if (!(m > a && m < b)) return r;  // panel cannot be split further in double
-    panels[worst] = detail::gk31_panel<N>(f, a, m);
-    panels.push_back(detail::gk31_panel<N>(f, m, b));
+    panels[worst] = detail::gk_panel<Points, N>(f, a, m);
+    panels.push_back(detail::gk_panel<Points, N>(f, m, b));
   }
+}
+
+// The same with a relative tolerance: every component's error within rtol of
+// its L1 norm.
+template <std::size_t N, class F>
+QuadratureResult<N> integrate_adaptive(const F& f, std::vector<double> cuts, double rtol,
+                                       int max_panels = 400) {
+  auto tol = [rtol](const QuadratureResult<N>& r) {
+    Vec<N> t;
+    for (std::size_t j = 0; j < N; ++j) t[j] = rtol * r.l1[j];
+    return t;
+  };
+  return integrate_to<N>(f, std::move(cuts), tol, max_panels);
 }
 
 }  // namespace edgeworth

@@ -17,11 +17,14 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <stdexcept>
+#include <string>
 
 #include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
+#include "conditioned.hpp"
 #include "expansions.hpp"
 
 namespace edgeworth {
@@ -49,6 +52,7 @@ inline double lr_bracket(double r, double u, double l3, double l4) {
 struct TiltedPoint {
   double w, eps, delta;
   double skewness;  // lambda_3 of the tilted sum at the saddle point
+  double kurtosis;  // lambda_4 there
 };
 
 // Within this distance (|u| = |w - w_mean| sqrt(G'')) of a tail's own mean the
@@ -101,22 +105,41 @@ inline TiltedPoint tilted_point(const Composition& c, Ordering o, double w) {
     }
     delta = py - px_scaled;
   }
-  return {w, eps, delta, l3};
+  return {w, eps, delta, l3, l4};
 }
 
 // Measured against dp_accounting's PLD (tests/test_tilted.py): with
 // |lambda_3| <= 0.65 at the saddle point the eps error is below 0.05 %; at
 // 1.6 it reaches 1 to 4 %, and with few sampled steps in all (q T ~ 10,
 // lambda_3 ~ 20) a single saddle point cannot describe the tilted law at all.
+// An estimate of delta that is not positive is no estimate either.
 constexpr double kMaxSkewness = 1.0;
 
+inline bool is_reliable(const TiltedPoint& p) { return std::fabs(p.skewness) <= kMaxSkewness && p.delta > 0.0; }
+
+// The remove ordering has an exact fallback (conditioned.hpp), so it takes
+// the single saddle point only where that is accurate: lambda_3 in
+// [-0.1, 0.65] (its loss is right-skewed; a left-skewed tilted law means the
+// tilt sits between two modes: a single step at q = 0.1 and delta = 1e-8 is
+// 0.7 % off at lambda_3 = -0.45) and lambda_4 >= -0.5 (a strongly platykurtic
+// tilted law has two modes: a single step at q = 0.1 and delta = 1e-5 is 1 %
+// off at lambda_3 = 0.34, lambda_4 = -0.97).  Where the fallback declines,
+// the reliable range still answers.
+constexpr double kAccurateSkewness = 0.65, kMinRemoveSkewness = -0.1, kMinKurtosis = -0.5;
+
+inline bool is_accurate_remove(const TiltedPoint& p) {
+  return is_reliable(p) && p.skewness <= kAccurateSkewness && p.skewness >= kMinRemoveSkewness &&
+         p.kurtosis >= kMinKurtosis;
+}
+
 inline const TiltedPoint& check_reliable(const TiltedPoint& p) {
-  if (!(std::fabs(p.skewness) <= kMaxSkewness))
-    throw std::domain_error("the tilted (saddle-point) estimate is unreliable here: the tilted privacy loss has "
-                            "skewness " + fmt(p.skewness) + " at the saddle point (reliable up to " +
-                            fmt(kMaxSkewness) + "; typical with few sampled steps in all, q * steps ~ 10); "
-                            "use method='certified'");
-  return p;
+  if (is_reliable(p)) return p;
+  const std::string why =
+      !(std::fabs(p.skewness) <= kMaxSkewness)
+          ? "the tilted privacy loss has skewness " + fmt(p.skewness) + " at the saddle point (reliable up to " +
+                fmt(kMaxSkewness) + "; typical with few sampled steps in all, q * steps ~ 10)"
+          : "its delta at eps = " + fmt(p.eps) + " is " + fmt(p.delta) + ", not positive";
+  throw std::domain_error("the tilted (saddle-point) estimate is unreliable here: " + why + "; use method='certified'");
 }
 
 // The saddle point w of G'(w) = eps, by bracket expansion and TOMS748.
@@ -138,26 +161,252 @@ inline double saddle_point(const Composition& c, Ordering o, double eps) {
   return 0.5 * (br.first + br.second);
 }
 
+// The add ordering's privacy loss is bounded above: there S = -sum l(W_i)
+// with W_i ~ P and l >= log(1 - q), so S <= A = -sum n log(1 - q) and
+// delta_add(eps) = 0 for every eps >= A (infinite where some q = 1 or the
+// mechanism is not a subsampled Gaussian).
+inline double add_loss_ceiling(const Composition& c) {
+  double a = 0.0;
+  for (const auto& seg : c.segments()) {
+    const auto* g = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+    if (g == nullptr || !(g->q() < 1.0)) return std::numeric_limits<double>::infinity();
+    a -= seg.count * std::log1p(-g->q());
+  }
+  return a;
+}
+
+// A lower bound on the remove ordering's delta(eps) from single steps: with
+// F = sum n log(1 - q) (each l >= log(1 - q)), S >= M + F where M is the
+// largest single-step loss, and h(s) = (1 - e^(eps - s))_+ is increasing, so
+//   delta(eps) >= E[h(M + F)] = integral_{v0}^inf e^(v0 - v) P(M >= v) dv,
+//   v0 = eps - F,  P(M >= v) = 1 - prod_segments (1 - Q(l >= v))^n
+// (exact for a single step, up to F).  0 where some segment has q = 1 or is
+// not a subsampled Gaussian.
+inline double remove_delta_floor(const Composition& c, double eps) {
+  double floor = 0.0;
+  for (const auto& seg : c.segments()) {
+    const auto* g = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+    if (g == nullptr || !(g->q() < 1.0)) return 0.0;
+    floor += seg.count * std::log1p(-g->q());
+  }
+  const double v0 = eps - floor;  // > 0
+  auto f = [&](double y) -> Vec<1> {  // y = v - v0
+    double log_none = 0.0;              // log P(M < v)
+    for (const auto& seg : c.segments()) {
+      const auto& g = static_cast<const SubsampledGaussian&>(*seg.mechanism);
+      const double xv = pllr_inverse(g, v0 + y), mu = 1.0 / g.sigma();
+      const double p = (1.0 - g.q()) * 0.5 * std::erfc(xv / std::sqrt(2.0)) +
+                       g.q() * 0.5 * std::erfc((xv - mu) / std::sqrt(2.0));
+      log_none += seg.count * std::log1p(-p);
+    }
+    return {std::exp(-y) * -std::expm1(log_none)};
+  };
+  return integrate_adaptive<1>(f, {0.0, 0.25, 1.0, 4.0, 16.0, 64.0}, 1e-6).value[0];
+}
+
+// The remove ordering's exact fallback (conditioned.hpp) is accepted only
+// where its own error estimate is this small relative to delta.
+constexpr double kInversionRtol = 1e-5;
+
+inline RemoveInversion::Value checked(const RemoveInversion::Value& v, double eps) {
+  if (!(v.error <= kInversionRtol * v.delta))
+    throw std::domain_error("the tilted (saddle-point) estimate is unreliable here: the Laplace inversion of the "
+                            "remove ordering reaches only a relative accuracy of " + fmt(v.error / v.delta) +
+                            " at eps = " + fmt(eps) + "; use method='certified'");
+  return v;
+}
+
+// The conditioned Laplace inversion of the remove ordering: the flat part
+// set aside as far as an all-flat bound at split_eps below `threshold` allows,
+// and the line through the conditioned saddle point for line_eps.
+inline std::unique_ptr<RemoveInversion> remove_inversion(const Composition& c, double split_eps, double threshold,
+                                                         double line_eps,
+                                                         long budget = RemoveInversion::kMaxEvaluations) {
+  const FlatSplit split(c, choose_offset(c, split_eps, threshold));
+  const double hint = saddle_point(c, Ordering::Remove, line_eps) - 1.0;
+  const InversionLine line = inversion_line(split, line_eps, hint);
+  return std::make_unique<RemoveInversion>(c, line.c, line.saddle, split, budget);
+}
+
+// delta(eps) of the remove ordering by the conditioned Laplace inversion.
+inline double inverted_remove_delta(const Composition& c, double eps, double w_saddle) {
+  // The Chernoff bound of the whole law (>= delta) scales the all-flat threshold.
+  const double cs = w_saddle - 1.0;
+  const double chernoff = cs > 0.0 ? std::exp(loss_cgf(c, Ordering::Remove, Loss::Y, cs, 0).log_mgf - cs * eps) : 1.0;
+  auto inv = remove_inversion(c, eps, 1e-13 * chernoff, eps);
+  return checked(inv->delta(eps, true), eps).delta;
+}
+
+// eps(delta) of the remove ordering by the conditioned Laplace inversion.
+// The bracket starts at `guess` (the unreliable single-saddle eps, if it is
+// below the certified eps) or else at the certified eps (a Chernoff bound,
+// bounds.hpp, above the answer), and moves along the slope of log delta
+// (about minus the conditioned saddle point).
+// One inversion serves the whole search (its Psi(u) nodes are cached); it is
+// set up again only where its own error estimate says it has become
+// inaccurate, or below the eps its flat part was set aside for, where the
+// all-flat bound says that is no longer negligible.
+inline double inverted_remove_epsilon(const Composition& c, double delta, double guess) {
+  constexpr double kRebuildRtol = 1e-5, kFlatRtol = 1e-9;
+  std::unique_ptr<RemoveInversion> inv;
+  double split_eps = 0.0, line_eps = 0.0;
+  long spent = 0;  // the work budget is for the whole search
+  auto build = [&](double at_split, double at_line) {
+    if (inv) spent += inv->evaluations();
+    inv = remove_inversion(c, at_split, 1e-10 * delta, at_line, RemoveInversion::kMaxEvaluations - spent);
+    split_eps = at_split;
+    line_eps = at_line;
+  };
+  auto at = [&](double eps) {
+    if (!inv || (eps < split_eps && !(inv->flat_bound(eps) <= kFlatRtol * delta))) build(0.8 * eps, eps);
+    RemoveInversion::Value v = inv->delta(eps, false);
+    if (!(v.error <= kRebuildRtol * std::max(v.delta, delta)) && std::fabs(eps - line_eps) > 0.05 * eps) {
+      build(std::min(split_eps, eps), eps);
+      v = inv->delta(eps, false);
+    }
+    return v;
+  };
+  auto g = [&](double eps) {
+    const double d = at(eps).delta;
+    return d > 0.0 ? std::log(d / delta) : -745.0;
+  };
+  const double cert = certified_epsilon(c, Ordering::Remove, delta).value;
+  if (!(cert > 0.0)) return 0.0;  // the bound itself says eps = 0
+  // A lower bound on the answer from the single-step floor of delta (tight
+  // when one large step dominates, 0 when many small ones do).
+  double floor_eps = 0.0;
+  if (remove_delta_floor(c, 0.0) > delta) {
+    double a = 0.0, b = cert;
+    for (int i = 0; i < 40 && b - a > 1e-3 * b; ++i) {
+      const double m = 0.5 * (a + b);
+      (remove_delta_floor(c, m) > delta ? a : b) = m;
+    }
+    floor_eps = a;
+  }
+  // Start from the single-saddle root where it is sane, else between the
+  // bounds; set the flat part aside down to the lower bound at once.
+  const double start = (guess > 0.0 && guess < cert) ? guess : std::sqrt(std::max(floor_eps, 0.05 * cert) * cert);
+  build(0.9 * std::min(start, std::max(floor_eps, 0.05 * cert)), start);
+  // Bracket the root stepping along log delta: Newton with the slope -saddle
+  // first, then secants, each step 10 % long so as to cross the root.
+  double lo = start, glo = g(lo), hi = start, ghi = glo;
+  double x_prev = start, g_prev = glo;
+  bool have_prev = false;
+  auto step_length = [&](double x, double gx) {
+    double slope = inv->saddle();
+    if (have_prev && x != x_prev) {
+      const double secant = -(gx - g_prev) / (x - x_prev);
+      if (secant > 0.0) slope = secant;
+    }
+    return 1.1 * std::fabs(gx) / std::max(slope, 1e-300);
+  };
+  if (glo > 0.0) {  // step up (only from a guess below the bound)
+    while (ghi > 0.0) {
+      const double next = std::min(cert, std::min(4.0 * hi, std::max(1.01 * hi, hi + step_length(hi, ghi))));
+      x_prev = hi;
+      g_prev = ghi;
+      have_prev = true;
+      lo = hi;
+      glo = ghi;
+      hi = next > lo ? next : 1.05 * lo;  // past the bound only through quadrature error
+      ghi = g(hi);
+      if (hi > 2.0 * cert) throw std::domain_error("the tilted estimate of delta stays above " + fmt(delta));
+    }
+  } else {  // step down
+    while (glo <= 0.0) {
+      const double next = std::max(0.25 * lo, std::min(0.99 * lo, lo - step_length(lo, glo)));
+      x_prev = lo;
+      g_prev = glo;
+      have_prev = true;
+      hi = lo;
+      ghi = glo;
+      lo = next;
+      if (lo < 1e-9 * cert) {
+        lo = 0.0;
+        glo = g(0.0);
+        if (glo <= 0.0) return checked(inv->delta(0.0, true), 0.0), 0.0;
+        break;
+      }
+      glo = g(lo);
+    }
+  }
+  std::uintmax_t iters = 100;
+  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-3, std::fabs(a)); };
+  const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
+  const double eps = 0.5 * (br.first + br.second);
+  checked(inv->delta(eps, true), eps);
+  return eps;
+}
+
 }  // namespace detail
 
-// Saddle-point estimate of delta(eps) for one ordering.
+// Saddle-point estimate of delta(eps) for one ordering.  Where the single
+// saddle point is unreliable, the remove ordering falls back to the exact
+// conditioned Laplace inversion (conditioned.hpp); the add ordering answers
+// exactly 0 above the ceiling of its loss, and declines below it.
 inline double tilted_delta(const Composition& c, Ordering o, double eps) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
-  return detail::check_reliable(detail::tilted_point(c, o, detail::saddle_point(c, o, eps))).delta;
+  if (o == Ordering::Add && eps >= detail::add_loss_ceiling(c)) return 0.0;
+  const double w = detail::saddle_point(c, o, eps);
+  const detail::TiltedPoint p = detail::tilted_point(c, o, w);
+  if (o != Ordering::Remove || detail::is_accurate_remove(p)) return detail::check_reliable(p).delta;
+  try {
+    return detail::inverted_remove_delta(c, eps, w);
+  } catch (const std::domain_error&) {
+    if (detail::is_reliable(p)) return p.delta;
+    throw;
+  }
 }
 
 // Saddle-point estimate of eps(delta) for one ordering: solved on the saddle
 // point w itself (eps(w) = G'(w) is increasing), so each step costs one CGF
-// evaluation and no inner root.
+// evaluation and no inner root.  Where it is unreliable, the remove ordering
+// falls back as in tilted_delta.  The add ordering's eps is at most the
+// ceiling A of its loss; where its saddle point is unreliable but the remove
+// ordering's eps provably exceeds A (its delta at A is above delta by the
+// single-step lower bound), the add ordering cannot be the larger, and A (its
+// upper bound) is returned so that the remove ordering decides the maximum
+// over both; otherwise it declines.
 inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  // A root of the remove ordering is trusted only where the estimate stays
+  // sane a little above it: where the expansion breaks down, its delta can
+  // dive through zero, and the root it then crosses is an artefact (at
+  // sigma = 0.8, q = 1e-3, T = 1000, delta = 1e-5 it gave 0.167, truly 0.304).
+  auto sane = [&](const detail::TiltedPoint& p) {
+    if (!(p.delta > 0.0)) return false;
+    if (!(p.eps > 0.0)) return true;
+    const double eps2 = 1.25 * p.eps;
+    try {
+      const double d2 = detail::tilted_point(c, o, detail::saddle_point(c, o, eps2)).delta;
+      return d2 > 0.0 && d2 < delta;
+    } catch (const std::domain_error&) {
+      return false;
+    }
+  };
+  auto finish = [&](const detail::TiltedPoint& p, double eps) {
+    if (o == Ordering::Remove) {
+      const bool is_sane = sane(p), ok = is_sane && detail::is_reliable(p);
+      if (ok && detail::is_accurate_remove(p)) return eps;
+      try {
+        return detail::inverted_remove_epsilon(c, delta, is_sane ? eps : 0.0);  // an artefact is no guess
+      } catch (const std::domain_error&) {
+        if (ok) return eps;
+        throw;
+      }
+    }
+    if (detail::is_reliable(p)) return eps;
+    const double ceiling = detail::add_loss_ceiling(c);
+    if (std::isfinite(ceiling) && detail::remove_delta_floor(c, ceiling) > delta) return ceiling;
+    return detail::check_reliable(p), eps;
+  };
   const double w0 = detail::saddle_point(c, o, 0.0);  // the point where eps = 0
   auto g = [&](double w) {
     const double d = detail::tilted_point(c, o, w).delta;
     return d > 0.0 ? std::log(d / delta) : -745.0;
   };
   const double g0 = g(w0);
-  if (g0 <= 0.0) return detail::check_reliable(detail::tilted_point(c, o, w0)), 0.0;
+  if (g0 <= 0.0) return finish(detail::tilted_point(c, o, w0), 0.0);
   double lo = w0, glo = g0, hi = std::max(1.0, 2.0 * w0), ghi = g(hi);
   while (ghi > 0.0) {
     lo = hi;
@@ -169,7 +418,8 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
   std::uintmax_t iters = 100;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-12 * std::max(1.0, std::fabs(a)); };
   const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
-  return detail::check_reliable(detail::tilted_point(c, o, br.second)).eps;
+  const detail::TiltedPoint p = detail::tilted_point(c, o, br.second);
+  return finish(p, p.eps);
 }
 
 }  // namespace edgeworth

@@ -16,9 +16,12 @@ Semantics shared by every function here:
 * ``method="tilted"`` is the saddle-point *estimate*: the Edgeworth
   expansion of the exponentially tilted privacy-loss sum (Lugannani-Rice form
   with the second-order correction; Alghamdi et al., arXiv 2208.09595), both
-  orderings.  It matches dp_accounting's PLD within ~4e-4 relative in eps where it
-  answers; where a single saddle point cannot describe the tilted law (its
-  skewness exceeds 1, typically with only ~10 sampled steps in all) it raises
+  orderings.  Where a single saddle point cannot describe the tilted law
+  (few sampled steps in all, a skewed or two-moded tilted loss), the remove
+  ordering falls back to the exact Laplace inversion of its transform along
+  a tilted line, conditioned on a step leaving the flat part of the loss
+  (``csrc/conditioned.hpp``); that answer is accepted only where its own error
+  estimate is below 1e-5 relative, and otherwise the call raises
   ``UnreachableTargetError`` instead of returning a poor number.
 * ``method="edgeworth"`` is the *point estimate* of the Edgeworth accountant
   (Wang et al., arXiv 2206.04236; used by EW-Tune, Behnia et al.,

@@ -24,6 +24,7 @@ def test_scalars_give_floats_and_arrays_broadcast():
     assert d.shape == (2,) and d[0] > d[1]
 
 
+@pytest.mark.filterwarnings("ignore::edgeworth.EdgeworthAccuracyWarning")  # the plain estimate is off here (+3 to +5 %)
 def test_details_carry_the_label():
     cert = edgeworth.epsilon_details(1.0, 1e-5, 1000, 0.01)
     assert cert.label == "certified" and cert.certified and cert.method == "certified"
@@ -72,6 +73,7 @@ def test_delta_and_epsilon_are_inverse():
         assert d == pytest.approx(1e-6, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::edgeworth.EdgeworthAccuracyWarning")  # the plain estimate is off here (+3 to +5 %)
 def test_accountant_matches_the_functions_and_counts_steps():
     acc = edgeworth.Accountant()
     assert len(acc) == 0 and acc.epsilon(1e-5) == 0.0 and acc.delta(1.0) == 0.0
@@ -136,6 +138,7 @@ def test_pllr_does_not_overflow():
     assert core.pllr(-1e3) == pytest.approx(math.log1p(-1e-3), rel=1e-14)
 
 
+@pytest.mark.filterwarnings("ignore::edgeworth.EdgeworthAccuracyWarning")  # the plain estimate is off here (+3 to +5 %)
 def test_edgeworth_order_3_is_available_and_differs():
     e1, e2, e3 = (edgeworth.epsilon(1.0, 1e-5, 1000, 0.01, method="edgeworth", order=k) for k in (1, 2, 3))
     assert len({e1, e2, e3}) == 3 and all(1.5 < e < 2.2 for e in (e1, e2, e3))

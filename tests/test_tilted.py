@@ -48,10 +48,71 @@ def test_tilted_matches_pld(sigma, q, steps, delta):
     assert edgeworth.epsilon(sigma, delta, steps, q) >= est  # the certified bound sits above
 
 
-def test_tilted_declines_where_a_single_saddle_point_cannot_work():
-    # q T = 10 sampled steps in all: the tilted law is far from normal (skewness ~ 20)
-    with pytest.raises(edgeworth.UnreachableTargetError, match="unreliable here: .* skewness"):
-        edgeworth.epsilon(1.0, 1e-5, 20_000, 5e-4, method="tilted")
+# Few sampled steps in all (q * steps ~ 0.1 .. 20): one saddle point cannot describe the tilted law of the
+# remove ordering (it is bimodal or heavy-tailed: its skewness there is 1.5 to 20), and the estimate falls back
+# to the Laplace inversion conditioned on a step outside the flat part of the loss (csrc/conditioned.hpp).
+# (sigma, q, steps, delta, PLD interval): small eps needs a finer interval for the pessimistic PLD to pin the truth.
+FEW_SAMPLED = [
+    (0.8, 0.005, 1000, 1e-6, 1e-4),     # background table: 2.0041
+    (1.0, 0.01, 1000, 1e-5, 1e-4),      # 1.8282
+    (1.0, 5e-4, 20_000, 1e-5, 1e-4),    # 0.3228 (the pessimistic PLD is 0.2 % high at this interval)
+    (2.0, 1e-3, 100, 1e-5, 1e-5),
+    (2.0, 1e-3, 10_000, 1e-5, 1e-5),
+    (0.5, 1e-3, 10, 1e-8, 1e-4),        # the add ordering's loss is at most 10 log(1 / (1 - q)) = 0.01 here
+    (0.8, 1e-3, 1000, 1e-5, 1e-4),      # the single saddle point's delta dives through 0: it gave 0.167
+    (1.0, 0.1, 1, 1e-8, 1e-4),          # a single step: a bimodal tilted law; the single saddle point is 0.7 % low
+]
+
+
+@pytest.mark.parametrize("sigma,q,steps,delta,interval", FEW_SAMPLED)
+def test_tilted_matches_pld_with_few_sampled_steps(sigma, q, steps, delta, interval):
+    opt, pes = pld_bounds(sigma, q, steps, delta, interval)
+    r = edgeworth.epsilon_details(sigma, delta, steps, q, method="tilted")
+    assert abs(r.value / pes - 1) < 0.005 and r.value >= opt, (r.value, opt, pes)
+    assert r.dominating == "remove"
+    assert edgeworth.delta(sigma, r.value, steps, q, method="tilted") == pytest.approx(delta, rel=1e-3)
+    assert edgeworth.epsilon(sigma, delta, steps, q) >= r.value  # the certified bound sits above
+
+
+def bromwich_delta_remove(sigma, q, steps, eps, umax=40.0, nu=801, nx=20001):
+    """delta of the remove ordering by plain numerical Laplace inversion (numpy, fixed grids): for n steps,
+    delta(eps) = (1/pi) int_0^inf Re[E_P[e^((lambda + 1) l)]^n e^(-lambda eps) / (lambda (lambda + 1))] du on
+    lambda = c + iu, c the saddle point. Fine for many steps (the integrand then decays fast in u)."""
+    from scipy.optimize import brentq
+    mu = 1.0 / sigma
+
+    def grid(s):
+        x = np.linspace(-40.0, 50.0 + 1.5 * s * mu, nx)
+        loss = np.logaddexp(np.log1p(-q), np.log(q) + mu * x - mu * mu / 2)
+        logw = -0.5 * x * x - 0.5 * np.log(2 * np.pi) + s * loss
+        return loss, np.exp(logw - logw.max()) * (x[1] - x[0]), logw.max()
+
+    def mean(c):
+        loss, w, _ = grid(c + 1.0)
+        return steps * (w @ loss) / w.sum()
+
+    c = brentq(lambda c: mean(c) - eps, 1e-3, 200.0)
+    loss, w, shift = grid(c + 1.0)
+    u = np.linspace(0.0, umax, nu)
+    k = np.concatenate([np.exp(1j * np.outer(part, loss)) @ w for part in np.array_split(u, 16)])
+    lam = c + 1j * u
+    f = np.exp(steps * (np.log(k) + shift) - lam * eps) / (lam * (lam + 1))
+    assert abs(f[-1]) < 1e-30 * abs(f[0])  # the u-range covers the integrand
+    return np.trapezoid(f.real, u) / np.pi
+
+
+def test_tilted_is_exact_far_in_the_tail_with_few_sampled_steps():
+    # At delta = 1e-12 the PLD's own discretisation dominates; an independent Fourier inversion pins it.
+    eps = edgeworth.epsilon(1.0, 1e-12, 1000, 0.01, method="tilted")
+    assert bromwich_delta_remove(1.0, 0.01, 1000, eps) == pytest.approx(1e-12, rel=1e-6)
+    assert bromwich_delta_remove(1.0, 0.01, 1000, 1.8282367) == pytest.approx(1e-5, rel=1e-6)
+
+
+def test_tilted_declines_where_it_cannot_answer():
+    # q * steps = 0.01: the loss that matters (eps ~ 0.02) is tiny next to what the tilt weights, and the
+    # inversion would need the characteristic function at very large u: it declines instead of guessing.
+    with pytest.raises(edgeworth.UnreachableTargetError, match="unreliable here"):
+        edgeworth.epsilon(1.0, 1e-5, 10, 1e-3, method="tilted")
 
 
 def test_tilted_covers_both_orderings():
