@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bounds.hpp"
+#include "cf_bound.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "inversion.hpp"
@@ -225,6 +226,36 @@ PYBIND11_MODULE(_core, m) {
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
 
+  m.def(
+      "cf_delta",
+      [](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {
+        const Ordering o = ordering == "add" ? Ordering::Add : Ordering::Remove;
+        std::optional<CfInversion::Value> v;
+        {
+          py::gil_scoped_release release;
+          v = cf_delta(dpsgd(sigma, q, steps), o, eps);
+        }
+        if (!v) return py::none();
+        return py::make_tuple(v->lower, v->upper);
+      },
+      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
+      "Certified (lower, upper) on delta(eps) of one ordering by the characteristic-function inversion, or None "
+      "where it declines.");
+  m.def(
+      "cf_epsilon",
+      [](double sigma, double q, double steps, double delta, const std::string& ordering) -> py::object {
+        const Ordering o = ordering == "add" ? Ordering::Add : Ordering::Remove;
+        std::optional<double> v;
+        {
+          py::gil_scoped_release release;
+          const Composition c = dpsgd(sigma, q, steps);
+          v = cf_epsilon(c, o, delta, certified_epsilon(c, o, delta).value);
+        }
+        if (!v) return py::none();
+        return py::float_(*v);
+      },
+      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
+      "Certified upper bound on eps(delta) of one ordering by the characteristic-function inversion, or None.");
   // --- edgeworth_bounds (DGG) ---
   // Certified Edgeworth-accountant bounds (csrc/edgeworth_bounds.hpp).
   {

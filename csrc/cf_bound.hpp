@@ -1,0 +1,757 @@
+// Certified bounds on delta(eps) by inverting the characteristic function of
+// the privacy loss on a tilted line.  The argument, constants and margins are
+// written out in docs/certified.md (section "The characteristic-function
+// bound"); this file follows its numbering.
+//
+// (1) Exact representation.  For the loss S (Y-loss of the ordering) with
+//     CGF G and any tilt c > 0,
+//         delta(eps) = e^(G(c) - c eps) R(0),   R(y) = E_c[h(S - eps + y)],
+//         h(v) = e^(-c v) (1 - e^(-v))_+ >= 0,
+//     E_c the law of S tilted by e^(c S).  R has Fourier transform
+//     F(u) = hh(u) Psi(u) e^(-i u eps), hh(u) = 1 / ((c + i u)(c + 1 + i u)),
+//     Psi(u) = E_c[e^(i u S)] = e^(i u M) prod_j phi_j(u)^(n_j)  (M the tilted
+//     mean of S, phi_j the CF of one centred step of segment j).
+// (2) Poisson summation.  With step du and period P = 2 pi / du,
+//         (du / 2 pi) sum_{k in Z} F(k du) = sum_{m in Z} R(m P) >= R(0),
+//     since R >= 0: the trapezoid sum over the whole line is an upper bound
+//     on R(0), with no discretisation error to estimate.  The aliases m != 0
+//     are at most e^(-c m P) and e^(G(c + 1) - (c + 1) eps - |m| P) in delta
+//     units (Chernoff), which gives the lower bound.
+// (3) Truncation.  The terms |k| > K are bounded through |phi_j(u)| <= beta_j(u):
+//     (i)   Taylor: 1 - v u^2 / 2 + r u^3 / 6 (v, r: variance and absolute
+//           third moment of one step, valid while v u^2 <= 2);
+//     (ii)  |phi(u)|^2 <= 1 - (4 u^2 / pi^2) m_I^2 V_I for any interval I of
+//           the loss of length <= pi / u holding mass m_I with conditional
+//           variance V_I  (1 - cos x >= 2 x^2 / pi^2 on |x| <= pi);
+//     (iv)  |phi(u)| <= TV / u, TV the total variation of the density of one
+//           step's loss (integration by parts), exact from the extrema of
+//           that density, which are the roots of an explicit function.
+// (5) Numerical error.  phi_j(k du) are Gauss-Kronrod sums over fixed panels
+//     (each spanning at most 1 in x and 1 radian of u_max l); the difference
+//     to the embedded Gauss rule, times 10, bounds their error, and G(c)
+//     carries bounds.hpp's margin.
+//
+// Only the subsampled Gaussian is supported (the TV bound uses the explicit
+// form of its loss); other mechanisms, and laws the bounds cannot control in
+// kCfMaxTerms terms (few sampled steps in all), decline with std::nullopt,
+// and the caller keeps its other bounds.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+#include <cstdio>
+#include <cstdlib>
+#include <chrono>
+
+#include <boost/math/quadrature/gauss.hpp>
+#include <boost/math/quadrature/gauss_kronrod.hpp>
+#include <boost/math/tools/toms748_solve.hpp>
+
+#include "bounds.hpp"
+#include "cgf.hpp"
+#include "quadrature.hpp"
+
+namespace edgeworth {
+
+namespace detail {
+
+constexpr double kCfPi = 3.14159265358979323846;
+constexpr double kCfPanelPhase = 1.0;   // max u_max |l(b) - l(a)| per panel
+constexpr double kCfPanelWidth = 1.0;   // max b - a per panel (the tilted law has unit scale in x)
+constexpr int kCfMaxPanels = 4096;
+constexpr double kCfCoarseMass = 1e-18;  // relative to the peak of the tilted density
+constexpr int kCfMaxTerms = 4096;
+constexpr double kCfTailRtol = 2e-4;    // truncation + quadrature allowance, relative to the sum
+constexpr double kCfErrorFactor = 10.0; // safety factor on the Gauss-Kronrod error estimates
+constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by the tail bounds
+
+// Central moments (k = 2..6) of a (sub-)probability law, normalised to its
+// own mass, and their absolute counterparts E|X - mean|^k.
+struct LawMoments {
+  double mass = 0.0;
+  std::array<double, 7> mom{}, abs{};
+};
+
+// Bound (i) on |E e^(i u (X - mean))| of a normalised law: the Taylor
+// polynomial of order m - 1 plus the remainder E|X|^m u^m / m!, m = 3, 4, 6,
+// each moment widened by `rtol` of its absolute counterpart.  The smallest;
+// may exceed 1.
+inline double moment_bound(const LawMoments& lm, double u, double rtol) {
+  const auto& mom = lm.mom;
+  const auto& ab = lm.abs;
+  auto widen = [&](int k) { return rtol * ab[k]; };
+  const double u2 = u * u, u3 = u2 * u, u4 = u2 * u2, u5 = u4 * u, u6 = u3 * u3;
+  const double slack2 = widen(2) * u2 / 2.0, slack3 = widen(3) * u3 / 6.0, slack4 = widen(4) * u4 / 24.0,
+               slack5 = widen(5) * u5 / 120.0;
+  const double re2 = 1.0 - mom[2] * u2 / 2.0, im3 = mom[3] * u3 / 6.0;
+  const double b3 = std::fabs(re2) + slack2 + (ab[3] + widen(3)) * u3 / 6.0;
+  const double b4 = std::hypot(re2, im3) + slack2 + slack3 + (ab[4] + widen(4)) * u4 / 24.0;
+  const double b6 = std::hypot(re2 + mom[4] * u4 / 24.0, -im3 + mom[5] * u5 / 120.0) + slack2 + slack3 + slack4 +
+                    slack5 + (ab[6] + widen(6)) * u6 / 720.0;
+  return std::min({b3, b4, b6});
+}
+
+// Moments of the nodes [first, last) with weights w and values l.
+inline LawMoments node_moments(const std::vector<double>& w, const std::vector<double>& l, std::size_t first,
+                               std::size_t last) {
+  LawMoments lm;
+  double mean = 0.0;
+  for (std::size_t i = first; i < last; ++i) {
+    lm.mass += w[i];
+    mean += w[i] * l[i];
+  }
+  if (!(lm.mass > 0.0)) return lm;
+  mean /= lm.mass;
+  for (std::size_t i = first; i < last; ++i) {
+    const double d = l[i] - mean;
+    double p = w[i] / lm.mass;
+    for (int k = 1; k <= 6; ++k) {
+      p *= d;
+      lm.mom[k] += p;
+      lm.abs[k] += std::fabs(p);
+    }
+  }
+  return lm;
+}
+
+// One segment's step under the tilt: x ~ p(x) e^(b l(x)) / e^K(b), loss sign * l(x).
+// The constructor computes what the tail bounds need (moments, TV, mode) on
+// panels of width <= kCfPanelWidth; prepare(u_max) lays the nodes that
+// resolve e^(i u l) up to u_max.
+class TiltedStep {
+ public:
+  TiltedStep(const SubsampledGaussian& m, double count, double b, double sign)
+      : m_(m), count_(count), b_(b), sign_(sign) {
+    const TiltedRange range = tilted_range(m, b);
+    shift_ = range.shift;
+    cuts_ = range.cuts;
+    std::sort(cuts_.begin(), cuts_.end());
+    cuts_.erase(std::unique(cuts_.begin(), cuts_.end()), cuts_.end());
+    if (!lay_nodes(0.0)) return;
+    // The whole law, and splits of it by x into a lower part A and an upper
+    // part B (nodes are in increasing x): |phi| <= m_A beta_A + m_B beta_B.
+    // With rare large losses (a tilted law with a far second mode) the whole
+    // law's moments are useless while the lower part's decay well.
+    std::vector<double> l(d_.size());
+    for (std::size_t i = 0; i < d_.size(); ++i) l[i] = d_[i] + mean_;
+    whole_ = node_moments(w_, l, 0, l.size());
+    ok_ = whole_.mom[2] > 0.0 && std::isfinite(whole_.mom[2]) && std::isfinite(whole_.abs[6]);
+    if (!ok_) return;
+    // split at panel boundaries, where the upper part's mass first exceeds each level
+    std::vector<double> upper_mass(panel_start_.size() + 1, 0.0);
+    for (std::size_t p = panel_start_.size(); p-- > 0;) {
+      const std::size_t end = p + 1 < panel_start_.size() ? panel_start_[p + 1] : l.size();
+      double m = 0.0;
+      for (std::size_t i = panel_start_[p]; i < end; ++i) m += w_[i];
+      upper_mass[p] = upper_mass[p + 1] + m;
+    }
+    std::size_t last = 0;
+    for (double level : {1e-1, 1e-2, 1e-3, 1e-4, 1e-6, 1e-9, 1e-12}) {
+      std::size_t p = panel_start_.size();
+      while (p > 1 && upper_mass[p - 1] <= level) --p;
+      if (p >= panel_start_.size() || p == 0 || panel_start_[p] == last) continue;
+      last = panel_start_[p];
+      splits_.push_back({node_moments(w_, l, 0, last), node_moments(w_, l, last, l.size())});
+    }
+    density_extrema();
+  }
+
+  // The nodes for u <= u_max (false where too many panels would be needed).
+  bool prepare(double u_max) { return ok_ = ok_ && lay_nodes(u_max); }
+
+  bool ok() const { return ok_; }
+  double count() const { return count_; }
+  double sign() const { return sign_; }
+  double mean() const { return mean_; }  // of l (unsigned), over the nodes
+  double variance() const { return whole_.mom[2]; }
+  double tv() const { return tv_; }
+  std::size_t nodes() const { return d_.size(); }
+
+  // log phi(u_k) (centred, signed: conjugated for sign < 0) and the error
+  // bound on |phi(u_k)| for u_k = k du, k = 1..K.
+  void log_cf(double du, int K, std::vector<std::complex<double>>& logphi, std::vector<double>& err) const {
+    const std::size_t n = d_.size();
+    logphi.assign(static_cast<std::size_t>(K) + 1, 0.0);
+    err.assign(static_cast<std::size_t>(K) + 1, 0.0);
+    std::vector<double> e1r(n), e1i(n), er(n), ei(n);
+    auto seed = [&](int k, std::vector<double>& r, std::vector<double>& im) {
+      for (std::size_t i = 0; i < n; ++i) {
+        const double th = k * du * d_[i], s = std::sin(0.5 * th);
+        r[i] = -2.0 * s * s;
+        im[i] = std::sin(th);
+      }
+    };
+    seed(1, e1r, e1i);
+    for (int k = 1; k <= K; ++k) {
+      if (k == 1) {
+        er = e1r;
+        ei = e1i;
+      } else if (k % 64 == 1) {
+        seed(k, er, ei);
+      } else {
+        for (std::size_t i = 0; i < n; ++i) {  // E_k = (1 + E_1) E_(k-1) + E_1
+          const double zr = 1.0 + e1r[i], zi = e1i[i];
+          const double nr = zr * er[i] - zi * ei[i] + e1r[i];
+          const double ni = zr * ei[i] + zi * er[i] + e1i[i];
+          er[i] = nr;
+          ei[i] = ni;
+        }
+      }
+      double sr = 0.0, si = 0.0, dr = 0.0, di = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        sr += w_[i] * er[i];
+        si += w_[i] * ei[i];
+        dr += dw_[i] * er[i];
+        di += dw_[i] * ei[i];
+      }
+      const std::complex<double> phi_minus_1(sr, sign_ * si);
+      logphi[static_cast<std::size_t>(k)] = log1p_complex(phi_minus_1);
+      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(dr, di) + coarse_error_ +
+                                         64.0 * std::numeric_limits<double>::epsilon();
+    }
+  }
+
+  // Bound (i) on |phi(u)|: the whole law's moments, or a split's; the
+  // masses are widened by kCfMomentRtol.  May exceed 1.
+  double moment_bound(double u) const {
+    double best = detail::moment_bound(whole_, u, kCfMomentRtol);
+    for (const auto& [a, b] : splits_) {
+      const double ba = a.mass * detail::moment_bound(a, u, kCfMomentRtol);
+      const double bb = b.mass * std::min(1.0, detail::moment_bound(b, u, kCfMomentRtol));
+      best = std::min(best, (ba + bb) * (1.0 + kCfMomentRtol));
+    }
+    return best + coarse_error_;
+  }
+
+  // The bound (iv) at u: TV / u; and (iii): with density >= f0 on an
+  // interval of the loss of length L, |phi(u)| <= 1 - f0 (L - min(L, 2 / u)).
+  // Both decrease in u.
+  double tv_bound(double u) const {
+    double best = tv_ * (1.0 + kCfMomentRtol) / u;
+    for (const auto& [f0, len] : floors_) best = std::min(best, 1.0 - f0 * (len - std::min(len, 2.0 / u)));
+    return best + coarse_error_;
+  }
+
+  // beta from (ii) on the block [a, 2a]: intervals of length pi / (2 a) at
+  // and beside the mode of the loss density.
+  double interval_bound(double a) const {
+    const double width = kCfPi / (2.0 * a), floor_l = m_.q() < 1.0 ? std::log1p(-m_.q()) : -1e300;
+    double best = 0.0;
+    for (double off : {-0.5, 0.0, -1.0}) {
+      const double lo = std::max(mode_l_ + off * width, floor_l), hi = lo + width;
+      if (!(hi > lo)) continue;
+      // (a sub-interval of I serves as well: clip to the tilted range)
+      const double xlo = lo <= floor_l ? cuts_.front() : std::max(loss_inverse(lo), cuts_.front());
+      const double xhi = std::min(loss_inverse(hi), cuts_.back());
+      if (!(xhi > xlo) || !std::isfinite(xlo) || !std::isfinite(xhi)) continue;
+      const double lc = 0.5 * (lo + hi);
+      auto f = [&](double x) -> Vec<3> {
+        const double l = m_.pllr(x), w = std::exp(m_.log_p(x) + b_ * l - log_norm_), dl = l - lc;
+        return {w, w * dl, w * dl * dl};
+      };
+      std::vector<double> cuts{xlo, xhi};
+      for (double x : cuts_)
+        if (x > xlo && x < xhi) cuts.push_back(x);
+      if (mode_x_ > xlo && mode_x_ < xhi) cuts.push_back(mode_x_);
+      const auto r = integrate_adaptive<3>(f, cuts, 1e-9);
+      if (!r.converged || !(r.value[0] > 0.0)) continue;
+      const double mass = r.value[0], mu1 = r.value[1] / mass, v = r.value[2] / mass - mu1 * mu1;
+      best = std::max(best, mass * mass * std::max(v, 0.0));
+      if (std::getenv("CFDBG")) std::fprintf(stderr, "      I=[%g,%g] x=[%g,%g] mass=%g V=%g mode_l %g\n", lo, hi, xlo, xhi, mass, v, mode_l_);
+    }
+    const double s2 = 1.0 - 4.0 * a * a / (kCfPi * kCfPi) * best * (1.0 - kCfMomentRtol);
+    return std::sqrt(std::max(0.0, std::min(1.0, s2))) + coarse_error_;
+  }
+
+ private:
+  // Gauss-Kronrod nodes on panels of width <= kCfPanelWidth that span at
+  // most kCfPanelPhase radians of u_max l; a panel whose mass is below
+  // kCfCoarseMass of the peak density times its width need not resolve the
+  // phase: it is left out, and twice its mass is charged to every phi.
+  bool lay_nodes(double u_max) {
+    const SubsampledGaussian& m = m_;
+    auto log_w = [&](double x) { return m.log_p(x) + b_ * m.pllr(x) - shift_; };
+    auto panel_mass = [&](double a, double b2) {  // width times the largest of 9 samples
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int i = 0; i <= 8; ++i) mx = std::max(mx, log_w(a + (b2 - a) * i / 8.0));
+      return (b2 - a) * std::exp(mx);
+    };
+    std::vector<std::pair<double, double>> panels, stack;
+    std::vector<char> coarse;
+    for (std::size_t i = 0; i + 1 < cuts_.size(); ++i) stack.push_back({cuts_[i], cuts_[i + 1]});
+    while (!stack.empty()) {
+      const auto [a, b2] = stack.back();
+      stack.pop_back();
+      const double mid = 0.5 * (a + b2);
+      const bool wide = (b2 - a) > kCfPanelWidth;
+      const bool fast = u_max * std::fabs(m.pllr(b2) - m.pllr(a)) > kCfPanelPhase;
+      if ((wide || fast) && mid > a && mid < b2 && (wide || panel_mass(a, b2) > kCfCoarseMass)) {
+        stack.push_back({mid, b2});
+        stack.push_back({a, mid});
+      } else {
+        panels.push_back({a, b2});
+        coarse.push_back(fast ? 1 : 0);
+      }
+      if (static_cast<int>(panels.size() + stack.size()) > kCfMaxPanels) return false;
+    }
+    {  // in increasing x, so that node order is x order
+      std::vector<std::size_t> order(panels.size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](std::size_t i, std::size_t k) { return panels[i].first < panels[k].first; });
+      std::vector<std::pair<double, double>> p2;
+      std::vector<char> c2;
+      for (std::size_t i : order) {
+        p2.push_back(panels[i]);
+        c2.push_back(coarse[i]);
+      }
+      panels.swap(p2);
+      coarse.swap(c2);
+    }
+    using kronrod = boost::math::quadrature::gauss_kronrod<double, 15>;
+    using gauss = boost::math::quadrature::gauss<double, 7>;
+    const auto& xa = kronrod::abscissa();
+    const auto& wk = kronrod::weights();
+    const auto& wg = gauss::weights();
+    std::vector<double> l, wkv, wgv;
+    panel_start_.clear();
+    l.reserve(panels.size() * 15);
+    wkv.reserve(panels.size() * 15);
+    wgv.reserve(panels.size() * 15);
+    double coarse_mass = 0.0;
+    for (std::size_t p = 0; p < panels.size(); ++p) {
+      const auto [a, b2] = panels[p];
+      const double mid = 0.5 * (a + b2), half = 0.5 * (b2 - a);
+      if (!coarse[p]) panel_start_.push_back(l.size());
+      const int n = static_cast<int>(xa.size());
+      for (int j = -(n - 1); j <= n - 1; ++j) {  // in increasing x
+        const auto i = static_cast<std::size_t>(std::abs(j));
+        const double x = mid + (j < 0 ? -1.0 : 1.0) * half * xa[i];
+        const double li = m.pllr(x);
+        const double w = std::exp(log_w(x)) * half;
+        if (coarse[p]) {
+          coarse_mass += w * wk[i];
+          continue;
+        }
+        l.push_back(li);
+        wkv.push_back(w * wk[i]);
+        wgv.push_back(i % 2 == 0 ? w * wg[i / 2] : 0.0);
+      }
+      if (coarse[p]) coarse_mass += 2.0 * panel_mass(a, b2);
+    }
+    double zk = 0.0, zg = 0.0, mean = 0.0;
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      zk += wkv[i];
+      zg += wgv[i];
+      mean += wkv[i] * l[i];
+    }
+    if (!(zk > 0.0) || !(zg > 0.0) || !std::isfinite(zk)) return false;
+    mean_ = mean / zk;
+    coarse_error_ = 2.0 * coarse_mass / zk;
+    log_norm_ = shift_ + std::log(zk + coarse_mass);
+    d_.resize(l.size());
+    w_.resize(l.size());
+    dw_.resize(l.size());
+    for (std::size_t i = 0; i < l.size(); ++i) {
+      d_[i] = l[i] - mean_;
+      w_[i] = wkv[i] / zk;
+      dw_[i] = w_[i] - wgv[i] / zg;
+    }
+    return true;
+  }
+
+  static std::complex<double> log1p_complex(std::complex<double> w) {
+    if (std::abs(w) < 1e-2) {
+      std::complex<double> term = w, sum = 0.0;
+      for (int k = 1; k <= 12; ++k) {
+        sum += term / static_cast<double>(k);
+        term *= -w;
+      }
+      return sum;
+    }
+    return std::log(1.0 + w);
+  }
+
+  double loss_inverse(double v) const {
+    const double mu = 1.0 / m_.sigma();
+    if (m_.q() == 1.0) return (v + 0.5 * mu * mu) / mu;
+    const double e = std::expm1(v) + m_.q();
+    if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
+    return (std::log(e) - std::log(m_.q()) + 0.5 * mu * mu) / mu;
+  }
+
+  // log of the density of l at x: p(x) e^(b l) / (e^K(b) l'(x)).
+  double log_density(double x) const {
+    return m_.log_p(x) + b_ * m_.pllr(x) - log_norm_ - std::log(m_.pllr_slope(x));
+  }
+
+  // The density of l has its extrema where psi(x) = -x - mu + (b + 1) mu r(x)
+  // vanishes (r = l' / mu, a logistic function of x): at most three, found by
+  // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
+  // interior minima).
+  void density_extrema() {
+    const double mu = 1.0 / m_.sigma(), q = m_.q();
+    auto r = [&](double x) { return m_.pllr_slope(x) / mu; };
+    auto psi = [&](double x) { return -x - mu + (b_ + 1.0) * mu * r(x); };
+    auto root = [&](double lo, double hi) {
+      double flo = psi(lo), fhi = psi(hi);
+      for (int i = 0; i < 200 && flo <= 0.0; ++i) flo = psi(lo -= std::max(1.0, std::fabs(lo)));
+      for (int i = 0; i < 200 && fhi >= 0.0; ++i) fhi = psi(hi += std::max(1.0, std::fabs(hi)));
+      std::uintmax_t it = 200;
+      auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
+      const auto br = boost::math::tools::toms748_solve(psi, lo, hi, flo, fhi, tol, it);
+      return 0.5 * (br.first + br.second);
+    };
+    std::vector<double> maxima, minima;
+    const double A = (b_ + 1.0) * mu * mu;
+    if (q == 1.0 || A <= 4.0) {
+      const double x0 = q == 1.0 ? b_ * mu : 0.0;
+      maxima.push_back(q == 1.0 ? x0 : root(x0 - 1.0, x0 + 1.0));
+    } else {
+      const double disc = std::sqrt(1.0 - 4.0 / A);
+      const double rm = 0.5 * (1.0 - disc), rp = 0.5 * (1.0 + disc);
+      const double shift = std::log(q) - std::log1p(-q) - 0.5 * mu * mu;
+      const double xm = (std::log(rm / (1.0 - rm)) - shift) / mu, xp = (std::log(rp / (1.0 - rp)) - shift) / mu;
+      const double pm = psi(xm), pp = psi(xp);
+      if (pm >= 0.0) {
+        maxima.push_back(root(xp, xp + 1.0));
+      } else if (pp <= 0.0) {
+        maxima.push_back(root(xm - 1.0, xm));
+      } else {
+        maxima.push_back(root(xm - 1.0, xm));
+        std::uintmax_t it = 200;
+        auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
+        const auto br = boost::math::tools::toms748_solve(psi, xm, xp, pm, pp, tol, it);
+        minima.push_back(0.5 * (br.first + br.second));
+        maxima.push_back(root(xp, xp + 1.0));
+      }
+    }
+    double tv = 0.0, best = -std::numeric_limits<double>::infinity();
+    for (double x : maxima) {
+      const double lg = log_density(x);
+      tv += 2.0 * std::exp(lg);
+      if (lg > best) {
+        best = lg;
+        mode_x_ = x;
+      }
+    }
+    for (double x : minima) tv -= 2.0 * std::exp(log_density(x));
+    tv_ = tv;
+    mode_l_ = m_.pllr(mode_x_);
+    if (!(tv_ > 0.0) || !std::isfinite(tv_)) {
+      ok_ = false;
+      return;
+    }
+    // Density floors for (iii): around the global mode the density is
+    // monotone up to the neighbouring minima (or the range's ends); where it
+    // stays >= f0 is an interval [xl, xr], found by bisection keeping the
+    // inner end (where density >= f0 has been seen).
+    double left = cuts_.front(), right = cuts_.back();
+    for (double x : minima) {
+      if (x < mode_x_) left = std::max(left, x);
+      if (x > mode_x_) right = std::min(right, x);
+    }
+    for (double level : {0.9, 0.7, 0.5, 0.3, 0.1, 0.03}) {
+      const double lf0 = best + std::log(level);
+      auto crossing = [&](double inner, double outer) {
+        if (log_density(outer) >= lf0) return outer;
+        for (int i = 0; i < 100 && std::fabs(outer - inner) > 1e-12 * (1.0 + std::fabs(inner)); ++i) {
+          const double mid = 0.5 * (inner + outer);
+          (log_density(mid) >= lf0 ? inner : outer) = mid;
+        }
+        return inner;
+      };
+      const double xl = crossing(mode_x_, left), xr = crossing(mode_x_, right);
+      const double width = m_.pllr(xr) - m_.pllr(xl);
+      if (width > 0.0) floors_.push_back({std::exp(lf0) * (1.0 - kCfMomentRtol), width * (1.0 - kCfMomentRtol)});
+    }
+  }
+
+  const SubsampledGaussian& m_;
+  double count_, b_, sign_;
+  bool ok_ = true;
+  double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
+  std::vector<double> cuts_;
+  std::vector<std::size_t> panel_start_;
+  std::vector<std::pair<double, double>> floors_;  // (f0, L) of (iii)
+  double coarse_error_ = 0.0;
+  LawMoments whole_;
+  std::vector<std::pair<LawMoments, LawMoments>> splits_;
+  std::vector<double> d_, w_, dw_;
+};
+
+}  // namespace detail
+
+// delta(eps) bracketed by the inversion on the line c, for every eps at once
+// (the costly part, Psi on the trapezoid nodes, does not depend on eps).
+class CfInversion {
+ public:
+  struct Value {
+    double upper, lower;
+  };
+
+  // Tilt c > 0 (best near the saddle point of G(c) - c eps for the eps of
+  // interest); delta_scale: the order of the deltas that will be asked for
+  // (sets the period so that the aliases are negligible next to it).
+  static std::optional<CfInversion> build(const Composition& comp, Ordering o, double c, double delta_scale) {
+    CfInversion inv;
+    if (!inv.init(comp, o, c, delta_scale)) return std::nullopt;
+    return inv;
+  }
+
+  double c() const { return c_; }
+  int terms() const { return K_; }
+
+  Value delta(double eps) const {
+    // T(eps) = (du / pi) [hh(0) / 2 + sum_k Re(A_k e^(i u_k (M - eps)))]
+    const double theta = du_ * (mean_ - eps);
+    const std::complex<double> step(std::cos(theta), std::sin(theta));
+    std::complex<double> rot = step;
+    double sum = 0.5 / (c_ * (c_ + 1.0));
+    for (int k = 1; k <= K_; ++k) {
+      if (k % 64 == 0) rot = std::polar(1.0, k * theta);
+      sum += (a_[static_cast<std::size_t>(k)] * rot).real();
+      rot *= step;
+    }
+    const double t = du_ / detail::kCfPi * sum;
+    const double slack = slack_ + du_ / detail::kCfPi * 64.0 * std::numeric_limits<double>::epsilon() * K_ * l1_;
+    const double upper = std::exp(g_ + g_margin_ - c_ * eps) * (t + slack);
+    const double alias = std::exp(-c_ * period_) / -std::expm1(-c_ * period_) +
+                         std::exp(g1_ + g1_margin_ - (c_ + 1.0) * eps - period_) / -std::expm1(-period_);
+    const double lower = std::max(0.0, t - slack) * std::exp(g_ - g_margin_ - c_ * eps) - alias;
+    return {std::min(1.0, upper), std::max(0.0, lower)};
+  }
+
+ private:
+  using Steps = std::vector<detail::TiltedStep>;
+
+  bool init(const Composition& comp, Ordering o, double c, double delta_scale) {
+    if (!(c > 0.0) || !std::isfinite(c)) return false;
+    c_ = c;
+    const double b = o == Ordering::Remove ? c + 1.0 : -c, sign = o == Ordering::Remove ? 1.0 : -1.0;
+    const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 2, kBoundRtol);
+    const TiltedCumulants g1 = loss_cgf(comp, o, Loss::Y, c + 1.0, 0, kBoundRtol);
+    if (!std::isfinite(g.log_mgf) || !std::isfinite(g1.log_mgf) || !(g.derivative[2] > 0.0)) return false;
+    g_ = g.log_mgf;
+    g_margin_ = detail::cgf_margin(g);
+    g1_ = g1.log_mgf;
+    g1_margin_ = detail::cgf_margin(g1);
+    const double s = std::sqrt(g.derivative[2]);
+    // The period: aliases below 1e-7 of delta_scale (left: e^(-c P); right:
+    // e^(G(c+1) - (c+1) eps - P), about delta e^(G(c+1) - G(c) - M) e^(-P) near eps = M).
+    const double log_target = std::log(std::max(delta_scale, 1e-300)) - std::log(1e7);
+    period_ = std::max({-log_target / c, std::log(1e7) + std::max(0.0, g1_ - g_ - g.derivative[1]), 8.0 * s, 1.0});
+    du_ = 2.0 * detail::kCfPi / period_;
+
+    Steps steps;
+    for (const auto& seg : comp.segments()) {
+      const auto* m = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+      if (m == nullptr) return false;
+      steps.emplace_back(*m, seg.count, b, sign);
+      if (!steps.back().ok()) return false;
+    }
+    // The number of terms K: the smallest whose truncation bound fits the
+    // allowance, measured against hh(0) / 2 (a lower bound on the sum's L1
+    // scale, so the allowance is conservative).
+    const double allowance = detail::kCfTailRtol * 0.5 / (c * (c + 1.0));
+    const int K = terms_needed(steps, allowance);
+    if (K < 0) return false;
+    for (auto& st : steps)
+      if (!st.prepare(K * du_)) return false;
+    return evaluate(steps, K);
+  }
+
+  double habs(double u) const { return 1.0 / std::sqrt((c_ * c_ + u * u) * ((c_ + 1.0) * (c_ + 1.0) + u * u)); }
+
+  // Truncation bound (units of the sum) on the terms u_k >= a, a = k0 du, by
+  // blocks [a, 2a] with the TV and interval bounds (both decreasing in u, so
+  // their value at a holds on the block), then the TV closure; +inf where it
+  // exceeds `cap`.
+  double block_tail(const Steps& steps, double a, double cap) const {
+    double n_total = 0.0, log_tv = 0.0, tail = 0.0;
+    for (const auto& st : steps) {
+      n_total += st.count();
+      log_tv += st.count() * std::log(st.tv() * (1.0 + detail::kCfMomentRtol));
+    }
+    for (int block = 0; block < 400; ++block) {
+      bool closable = true;
+      for (const auto& st : steps)
+        if (st.tv() * (1.0 + detail::kCfMomentRtol) / a > 0.5) closable = false;
+      if (closable) {
+        // sum_{u_k >= a} |hh| prod (TV / u)^n <= (1 / du) int_{a - du}^inf u^(-2 - N) TV^N du
+        const double a0 = a - du_;
+        return tail + std::exp(log_tv - (n_total + 1.0) * std::log(a0) - std::log(n_total + 1.0)) / du_;
+      }
+      // the block's nodes number at most a / du + 1, each term at most |hh(a)| prod beta^n
+      const double count_in_block = a / du_ + 1.0;
+      double log_beta = 0.0;
+      for (const auto& st : steps) log_beta += st.count() * std::log(std::max(std::min(st.tv_bound(a), 1.0), 1e-300));
+      double block_sum = count_in_block * habs(a) * std::exp(log_beta);
+      if (block_sum > 1e-3 * cap) {
+        double lb = 0.0;
+        for (const auto& st : steps)
+          lb += st.count() * std::log(std::max(std::min({st.tv_bound(a), st.interval_bound(a), 1.0}), 1e-300));
+        block_sum = count_in_block * habs(a) * std::exp(lb);
+      }
+      tail += block_sum;
+      if (std::getenv("CFDBG")) std::fprintf(stderr, "   block a=%g sum=%g\n", a, block_sum);
+      if (tail > cap) return std::numeric_limits<double>::infinity();
+      a *= 2.0;
+    }
+    return std::numeric_limits<double>::infinity();
+  }
+
+  // Node by node with the moment and TV bounds (i), (iv) while the moment
+  // bounds help, then block_tail; K is the first node after which the rest
+  // fits the allowance.  -1 where no K <= kCfMaxTerms does.
+  int terms_needed(const Steps& steps, double allowance) {
+    const int k_cap = 8 * detail::kCfMaxTerms;
+    std::vector<double> term;  // term[k - 1]: bound on |hh(u_k) Psi(u_k)|
+    int k = 1;
+    for (; k <= k_cap; ++k) {
+      const double u = k * du_;
+      double log_beta = 0.0;
+      bool helps = false;
+      for (const auto& st : steps) {
+        const double mb = st.moment_bound(u);
+        if (mb < 1.0) helps = true;
+        log_beta += st.count() * std::log(std::max(std::min({mb, st.tv_bound(u), 1.0}), 1e-300));
+      }
+      term.push_back(habs(u) * std::exp(log_beta));
+      if (!helps) break;
+    }
+    const double rest = block_tail(steps, (static_cast<double>(term.size()) + 1.0) * du_, allowance);
+    if (std::getenv("CFDBG")) std::fprintf(stderr, "c=%g du=%g scanned %zu nodes (u=%g), last term %g, rest %g, allowance %g, var %g tv %g\n", c_, du_, term.size(), term.size()*du_, term.back(), rest, allowance, steps[0].variance(), steps[0].tv());
+    if (!(rest <= 0.5 * allowance)) return -1;
+    double tail = rest;
+    int K = static_cast<int>(term.size());
+    while (K > 8 && tail + term[static_cast<std::size_t>(K - 1)] <= allowance) tail += term[static_cast<std::size_t>(--K)];
+    if (K > detail::kCfMaxTerms) return -1;
+    tail_ = tail;
+    return K;
+  }
+
+  // Psi on the K nodes and the quadrature error bound; the slack collects
+  // truncation and quadrature error.
+  bool evaluate(const Steps& steps, int K) {
+    std::vector<std::complex<double>> log_psi(static_cast<std::size_t>(K) + 1, 0.0), lp;
+    std::vector<double> log_abs_hi(static_cast<std::size_t>(K) + 1, 0.0), err;
+    double mean = 0.0;
+    for (const auto& st : steps) {
+      mean += st.count() * st.sign() * st.mean();
+      st.log_cf(du_, K, lp, err);
+      for (int k = 1; k <= K; ++k) {
+        const auto kk = static_cast<std::size_t>(k);
+        log_psi[kk] += st.count() * lp[kk];
+        log_abs_hi[kk] += st.count() * std::log(std::exp(lp[kk].real()) + err[kk]);
+      }
+    }
+    mean_ = mean;
+    a_.assign(static_cast<std::size_t>(K) + 1, 0.0);
+    double l1 = 0.5 / (c_ * (c_ + 1.0)), qerr = 0.0;
+    for (int k = 1; k <= K; ++k) {
+      const auto kk = static_cast<std::size_t>(k);
+      const double u = k * du_;
+      const std::complex<double> hh = 1.0 / (std::complex<double>(c_, u) * std::complex<double>(c_ + 1.0, u));
+      a_[kk] = hh * std::exp(log_psi[kk]);
+      l1 += std::abs(a_[kk]);
+      qerr += std::abs(hh) * (std::exp(log_abs_hi[kk]) - std::exp(log_psi[kk].real()));
+    }
+    K_ = K;
+    l1_ = l1;
+    if (std::getenv("CFDBG")) std::fprintf(stderr, "K=%d nodes=%zu l1=%g tail=%g qerr=%g\n", K, steps[0].nodes(), l1, tail_, qerr);
+    slack_ = du_ / detail::kCfPi * (tail_ + qerr);
+    return slack_ <= 10.0 * detail::kCfTailRtol * du_ / detail::kCfPi * l1;
+  }
+
+  double c_ = 0.0, du_ = 0.0, period_ = 0.0, mean_ = 0.0;
+  double g_ = 0.0, g_margin_ = 0.0, g1_ = 0.0, g1_margin_ = 0.0;
+  double slack_ = 0.0, l1_ = 0.0, tail_ = 0.0;
+  int K_ = 0;
+  std::vector<std::complex<double>> a_;
+};
+
+namespace detail {
+
+// The tilt for eps: the saddle point G'(c) = eps, kept at least kCfMinTilt.
+constexpr double kCfMinTilt = 0.05;
+
+inline double cf_tilt(const Composition& comp, Ordering o, double eps) {
+  const double t = increasing_root_in_t([&](double t) {
+    return loss_cgf(comp, o, Loss::Y, t, 1, kBoundRtol).derivative[1] - eps;
+  });
+  return std::max(t, kCfMinTilt);
+}
+
+// The tilt for a target delta: where the leading saddle-point term
+// e^(G(c) - c G'(c)) / (c (c + 1) sqrt(2 pi G''(c))) equals delta (decreasing
+// in c).  Only the conditioning of the inversion depends on it.
+inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delta) {
+  const double log_delta = std::log(delta);
+  const double t = increasing_root_in_t([&](double t) {
+    const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, t, 2, kBoundRtol);
+    return -(g.log_mgf - t * g.derivative[1] - std::log(t * (t + 1.0) * std::sqrt(2.0 * kCfPi * g.derivative[2])) -
+             log_delta);
+  });
+  return std::max(t, kCfMinTilt);
+}
+
+}  // namespace detail
+
+// Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
+// the inversion declines.
+inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps) {
+  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
+  const double c = detail::cf_tilt(comp, o, eps);
+  const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
+  const auto inv = CfInversion::build(comp, o, c, std::exp(g.log_mgf - c * eps) * 1e-2);
+  if (!inv) return std::nullopt;
+  return inv->delta(eps);
+}
+
+// Certified upper bound on eps(delta) for one ordering: the smallest eps whose
+// certified upper delta is at most delta, searched below eps_hi (a certified
+// eps, e.g. the Chernoff bound's); nullopt where the inversion declines or
+// does not improve on eps_hi.
+inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
+  const double c = detail::cf_tilt_for_delta(comp, o, delta);
+  const auto inv = CfInversion::build(comp, o, c, delta);
+  if (!inv) return std::nullopt;
+  const double log_delta = std::log(delta);
+  auto f = [&](double eps) {
+    const double u = inv->delta(eps).upper;
+    return u > 0.0 ? std::log(u) - log_delta : -745.0;
+  };
+  // Bracket around the saddle point's eps G'(c), below eps_hi.
+  const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
+  double hi = std::min(eps_hi, 1.02 * guess + 1e-3), fhi = f(hi);
+  while (fhi > 0.0) {
+    if (hi >= eps_hi) return std::nullopt;  // no better than eps_hi
+    hi = std::min(eps_hi, 1.5 * hi + 1e-3);
+    fhi = f(hi);
+  }
+  double lo = 0.98 * std::min(hi, guess), flo = f(lo);
+  while (flo <= 0.0) {
+    hi = lo;
+    fhi = flo;
+    if (lo < 1e-9 * eps_hi) return 0.0;
+    lo *= 0.7;
+    flo = f(lo);
+  }
+  std::uintmax_t iters = 100;
+  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-6, std::fabs(b)); };
+  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  // The answer must itself satisfy upper(eps) <= delta.
+  for (double e : {br.first, br.second, hi})
+    if (f(e) <= 0.0) return e;
+  return hi;
+}
+
+}  // namespace edgeworth
