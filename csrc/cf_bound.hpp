@@ -62,12 +62,13 @@ namespace edgeworth {
 namespace detail {
 
 constexpr double kCfPi = 3.14159265358979323846;
-constexpr double kCfPanelPhase = 1.0;   // max u_max |l(b) - l(a)| per panel
+constexpr double kCfPanelPhase = 2.0;   // max u_max |l(b) - l(a)| per panel
 constexpr double kCfPanelWidth = 1.0;   // max b - a per panel (the tilted law has unit scale in x)
 constexpr int kCfMaxPanels = 4096;
 constexpr double kCfCoarseMass = 1e-18;  // relative to the peak of the tilted density
 constexpr int kCfMaxTerms = 4096;
-constexpr double kCfTailRtol = 2e-4;    // truncation + quadrature allowance, relative to the sum
+constexpr double kCfMaxWork = 4e6;     // terms x nodes (complex multiply-adds, ~10 ms)
+constexpr double kCfTailRtol = 1e-6;    // truncation + quadrature allowance, relative to the sum
 constexpr double kCfErrorFactor = 10.0; // safety factor on the Gauss-Kronrod error estimates
 constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by the tail bounds
 
@@ -160,10 +161,21 @@ class TiltedStep {
       splits_.push_back({node_moments(w_, l, 0, last), node_moments(w_, l, last, l.size())});
     }
     density_extrema();
+    if (ok_) second_order_edges();
   }
 
   // The nodes for u <= u_max (false where too many panels would be needed).
   bool prepare(double u_max) { return ok_ = ok_ && lay_nodes(u_max); }
+
+  // About how many nodes prepare(u_max) will lay (from the base panels).
+  double estimate_nodes(double u_max) const {
+    double n = 0.0;
+    for (std::size_t p = 0; p < panel_edge_.size(); ++p) {
+      const double right = p + 1 < panel_edge_.size() ? panel_edge_[p + 1] : cuts_.back();
+      n += 15.0 * std::max(1.0, u_max * std::fabs(m_.pllr(right) - m_.pllr(panel_edge_[p])) / kCfPanelPhase);
+    }
+    return n;
+  }
 
   bool ok() const { return ok_; }
   double count() const { return count_; }
@@ -172,6 +184,11 @@ class TiltedStep {
   double variance() const { return whole_.mom[2]; }
   double tv() const { return tv_; }
   std::size_t nodes() const { return d_.size(); }
+  const std::vector<std::pair<double, double>>& floors() const { return floors_; }
+  struct Edge {
+    double mass_below, mass_above, f, fp, f2_above, f2_below;
+  };
+  const std::vector<Edge>& edges() const { return edges_; }
 
   // log phi(u_k) (centred, signed: conjugated for sign < 0) and the error
   // bound on |phi(u_k)| for u_k = k du, k = 1..K.
@@ -229,11 +246,25 @@ class TiltedStep {
     return best + coarse_error_;
   }
 
+  // The bound (v) at u: for a split of the loss at v_s,
+  //   |phi(u)| <= m_below + f(v_s) / u + (|f'(v_s)| + ||f''||_1 above) / u^2
+  // (integration by parts twice on the part above), or the same with the
+  // roles of above and below exchanged.  Decreases in u.
+  double second_order_bound(double u) const {
+    double best = 1.0;
+    for (const Edge& e : edges_) {
+      const double common = e.f / u + e.fp / (u * u);
+      best = std::min(best, e.mass_below + common + e.f2_above / (u * u));
+      best = std::min(best, e.mass_above + common + e.f2_below / (u * u));
+    }
+    return best + coarse_error_;
+  }
+
   // The bound (iv) at u: TV / u; and (iii): with density >= f0 on an
   // interval of the loss of length L, |phi(u)| <= 1 - f0 (L - min(L, 2 / u)).
   // Both decrease in u.
   double tv_bound(double u) const {
-    double best = tv_ * (1.0 + kCfMomentRtol) / u;
+    double best = std::min(tv_ * (1.0 + kCfMomentRtol) / u, second_order_bound(u));
     for (const auto& [f0, len] : floors_) best = std::min(best, 1.0 - f0 * (len - std::min(len, 2.0 / u)));
     return best + coarse_error_;
   }
@@ -320,6 +351,7 @@ class TiltedStep {
     const auto& wg = gauss::weights();
     std::vector<double> l, wkv, wgv;
     panel_start_.clear();
+    panel_edge_.clear();
     l.reserve(panels.size() * 15);
     wkv.reserve(panels.size() * 15);
     wgv.reserve(panels.size() * 15);
@@ -327,7 +359,10 @@ class TiltedStep {
     for (std::size_t p = 0; p < panels.size(); ++p) {
       const auto [a, b2] = panels[p];
       const double mid = 0.5 * (a + b2), half = 0.5 * (b2 - a);
-      if (!coarse[p]) panel_start_.push_back(l.size());
+      if (!coarse[p]) {
+        panel_start_.push_back(l.size());
+        panel_edge_.push_back(a);
+      }
       const int n = static_cast<int>(xa.size());
       for (int j = -(n - 1); j <= n - 1; ++j) {  // in increasing x
         const auto i = static_cast<std::size_t>(std::abs(j));
@@ -394,6 +429,52 @@ class TiltedStep {
   // vanishes (r = l' / mu, a logistic function of x): at most three, found by
   // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
   // interior minima).
+  // The edges of (v).  ||f''||_1 over each panel by Gauss-Kronrod on
+  //   |f''(v)| dv = (g / l') |psi^2 + psi' - mu (1 - r) psi| dx,
+  // g the density of l at x, psi = (log g)', r = l' / mu; its error estimate
+  // (times kCfErrorFactor) is added.  Masses come from the nodes, widened by
+  // kCfMomentRtol.
+  void second_order_edges() {
+    const double mu = 1.0 / m_.sigma();
+    auto integrand = [&](double x) -> Vec<1> {
+      const double lp = m_.pllr_slope(x), r = lp / mu;
+      const double psi = -x - mu + (b_ + 1.0) * mu * r;
+      const double dpsi = -1.0 + (b_ + 1.0) * mu * mu * r * (1.0 - r);
+      const double lg = log_density(x);
+      if (!std::isfinite(lg) || !(lp > 0.0)) return {0.0};
+      return {std::exp(lg) / lp * std::fabs(psi * psi + dpsi - mu * (1.0 - r) * psi)};
+    };
+    const std::size_t np = panel_edge_.size();
+    if (np < 2) return;
+    std::vector<double> right(np);
+    for (std::size_t p = 0; p < np; ++p) right[p] = p + 1 < np ? panel_edge_[p + 1] : cuts_.back();
+    std::vector<double> f2(np), mass(np);
+    for (std::size_t p = 0; p < np; ++p) {
+      const auto r = integrate_adaptive<1>(integrand, {panel_edge_[p], right[p]}, 1e-8, 64);
+      f2[p] = r.value[0] + kCfErrorFactor * r.error[0];
+      const std::size_t end = p + 1 < np ? panel_start_[p + 1] : w_.size();
+      double m = 0.0;
+      for (std::size_t i = panel_start_[p]; i < end; ++i) m += w_[i];
+      mass[p] = m;
+    }
+    std::vector<double> f2_above(np + 1, 0.0), mass_above(np + 1, 0.0);
+    for (std::size_t p = np; p-- > 0;) {
+      f2_above[p] = f2_above[p + 1] + f2[p];
+      mass_above[p] = mass_above[p + 1] + mass[p];
+    }
+    const double total_f2 = f2_above[0], widen = 1.0 + kCfMomentRtol;
+    for (std::size_t p = 1; p < np; ++p) {
+      const double x = panel_edge_[p], lp = m_.pllr_slope(x), g = std::exp(log_density(x));
+      const double psi = -x - mu + (b_ + 1.0) * mu * lp / mu;
+      if (!std::isfinite(g) || !(lp > 0.0)) continue;
+      const double below = (1.0 - mass_above[p]) * widen, above = mass_above[p] * widen;
+      edges_.push_back({below, above, g * widen, std::fabs(g * psi / lp) * widen, f2_above[p] * widen,
+                        (total_f2 - f2_above[p]) * widen});
+    }
+    // no split at all: ||f''||_1 / u^2 (mass 0 on the other side, f = f' = 0 at the ends)
+    edges_.push_back({0.0, 0.0, 0.0, 0.0, total_f2 * widen, total_f2 * widen});
+  }
+
   void density_extrema() {
     const double mu = 1.0 / m_.sigma(), q = m_.q();
     auto r = [&](double x) { return m_.pllr_slope(x) / mu; };
@@ -451,13 +532,15 @@ class TiltedStep {
     // monotone up to the neighbouring minima (or the range's ends); where it
     // stays >= f0 is an interval [xl, xr], found by bisection keeping the
     // inner end (where density >= f0 has been seen).
+    for (double peak : maxima) {
     double left = cuts_.front(), right = cuts_.back();
     for (double x : minima) {
-      if (x < mode_x_) left = std::max(left, x);
-      if (x > mode_x_) right = std::min(right, x);
+      if (x < peak) left = std::max(left, x);
+      if (x > peak) right = std::min(right, x);
     }
+    const double log_peak = log_density(peak);
     for (double level : {0.9, 0.7, 0.5, 0.3, 0.1, 0.03}) {
-      const double lf0 = best + std::log(level);
+      const double lf0 = log_peak + std::log(level);
       auto crossing = [&](double inner, double outer) {
         if (log_density(outer) >= lf0) return outer;
         for (int i = 0; i < 100 && std::fabs(outer - inner) > 1e-12 * (1.0 + std::fabs(inner)); ++i) {
@@ -466,9 +549,10 @@ class TiltedStep {
         }
         return inner;
       };
-      const double xl = crossing(mode_x_, left), xr = crossing(mode_x_, right);
+      const double xl = crossing(peak, left), xr = crossing(peak, right);
       const double width = m_.pllr(xr) - m_.pllr(xl);
       if (width > 0.0) floors_.push_back({std::exp(lf0) * (1.0 - kCfMomentRtol), width * (1.0 - kCfMomentRtol)});
+    }
     }
   }
 
@@ -478,6 +562,10 @@ class TiltedStep {
   double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
   std::vector<double> cuts_;
   std::vector<std::size_t> panel_start_;
+  std::vector<double> panel_edge_;  // left edges of the node panels (base layout: contiguous)
+  // (v): at each panel edge x_s (loss v_s): the mass below and above, the
+  // density f and |f'| there, and the L1 norm of f'' above and below.
+  std::vector<Edge> edges_;
   std::vector<std::pair<double, double>> floors_;  // (f0, L) of (iii)
   double coarse_error_ = 0.0;
   LawMoments whole_;
@@ -561,8 +649,15 @@ class CfInversion {
     const double allowance = detail::kCfTailRtol * 0.5 / (c * (c + 1.0));
     const int K = terms_needed(steps, allowance);
     if (K < 0) return false;
-    for (auto& st : steps)
+    double estimate = 0.0;
+    for (const auto& st : steps) estimate += static_cast<double>(K) * st.estimate_nodes(K * du_);
+    if (estimate > 2.0 * detail::kCfMaxWork) return false;  // (the coarse panels would not save that much)
+    double work = 0.0;
+    for (auto& st : steps) {
       if (!st.prepare(K * du_)) return false;
+      work += static_cast<double>(K) * static_cast<double>(st.nodes());
+    }
+    if (work > detail::kCfMaxWork) return false;  // declined: the Chernoff bound stands
     return evaluate(steps, K);
   }
 
@@ -599,7 +694,12 @@ class CfInversion {
         block_sum = count_in_block * habs(a) * std::exp(lb);
       }
       tail += block_sum;
-      if (std::getenv("CFDBG")) std::fprintf(stderr, "   block a=%g sum=%g\n", a, block_sum);
+      if (std::getenv("CFDBG")) {
+        std::fprintf(stderr, "   block a=%g sum=%g count=%g habs=%g n=%g tvb=%g ib=%g tv=%g\n", a, block_sum, count_in_block, habs(a), steps[0].count(), steps[0].tv_bound(a), steps[0].interval_bound(a), steps[0].tv());
+        for (auto& f : steps[0].floors()) std::fprintf(stderr, "      floor f0=%g L=%g\n", f.first, f.second);
+        std::fprintf(stderr, "      second order %g\n", steps[0].second_order_bound(a));
+        for (auto& e : steps[0].edges()) std::fprintf(stderr, "      edge below %g above %g f %g fp %g f2a %g f2b %g\n", e.mass_below, e.mass_above, e.f, e.fp, e.f2_above, e.f2_below);
+      }
       if (tail > cap) return std::numeric_limits<double>::infinity();
       a *= 2.0;
     }
@@ -612,8 +712,9 @@ class CfInversion {
   int terms_needed(const Steps& steps, double allowance) {
     const int k_cap = 8 * detail::kCfMaxTerms;
     std::vector<double> term;  // term[k - 1]: bound on |hh(u_k) Psi(u_k)|
-    int k = 1;
-    for (; k <= k_cap; ++k) {
+    double rest = std::numeric_limits<double>::infinity();
+    int next_try = 16;
+    for (int k = 1; k <= k_cap; ++k) {
       const double u = k * du_;
       double log_beta = 0.0;
       bool helps = false;
@@ -623,11 +724,26 @@ class CfInversion {
         log_beta += st.count() * std::log(std::max(std::min({mb, st.tv_bound(u), 1.0}), 1e-300));
       }
       term.push_back(habs(u) * std::exp(log_beta));
-      if (!helps) break;
+      // Once the terms are negligible (or the moment bounds stop helping),
+      // try the block bounds for the rest; if they do not fit yet, scan on.
+      if (!helps || (k >= next_try && term.back() * k_cap < 1e-3 * allowance)) {
+        rest = block_tail(steps, (k + 1.0) * du_, 0.5 * allowance);
+        if (rest <= 0.5 * allowance || !helps) break;
+        next_try = 2 * k;
+      }
     }
-    const double rest = block_tail(steps, (static_cast<double>(term.size()) + 1.0) * du_, allowance);
-    if (std::getenv("CFDBG")) std::fprintf(stderr, "c=%g du=%g scanned %zu nodes (u=%g), last term %g, rest %g, allowance %g, var %g tv %g\n", c_, du_, term.size(), term.size()*du_, term.back(), rest, allowance, steps[0].variance(), steps[0].tv());
-    if (!(rest <= 0.5 * allowance)) return -1;
+    if (!(rest <= 0.5 * allowance)) {
+      // The bounds cannot bridge the middle range: compute Psi exactly up to
+      // where the block bounds alone suffice.
+      double a = (static_cast<double>(term.size()) + 1.0) * du_;
+      for (; a <= detail::kCfMaxTerms * du_; a *= 1.5) {
+        rest = block_tail(steps, a, 0.5 * allowance);
+        if (rest <= 0.5 * allowance) break;
+      }
+      if (!(rest <= 0.5 * allowance)) return -1;
+      tail_ = rest;
+      return static_cast<int>(std::floor(a / du_));
+    }
     double tail = rest;
     int K = static_cast<int>(term.size());
     while (K > 8 && tail + term[static_cast<std::size_t>(K - 1)] <= allowance) tail += term[static_cast<std::size_t>(--K)];

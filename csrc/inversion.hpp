@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
+#include "cf_bound.hpp"
 #include "edgeworth_bounds.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
@@ -174,6 +176,52 @@ inline Answer certified_answer(const Bound& b) {
   return a;
 }
 
+// The certified answer of one ordering: the Chernoff bound (bounds.hpp),
+// replaced by the characteristic-function bound (cf_bound.hpp) where that
+// answers and is smaller.  Both are valid, so either failing to answer (or
+// throwing on a degenerate law) only costs tightness.
+template <class CfFn>
+Answer tightest(const Bound& chernoff, const CfFn& cf) {
+  Answer a = certified_answer(chernoff);
+  try {
+    const std::optional<double> v = cf();
+    if (v && *v < a.value) {
+      a.value = *v;
+      a.t = std::numeric_limits<double>::quiet_NaN();
+      a.margin = 0.0;
+    }
+  } catch (const std::exception&) {
+    // the Chernoff bound stands
+  }
+  return a;
+}
+
+inline Answer certified_epsilon_tight(const Composition& c, double delta) {
+  auto one = [&](Ordering o, const Bound& b) {
+    return tightest(b, [&] { return b.value > 0.0 ? cf_epsilon(c, o, delta, b.value) : std::optional<double>(); });
+  };
+  const Answer r = one(Ordering::Remove, certified_epsilon(c, Ordering::Remove, delta));
+  const Bound add = certified_epsilon(c, Ordering::Add, delta);
+  if (add.value <= r.value) return r;  // the add ordering's own bound is below: it cannot be the larger
+  const Answer a = one(Ordering::Add, add);
+  return a.value > r.value ? a : r;
+}
+
+inline Answer certified_delta_tight(const Composition& c, double eps) {
+  auto one = [&](Ordering o, const Bound& b) {
+    return tightest(b, [&]() -> std::optional<double> {
+      if (!(b.value > 0.0)) return std::nullopt;
+      const auto v = cf_delta(c, o, eps);
+      return v ? std::optional<double>(v->upper) : std::nullopt;
+    });
+  };
+  const Answer r = one(Ordering::Remove, certified_delta(c, Ordering::Remove, eps));
+  const Bound add = certified_delta(c, Ordering::Add, eps);
+  if (add.value <= r.value) return r;
+  const Answer a = one(Ordering::Add, add);
+  return a.value > r.value ? a : r;
+}
+
 }  // namespace detail
 
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
@@ -182,7 +230,7 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   switch (m.method) {
     case Method::Certified: {
       // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
-      Answer a = detail::certified_answer(certified_epsilon(c, delta));
+      Answer a = detail::certified_epsilon_tight(c, delta);
       if (detail::paper_bound_may_help(c, delta)) {
         try {
           const auto& seg = c.segments()[0];
@@ -215,7 +263,7 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   detail::check_eps(eps, true);
   switch (m.method) {
     case Method::Certified: {
-      Answer a = detail::certified_answer(certified_delta(c, eps));
+      Answer a = detail::certified_delta_tight(c, eps);
       if (detail::paper_bound_may_help(c, a.value)) {
         try {
           const double d = detail::paper_delta_upper(c, eps);
