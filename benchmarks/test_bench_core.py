@@ -170,13 +170,13 @@ def test_peer_epsilon(benchmark, accountant, steps):
     fn = _PEERS[accountant](steps)
     eps = float(benchmark(fn))
     assert math.isfinite(eps) and eps > 0
-    # Loose sanity check that everyone answers the same question: nobody
-    # exceeds the certified bound by more than 10 % (RDP sits a hair above it,
-    # its grid of orders being discrete).  Below it there is no such check: at
-    # 10 steps the true eps (PLD, PRV) is 0.38, the Chernoff/RDP-type bound
-    # 1.04 and the order-2 Edgeworth estimate 0.23.
+    # Loose sanity check that everyone answers the same question: within a
+    # factor of the certified bound (RDP is 15 % above it at 1e3 steps, where
+    # certified is at the truth; at 10 steps, where certified is the Chernoff
+    # bound, the true eps (PLD, PRV) is 0.38 against 1.04, and the order-2
+    # Edgeworth estimate 0.23).
     reference = edgeworth.epsilon(SIGMA, DELTA, steps, Q)  # certified upper bound
-    assert eps <= reference * 1.1
+    assert 0.15 * reference <= eps <= reference * 1.3
 
 
 # --------------------------------------------------------------------------

@@ -52,7 +52,7 @@ struct Answer {
   double value = 0.0;
   Ordering ordering = Ordering::Remove;
   bool certified = false;
-  double t = std::numeric_limits<double>::quiet_NaN();
+  double t = std::numeric_limits<double>::quiet_NaN();  // certified: the Chernoff bound's order t (NaN when the paper's bound answered)
   double margin = 0.0;
 };
 
@@ -186,8 +186,7 @@ Answer tightest(const Bound& chernoff, const CfFn& cf) {
   try {
     const std::optional<double> v = cf();
     if (v && *v < a.value) {
-      a.value = *v;
-      a.t = std::numeric_limits<double>::quiet_NaN();
+      a.value = *v;  // t stays the Chernoff order computed alongside; the CF bound's margins are inside it
       a.margin = 0.0;
     }
   } catch (const std::exception&) {

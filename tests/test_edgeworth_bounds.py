@@ -475,14 +475,18 @@ def test_public_api_bounds_reject_other_settings(kwargs, needle):
 # ---------------------------------------------------------------------------
 # (f) certified = the smallest valid bound the library has
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("m,paper_wins", [(50_000, False), (1_000_000, True)])
-def test_certified_takes_the_paper_bound_where_it_is_tighter(m, paper_wins):
+@pytest.mark.parametrize("m", [50_000, 1_000_000])
+def test_certified_is_at_most_the_paper_bound(m):
     q = 0.08 * math.sqrt(math.log(m) / m)
     cert = edgeworth.epsilon(0.8, 0.1, m, q)
     paper = edgeworth.epsilon(0.8, 0.1, m, q, method="edgeworth", bound=True)
-    truth_estimate = edgeworth.epsilon(0.8, 0.1, m, q, method="tilted")  # accurate to ~1e-3 here
-    assert cert <= paper.upper and (cert == paper.upper) == paper_wins
-    assert cert >= truth_estimate
+    truth_estimate = edgeworth.epsilon(0.8, 0.1, m, q, method="tilted")  # accurate to ~1e-4 here
+    # the paper's bound is one of the valid bounds certified takes the minimum
+    # of; in its own regime the characteristic-function bound is tighter still
+    assert cert <= paper.upper
+    # certified is at least the truth; the characteristic-function bound is
+    # within 1e-6 of it, closer than the tilted estimate itself
+    assert cert >= truth_estimate * (1 - 1e-4)
     # the delta side agrees: the certified delta at the certified eps is delta
     assert edgeworth.delta(0.8, cert, m, q) == pytest.approx(0.1, rel=1e-6)
 
