@@ -22,10 +22,10 @@ from pld_reference import pld_eps
 pytestmark = pytest.mark.filterwarnings("ignore::edgeworth.EdgeworthAccuracyWarning")
 
 POINTS = [  # sigma, q, steps, delta, vdi for the PLD reference
-    (1.0, 0.01, 1000, 1e-5, 1e-5),
-    (0.8, 0.005, 1000, 1e-6, 1e-5),
+    (1.0, 0.01, 1000, 1e-5, 1e-4),
+    (0.8, 0.005, 1000, 1e-6, 1e-4),
     (2.0, 0.1, 100, 1e-5, 1e-5),
-    (0.573, 2000 / 392702, 3920, 1e-6, 1e-5),   # EW-Tune MNLI
+    (0.573, 2000 / 392702, 3920, 1e-6, 1e-4),   # EW-Tune MNLI
     (4.0, 1e-3, 100_000, 1e-8, 1e-6),
 ]
 
@@ -40,7 +40,8 @@ def test_delta_bracket_straddles_pld(sigma, q, steps, delta, vdi):
     e_hi = _core.cf_epsilon(sigma, q, steps, delta, "remove")
     assert e_hi >= pld_eps([(sigma, q, steps)], delta, False, vdi)
     pess = pld_eps([(sigma, q, steps)], delta, True, vdi)
-    assert abs(e_hi / pess - 1) < 2e-4, (e_hi, pess)
+    # connect-the-dots at these intervals is within ~1e-4 of the truth
+    assert abs(e_hi / pess - 1) < 5e-4, (e_hi, pess)
 
 
 def test_delta_bracket_matches_plain_gaussian_closed_form():
@@ -63,8 +64,10 @@ def test_certified_never_below_optimistic_pld_on_random_configurations():
         delta = rng.choice([1e-5, 1e-8])
         cert = edgeworth.epsilon(sigma, delta, steps, q)
         # optimistic PLD is a lower bound on the truth at any interval: a coarse
-        # one (gap ~ steps * vdi / 2) keeps 300 of them cheap
-        vdi = min(1e-2, 2.0 / steps)
+        # one keeps 300 of them cheap (its gap below the truth, ~ steps * vdi / 2,
+        # is at most 5: a gross error would still show, a subtle one only where
+        # steps are few; the grid in test_reference_pld.py is the fine check)
+        vdi = min(1e-2, 10.0 / steps)
         floor = pld_eps([(sigma, q, steps)], delta, False, vdi)
         assert cert >= floor, (sigma, q, steps, delta, cert, floor)
 
@@ -75,5 +78,5 @@ def test_certified_sigma_is_at_most_one_percent_above_pld(eps, delta, steps, q):
     # dp_accounting's PLD (connect-the-dots, as its calibration uses) exceeds
     # the target at 1 % less noise: the certified sigma is within 1 % of the
     # PLD-calibrated sigma; and it is at least the optimistic-PLD sigma.
-    assert pld_eps([(sigma / 1.01, q, steps)], delta, True, 1e-5) > eps
-    assert pld_eps([(sigma, q, steps)], delta, False, 1e-5) <= eps
+    assert pld_eps([(sigma / 1.01, q, steps)], delta, True, 1e-4) > eps
+    assert pld_eps([(sigma, q, steps)], delta, False, 1e-4) <= eps
