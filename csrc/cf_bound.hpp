@@ -1,40 +1,34 @@
 // Certified bounds on delta(eps) by inverting the characteristic function of
 // the privacy loss on a tilted line.  The argument, constants and margins are
-// written out in docs/certified.md (section "The characteristic-function
-// bound"); this file follows its numbering.
+// written out in docs/certified.md ("The characteristic-function bound"),
+// whose numbering this file follows.
 //
-// (1) Exact representation.  For the loss S (Y-loss of the ordering) with
+// (4) Exact representation.  For the loss S (Y-loss of the ordering) with
 //     CGF G and any tilt c > 0,
 //         delta(eps) = e^(G(c) - c eps) R(0),   R(y) = E_c[h(S - eps + y)],
 //         h(v) = e^(-c v) (1 - e^(-v))_+ >= 0,
 //     E_c the law of S tilted by e^(c S).  R has Fourier transform
 //     F(u) = hh(u) Psi(u) e^(-i u eps), hh(u) = 1 / ((c + i u)(c + 1 + i u)),
-//     Psi(u) = E_c[e^(i u S)] = e^(i u M) prod_j phi_j(u)^(n_j)  (M the tilted
-//     mean of S, phi_j the CF of one centred step of segment j).
-// (2) Poisson summation.  With step du and period P = 2 pi / du,
+//     Psi(u) = E_c[e^(i u S)] = e^(i u M) prod_j phi_j(u)^(n_j).
+// (5) Poisson summation.  With step du and period P = 2 pi / du,
 //         (du / 2 pi) sum_{k in Z} F(k du) = sum_{m in Z} R(m P) >= R(0),
-//     since R >= 0: the trapezoid sum over the whole line is an upper bound
-//     on R(0), with no discretisation error to estimate.  The aliases m != 0
-//     are at most e^(-c m P) and e^(G(c + 1) - (c + 1) eps - |m| P) in delta
-//     units (Chernoff), which gives the lower bound.
-// (3) Truncation.  The terms |k| > K are bounded through |phi_j(u)| <= beta_j(u):
-//     (i)   Taylor: 1 - v u^2 / 2 + r u^3 / 6 (v, r: variance and absolute
-//           third moment of one step, valid while v u^2 <= 2);
-//     (ii)  |phi(u)|^2 <= 1 - (4 u^2 / pi^2) m_I^2 V_I for any interval I of
-//           the loss of length <= pi / u holding mass m_I with conditional
-//           variance V_I  (1 - cos x >= 2 x^2 / pi^2 on |x| <= pi);
-//     (iv)  |phi(u)| <= TV / u, TV the total variation of the density of one
-//           step's loss (integration by parts), exact from the extrema of
-//           that density, which are the roots of an explicit function.
-// (5) Numerical error.  phi_j(k du) are Gauss-Kronrod sums over fixed panels
-//     (each spanning at most 1 in x and 1 radian of u_max l); the difference
-//     to the embedded Gauss rule, times 10, bounds their error, and G(c)
-//     carries bounds.hpp's margin.
+//     since R >= 0: the trapezoid sum is an upper bound on R(0), with no
+//     discretisation error to estimate.  The aliases m != 0 (Chernoff) give
+//     the lower bound.
+// Truncation.  The terms k > K are bounded through |phi_j(u)| <= beta_j(u):
+//     (i)   Taylor with remainder (m = 3, 4, 6), whole law and splits;
+//     (ii)  |phi(u)|^2 <= 1 - (4 u^2 / pi^2) m_I^2 V_I, |I| <= pi / u;
+//     (iii) density floor: 1 - f0 (L - min(L, 2 / u));
+//     (iv)  TV / u, TV exact from the extrema of the loss density;
+//     (v)   second order: m_below + f(v_s) / u + (|f'(v_s)| + ||f''||_1) / u^2.
+// Numerical error.  phi_j(k du) are Gauss-Kronrod sums over fixed panels;
+//     10 |Kronrod - Gauss| bounds their error; G(c) carries bounds.hpp's margin.
 //
-// Only the subsampled Gaussian is supported (the TV bound uses the explicit
-// form of its loss); other mechanisms, and laws the bounds cannot control in
-// kCfMaxTerms terms (few sampled steps in all), decline with std::nullopt,
-// and the caller keeps its other bounds.
+// Only the subsampled Gaussian is supported (the TV and second-order bounds
+// use the explicit form of its loss); other mechanisms, and laws the bounds
+// cannot control within kCfMaxTerms terms and kCfMaxWork work (few sampled
+// steps in all), decline with std::nullopt, and the caller keeps its other
+// bounds.
 #pragma once
 
 #include <algorithm>
@@ -45,9 +39,6 @@
 #include <limits>
 #include <optional>
 #include <vector>
-#include <cstdio>
-#include <cstdlib>
-#include <chrono>
 
 #include <boost/math/quadrature/gauss.hpp>
 #include <boost/math/quadrature/gauss_kronrod.hpp>
@@ -184,11 +175,9 @@ class TiltedStep {
   double variance() const { return whole_.mom[2]; }
   double tv() const { return tv_; }
   std::size_t nodes() const { return d_.size(); }
-  const std::vector<std::pair<double, double>>& floors() const { return floors_; }
   struct Edge {
     double mass_below, mass_above, f, fp, f2_above, f2_below;
   };
-  const std::vector<Edge>& edges() const { return edges_; }
 
   // log phi(u_k) (centred, signed: conjugated for sign < 0) and the error
   // bound on |phi(u_k)| for u_k = k du, k = 1..K.
@@ -294,7 +283,6 @@ class TiltedStep {
       if (!r.converged || !(r.value[0] > 0.0)) continue;
       const double mass = r.value[0], mu1 = r.value[1] / mass, v = r.value[2] / mass - mu1 * mu1;
       best = std::max(best, mass * mass * std::max(v, 0.0));
-      if (std::getenv("CFDBG")) std::fprintf(stderr, "      I=[%g,%g] x=[%g,%g] mass=%g V=%g mode_l %g\n", lo, hi, xlo, xhi, mass, v, mode_l_);
     }
     const double s2 = 1.0 - 4.0 * a * a / (kCfPi * kCfPi) * best * (1.0 - kCfMomentRtol);
     return std::sqrt(std::max(0.0, std::min(1.0, s2))) + coarse_error_;
@@ -694,12 +682,6 @@ class CfInversion {
         block_sum = count_in_block * habs(a) * std::exp(lb);
       }
       tail += block_sum;
-      if (std::getenv("CFDBG")) {
-        std::fprintf(stderr, "   block a=%g sum=%g count=%g habs=%g n=%g tvb=%g ib=%g tv=%g\n", a, block_sum, count_in_block, habs(a), steps[0].count(), steps[0].tv_bound(a), steps[0].interval_bound(a), steps[0].tv());
-        for (auto& f : steps[0].floors()) std::fprintf(stderr, "      floor f0=%g L=%g\n", f.first, f.second);
-        std::fprintf(stderr, "      second order %g\n", steps[0].second_order_bound(a));
-        for (auto& e : steps[0].edges()) std::fprintf(stderr, "      edge below %g above %g f %g fp %g f2a %g f2b %g\n", e.mass_below, e.mass_above, e.f, e.fp, e.f2_above, e.f2_below);
-      }
       if (tail > cap) return std::numeric_limits<double>::infinity();
       a *= 2.0;
     }
@@ -780,7 +762,6 @@ class CfInversion {
     }
     K_ = K;
     l1_ = l1;
-    if (std::getenv("CFDBG")) std::fprintf(stderr, "K=%d nodes=%zu l1=%g tail=%g qerr=%g\n", K, steps[0].nodes(), l1, tail_, qerr);
     slack_ = du_ / detail::kCfPi * (tail_ + qerr);
     return slack_ <= 10.0 * detail::kCfTailRtol * du_ / detail::kCfPi * l1;
   }
