@@ -598,7 +598,8 @@ class CfInversion {
     const double slack = slack_ + du_ / detail::kCfPi * 64.0 * std::numeric_limits<double>::epsilon() * K_ * l1_;
     const double upper = std::exp(g_ + g_margin_ - c_ * eps) * (t + slack);
     const double alias = std::exp(-c_ * period_) / -std::expm1(-c_ * period_) +
-                         std::exp(g1_ + g1_margin_ - (c_ + 1.0) * eps - period_) / -std::expm1(-period_);
+                         std::exp(g1_ + g1_margin_ - (c_ + alias_t_) * eps - alias_t_ * period_) /
+                             -std::expm1(-alias_t_ * period_);
     const double lower = std::max(0.0, t - slack) * std::exp(g_ - g_margin_ - c_ * eps) - alias;
     return {std::min(1.0, upper), std::max(0.0, lower)};
   }
@@ -611,17 +612,29 @@ class CfInversion {
     c_ = c;
     const double b = o == Ordering::Remove ? c + 1.0 : -c, sign = o == Ordering::Remove ? 1.0 : -1.0;
     const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 2, kBoundRtol);
-    const TiltedCumulants g1 = loss_cgf(comp, o, Loss::Y, c + 1.0, 0, kBoundRtol);
-    if (!std::isfinite(g.log_mgf) || !std::isfinite(g1.log_mgf) || !(g.derivative[2] > 0.0)) return false;
+    if (!std::isfinite(g.log_mgf) || !(g.derivative[2] > 0.0)) return false;
     g_ = g.log_mgf;
     g_margin_ = detail::cgf_margin(g);
-    g1_ = g1.log_mgf;
-    g1_margin_ = detail::cgf_margin(g1);
     const double s = std::sqrt(g.derivative[2]);
-    // The period: aliases below 1e-7 of delta_scale (left: e^(-c P); right:
-    // e^(G(c+1) - (c+1) eps - P), about delta e^(G(c+1) - G(c) - M) e^(-P) near eps = M).
+    // The period: aliases below 1e-7 of delta_scale.  Left: e^(-c P).  Right,
+    // for any t > 0: e^(G(c+t) - (c+t) eps - t P), about
+    // delta e^(G(c+t) - G(c) - t M) e^(-t P) near eps = M; the t that needs
+    // the shortest period is kept (a heavy right tail favours a small t).
     const double log_target = std::log(std::max(delta_scale, 1e-300)) - std::log(1e7);
-    period_ = std::max({-log_target / c, std::log(1e7) + std::max(0.0, g1_ - g_ - g.derivative[1]), 8.0 * s, 1.0});
+    double right = std::numeric_limits<double>::infinity();
+    for (double t : {0.25, 0.5, 1.0, 2.0}) {
+      const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
+      if (!std::isfinite(gt.log_mgf)) continue;
+      const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
+      if (p < right) {
+        right = p;
+        alias_t_ = t;
+        g1_ = gt.log_mgf;
+        g1_margin_ = detail::cgf_margin(gt);
+      }
+    }
+    if (!std::isfinite(right)) return false;
+    period_ = std::max({-log_target / c, right, 8.0 * s, 1.0});
     du_ = 2.0 * detail::kCfPi / period_;
 
     Steps steps;
@@ -767,7 +780,7 @@ class CfInversion {
   }
 
   double c_ = 0.0, du_ = 0.0, period_ = 0.0, mean_ = 0.0;
-  double g_ = 0.0, g_margin_ = 0.0, g1_ = 0.0, g1_margin_ = 0.0;
+  double g_ = 0.0, g_margin_ = 0.0, g1_ = 0.0, g1_margin_ = 0.0, alias_t_ = 1.0;  // g1_: G(c + alias_t_)
   double slack_ = 0.0, l1_ = 0.0, tail_ = 0.0;
   int K_ = 0;
   std::vector<std::complex<double>> a_;
