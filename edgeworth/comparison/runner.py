@@ -257,9 +257,9 @@ def sweep(compare_fn: Callable[..., Comparison], over: str, values: Sequence, *,
         progress: show a tqdm progress bar (when tqdm is installed).
         **fixed: the other arguments of ``compare_fn``.
 
-    When ``over`` is "steps" and the values increase, a heavy backend that
-    timed out is not run again at larger step counts (its cost grows with
-    steps); its rows say so.
+    When the values get harder as they go (steps increasing, or delta
+    decreasing), a heavy backend that timed out is not run again at the later
+    values (its cost only grows); its rows say so.
 
     Returns:
         One :class:`Comparison` per value, in order.
@@ -267,7 +267,8 @@ def sweep(compare_fn: Callable[..., Comparison], over: str, values: Sequence, *,
     if compare_fn not in _INTERNAL:
         raise ValueError("compare_fn must be edgeworth.compare or edgeworth.compare_noise_multipliers")
     values = list(values)
-    monotone = over == "steps" and all(a < b for a, b in zip(values, values[1:]))
+    harder = {"steps": lambda a, b: a < b, "delta": lambda a, b: a > b}.get(over)
+    monotone = harder is not None and all(harder(a, b) for a, b in zip(values, values[1:]))
     skip: Dict[str, str] = {}
     out = []
     for value in _progress(values, progress, f"compare over {over}"):
