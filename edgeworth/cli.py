@@ -18,6 +18,7 @@ import time
 from typing import List, Optional
 
 from .accounting import delta_details, epsilon_details, noise_multiplier_details
+from .comparison.runner import DEFAULT_TIME_LIMIT
 
 DEFAULTS = {"eps": 8.0, "delta": 1e-5, "steps": 1000, "q": 0.01, "sigma": 1.0}
 
@@ -65,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--backends", default=None,
                     help="comma-separated groups or keys (default all): edgeworth, gdp_clt, dp_accounting, "
                          "prv_accountant, opacus, or e.g. opacus.prv")
-    cp.add_argument("--time-limit", type=float, default=30.0,
-                    help="seconds each heavy backend (PLD, PRV) may run (default 30)")
+    cp.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
+                    help=f"seconds each heavy backend (PLD, PRV) may run (default {DEFAULT_TIME_LIMIT:g})")
     out = cp.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="print a markdown table")
     out.add_argument("--json", action="store_true", help="print one JSON object")

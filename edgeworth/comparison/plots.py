@@ -13,6 +13,14 @@ from .backends import INSTALL_HINT
 from .result import ESTIMATE, LOWER, UPPER, Comparison, series
 
 _STYLE = {UPPER: "-", ESTIMATE: "--", LOWER: ":"}
+_MARKERS = "os^vDP*Xh<>p"
+
+
+def _colors(n: int):
+    """n distinct colours (tab20 holds 20)."""
+    from matplotlib import colormaps
+    cmap = colormaps["tab20"]
+    return [cmap(i % 20) for i in range(n)]
 
 
 def _figure():
@@ -53,13 +61,16 @@ def plot(comparisons: Sequence[Comparison], over: str, *, y: str = "value", path
         raise ValueError("comparisons: nothing to plot")
     fig, ax = _figure()
     quantity = comparisons[0].quantity
-    for accountant, (kind, idx) in series(comparisons).items():
+    lines = series(comparisons)
+    colors = _colors(len(lines))
+    for n, (accountant, (kind, idx)) in enumerate(lines.items()):
         points = [(_x(comparisons[i], over), getattr(comparisons[i].row(accountant), y)) for i in idx]
         points = [(a, b) for a, b in points if b is not None and (b > 0 or not logy)]
         if not points:
             continue
         xs, ys = zip(*points)
-        ax.plot(xs, ys, _STYLE.get(kind, "-"), marker="o", markersize=3, label=f"{accountant} ({kind})")
+        ax.plot(xs, ys, _STYLE.get(kind, "-"), color=colors[n], marker=_MARKERS[n % len(_MARKERS)], markersize=4,
+                label=f"{accountant} ({kind})")
     if logx:
         ax.set_xscale("log")
     if logy:

@@ -164,7 +164,7 @@ def compare(sigma: float = None, q: float = None, steps: int = None, delta: floa
             all by default (``edgeworth.comparison.BACKENDS`` lists them).
         time_limit: seconds each heavy backend (PLD, PRV) may take, in a
             worker process that is killed when it runs over; None runs them in
-            this process with no limit.
+            this process, with no time or memory limit.
         memory_limit: GiB the worker may allocate beyond what it inherits
             (Linux); a backend that asks for more fails with MemoryError in
             its row.  None: no cap.
@@ -216,7 +216,9 @@ def compare_noise_multipliers(eps: float = None, delta: float = None, steps: int
                               settings: Optional[PeerSettings] = None) -> Comparison:
     """The noise multiplier that each accountant calls enough for (eps, delta), side by side.
 
-    Same mechanism and semantics as :func:`compare`.  Each row is the smallest
+    Same mechanism and semantics as :func:`compare`: ``steps`` steps of the
+    Poisson-subsampled Gaussian at sampling rate ``q``, add/remove-one
+    neighbours, sigma the noise multiplier (noise std / clipping norm).  Each row is the smallest
     sigma (noise std / clipping norm) whose eps, by that accountant, is at
     most ``eps`` at ``delta``, found by that library's own calibration
     (``edgeworth.noise_multiplier``, dp_accounting's
