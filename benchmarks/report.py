@@ -39,7 +39,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import edgeworth
 from edgeworth.comparison import (BACKENDS, PeerSettings, compare, compare_noise_multipliers, plots, sweep)
 from edgeworth.comparison.runner import DEFAULT_MEMORY_LIMIT
 
@@ -359,8 +358,7 @@ def main(argv=None):
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = quick_plan(args) if args.quick else full_plan(args)
-    command = "PYTHONPATH=. python benchmarks/report.py" + (" " + " ".join(sys.argv[1:]) if argv is None else
-                                                            " " + " ".join(argv))
+    command = " ".join(["PYTHONPATH=. python benchmarks/report.py"] + list(sys.argv[1:] if argv is None else argv))
     # Each peer's row keeps the warnings it raised; on the console they would only repeat them.
     warnings.simplefilter("ignore")
     logging.getLogger("absl").setLevel(logging.ERROR)

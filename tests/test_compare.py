@@ -152,6 +152,10 @@ def test_edgeworth_rows_match_edgeworth(issue_table):
     assert t.row("edgeworth paper bound (lower)").value == b.lower
     assert t.row("edgeworth paper bound (upper)").value == b.upper
     assert t.row("edgeworth paper bound (upper)").kind == UPPER
+    # where the tilted estimate answers (more sampled steps), its row has the value
+    more = compare(sigma=SIGMA, q=Q, steps=10_000, delta=DELTA, backends="edgeworth")
+    row = assert_row(more, "edgeworth tilted", lambda: edgeworth.epsilon(SIGMA, DELTA, 10_000, Q, method="tilted"))
+    assert row.ok
 
 
 def test_gdp_clt_is_the_closed_form(issue_table):
@@ -313,7 +317,7 @@ def test_heterogeneous_history():
 # ---------------------------------------------------------------------------
 
 def test_noise_multipliers_match_each_library():
-    eps, delta, steps, q = 4.0, 1e-5, 20, 0.05
+    eps, delta, steps, q = 1.0, 1e-5, 50, 0.02
     settings = PeerSettings(pld_value_discretization_interval=1e-3, calibration_rtol=1e-2)
     t = compare_noise_multipliers(eps=eps, delta=delta, steps=steps, q=q, settings=settings)
     assert_row(t, "edgeworth certified", lambda: edgeworth.noise_multiplier(eps, delta, steps, q), UPPER)
