@@ -370,10 +370,10 @@ def main(argv=None):
     calib, calib_firsts = calibration(plan, body)
     eps = eps_timing(plan, body)
     targets = sigma_targets(plan, body, calib_firsts)
-    plots.plot_calibration_time(calib, out / "calibration_time.png")
-    plots.plot_epsilon_vs_steps(eps, out / "eps_vs_steps.png")
-    plots.plot(eps, "steps", y="seconds", path=out / "eps_time_vs_steps.png")
-    plots.plot_sigma_vs_target(targets, out / "sigma_vs_target.png")
+    figures = {"calibration_time.png": plots.plot_calibration_time(calib),
+               "eps_vs_steps.png": plots.plot_epsilon_vs_steps(eps),
+               "eps_time_vs_steps.png": plots.plot(eps, "steps", y="seconds"),
+               "sigma_vs_target.png": plots.plot_sigma_vs_target(targets)}
     runtime = time.perf_counter() - t0
 
     md = ["# Every accountant side by side: accuracy and speed", "",
@@ -387,6 +387,8 @@ def main(argv=None):
            f"a backend slower than {plan.repeat_cap:g} s per call runs once (n = 1)",
            "- how a time is taken: light calls in this process, heavy ones (PLD, PRV) in a forked worker with a "
            f"time limit and a {DEFAULT_MEMORY_LIMIT:g} GiB memory cap; each call is timed where it runs, so a fork is never counted", ""]
+    for name, fig in figures.items():  # written only now, so that the git state above is the run's own
+        fig.savefig(out / name, dpi=110)
     (out / "RESULTS.md").write_text("\n".join(md + body))
     print(f"wrote {out / 'RESULTS.md'} and 4 plots in {runtime:.0f} s", file=sys.stderr)
 

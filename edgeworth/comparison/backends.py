@@ -119,6 +119,9 @@ class Backend:
         return None
 
     def library(self) -> str:
+        if self.distribution == "edgeworth":  # this very package, installed or run from a checkout
+            from .. import __version__
+            return f"edgeworth {__version__}"
         try:
             return f"{self.distribution} {metadata.version(self.distribution)}"
         except metadata.PackageNotFoundError:
