@@ -4,6 +4,9 @@
   target, certified by default.
 * ``epsilon(sigma, delta, steps, q)`` and ``delta(sigma, eps, steps, q)``.
 * ``Accountant``: a ledger of heterogeneous segments.
+* ``compare(sigma, q, steps, delta)`` and ``compare_noise_multipliers(eps,
+  delta, steps, q)``: every accountant (edgeworth's, GDP-CLT, dp_accounting,
+  prv_accountant, Opacus) side by side; see :mod:`edgeworth.comparison`.
 
 Every figure is either a certified upper bound (``method="certified"``) or an
 estimate (``method="tilted"``, the saddle-point expansion, or
@@ -19,6 +22,7 @@ from ._core import UnreachableTargetError
 from .accountant import Accountant
 from .accounting import (AccountingResult, EdgeworthAccuracyWarning, EdgeworthBounds, delta, delta_details, epsilon,
                          epsilon_details, noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
+from .comparison import compare, compare_noise_multipliers
 from .mechanisms import PoissonSubsampledGaussian
 
 __version__ = "0.1.0"
@@ -30,6 +34,8 @@ __all__ = [
     "EdgeworthBounds",
     "PoissonSubsampledGaussian",
     "UnreachableTargetError",
+    "compare",
+    "compare_noise_multipliers",
     "delta",
     "delta_details",
     "epsilon",
