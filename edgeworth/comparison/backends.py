@@ -343,7 +343,8 @@ def _opacus(mechanism: str, kind: str, note: str, **flags) -> Backend:
 def _registry() -> Dict[str, Backend]:
     pld = "dp-accounting", ("dp_accounting",)
     backends = [
-        _edgeworth("certified", "certified", 2, UPPER, "certified CGF/Chernoff bound, both orderings",
+        _edgeworth("certified", "certified", 2, UPPER,
+                   "certified: the smaller of the characteristic-function and Chernoff bounds, both orderings",
                    "certified: its eps at this sigma is at most the target"),
         _edgeworth("tilted", "tilted", 2, ESTIMATE, "saddle-point estimate, both orderings",
                    "saddle-point estimate, both orderings"),
