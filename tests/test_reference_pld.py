@@ -115,7 +115,7 @@ def test_certified_is_safe_against_pld(point):
     # where enough steps are sampled for the characteristic-function bound,
     # no looser than it either.
     assert cert >= pess * (1 - 1e-3), f"certified {cert} < PLD pessimistic {pess}"
-    if q * steps >= 10:
+    if q * steps >= 10 and pess < 1000:  # (at eps in the thousands the CF bound declines too)
         assert cert <= pess * (1 + 1e-3) + 1e-4, f"certified {cert} not tight against PLD pessimistic {pess}"
 
 
