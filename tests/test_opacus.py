@@ -26,6 +26,8 @@ from opacus import PrivacyEngine
 from opacus.accountants import IAccountant, create_accountant
 
 DELTA = 1e-5
+# One thread: on a small shared machine two threads per process oversubscribe the cores (10x slower here).
+torch.set_num_threads(1)
 
 
 def _mlp(seed=0, d_in=8, hidden=16, classes=2):
