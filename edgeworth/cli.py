@@ -108,6 +108,7 @@ def _finetune_parser() -> argparse.ArgumentParser:
     add("--train-embeddings", action="store_true", help="also train the embedding layer (frozen by default)")
     add("--non-private", action="store_true", help="train without DP, as the reference")
     add("--device", default=d.device, help="auto (CUDA when available; default), cpu, cuda or cuda:N")
+    add("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     add("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     add("--checkpoint", default=None, help="file to save model, optimizer and privacy ledger to")
     add("--checkpoint-every", type=int, default=d.checkpoint_every, help="also save every N steps")
@@ -137,7 +138,7 @@ def _finetune(argv: List[str]) -> int:
         batch_size=args.batch_size, physical_batch_size=args.physical_batch_size, lr=args.lr,
         max_grad_norm=args.max_grad_norm, accountant=args.accountant, clipping=args.clipping,
         lora_rank=args.lora_rank, train_embeddings=args.train_embeddings, private=not args.non_private,
-        device=args.device, seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        device=args.device, threads=args.threads, seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, progress=not args.no_progress)
     try:
         report = finetune(config)

@@ -105,6 +105,8 @@ class FinetuneConfig:
         private: False trains without DP (shuffled batches of batch_size), as
             the non-private reference.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+        threads: CPU threads for torch (None: torch's default).  On a small
+            machine shared with other jobs, 1 can be much faster.
         seed: seed of the head's initialisation, sampling, dropout and noise.
         checkpoint: file to save the checkpoint to (None: no checkpoint).
         checkpoint_every: also save every so many steps (0: only at the end).
@@ -138,6 +140,7 @@ class FinetuneConfig:
     train_embeddings: bool = False
     private: bool = True
     device: str = "auto"
+    threads: Optional[int] = None
     seed: int = 0
     checkpoint: Optional[str] = None
     checkpoint_every: int = 0
@@ -160,7 +163,7 @@ class FinetuneConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
-        for name in ("max_train", "max_dev", "steps", "physical_batch_size"):
+        for name in ("max_train", "max_dev", "steps", "physical_batch_size", "threads"):
             positive_int(name, optional=True)
         for name in ("batch_size", "max_length", "eval_max_length"):
             positive_int(name)
@@ -255,9 +258,10 @@ class FinetuneReport:
         else:
             lines.append("non-private run (no clipping, no noise, no privacy guarantee)")
         lines += [
-            f"steps {self.steps} of {self.planned_steps} planned; {self.examples_seen} examples in "
-            f"{self.train_seconds:.1f} s: {self.examples_per_s:.1f} examples/s on {self.device}"
-            + (f" x {self.world_size} processes" if self.world_size > 1 else ""),
+            f"steps {self.steps} of {self.planned_steps} planned, {self.examples_seen} examples seen; "
+            f"{self.examples_per_s:.1f} examples/s on {self.device}"
+            + (f" x {self.world_size} processes" if self.world_size > 1 else "")
+            + f" ({self.train_seconds:.1f} s of training in this invocation)",
             f"model {self.model}; {self.trainable_parameters} trainable parameters"
             + (f" (LoRA rank {self.lora_rank})" if self.lora_rank else ""),
         ]
@@ -622,6 +626,8 @@ def _make_private(net, optimizer, criterion, loader, plan: _Plan, config: Finetu
 def _run(config: FinetuneConfig, dist: Distributed, device: torch.device) -> FinetuneReport:
     from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     train_text, dev_text = _load_data(config)
     model_path = Path(config.model) if config.model else default_model_path()

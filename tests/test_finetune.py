@@ -202,6 +202,7 @@ def test_non_private_reference(tiny):
     ("batch_size", 0), ("steps", 0), ("epochs", -1.0), ("lr", 0.0), ("max_grad_norm", float("nan")),
     ("target_eps", 0.0), ("delta", 1.0), ("noise_multiplier", -0.1), ("accountant", "gdp"),
     ("clipping", "flat"), ("pooling", "max"), ("lora_rank", -1), ("max_length", 1), ("device", "tpu"),
+    ("threads", 0), ("physical_batch_size", 0), ("eval_max_length", 1),
 ])
 def test_bad_settings_name_the_field(field, value):
     with pytest.raises(ValueError, match="eps" if field == "target_eps" else field):
@@ -223,7 +224,7 @@ def test_device_auto():
 
 def test_cli_json_text_and_errors(tiny_model, capsys):
     args = ["finetune", "--model", tiny_model, "--max-train", "400", "--max-dev", "50", "--batch-size", "40",
-            "--max-length", "32", "--steps", "2", "--no-progress"]
+            "--max-length", "32", "--steps", "2", "--threads", "1", "--no-progress"]
     assert cli.main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["history"] == [[out["noise_multiplier"], 0.1, 2]]
