@@ -15,9 +15,11 @@ padded to their longest.  Modes:
 
 The batch is the same in every mode, so no Poisson sampling here: this
 measures the cost of clipping and noise, not privacy.  Each mode runs
-``--warmup`` untimed steps, then ``--steps`` timed ones (CUDA synchronised);
-the figure is the batch size over the median step time.  The output names
-the device and the thread count, and the DP / non-private ratio.
+``--warmup`` untimed steps; then the modes take turns, one timed step each,
+``--steps`` rounds (CUDA synchronised), so that a machine whose load drifts
+slows every mode alike.  The figure is the batch size over the median step
+time.  The output names the device and the thread count, and the DP /
+non-private ratio.
 """
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ def fixed_batch(tokenizer, train_file: Path, batch_size: int, max_length: int):
     return enc["input_ids"], enc["attention_mask"], torch.tensor(text.labels), len(text.label_names)
 
 
-def examples_per_second(mode: str, args, device: torch.device, batch) -> float:
+def training_step(mode: str, args, device: torch.device, batch):
+    """A function doing one training step of ``mode`` on the batch."""
     from opacus import PrivacyEngine
 
     input_ids, mask, labels, num_labels = batch
@@ -78,8 +81,8 @@ def examples_per_second(mode: str, args, device: torch.device, batch) -> float:
         model, optimizer = out[0], out[1]
         criterion = out[2] if clipping == "ghost" else criterion
     input_ids, mask, labels = input_ids.to(device), mask.to(device), labels.to(device)
-    times = []
-    for i in range(args.warmup + args.steps):
+
+    def step() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
@@ -88,9 +91,21 @@ def examples_per_second(mode: str, args, device: torch.device, batch) -> float:
         optimizer.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return len(labels) / statistics.median(times)
+        return time.perf_counter() - start
+    return step
+
+
+def examples_per_second(args, device: torch.device, batch) -> dict:
+    """{mode: batch size / median step time}, the modes timed in turns."""
+    steps = {mode: training_step(mode, args, device, batch) for mode in args.modes}
+    for step in steps.values():
+        for _ in range(args.warmup):
+            step()
+    times = {mode: [] for mode in steps}
+    for _ in range(args.steps):
+        for mode, step in steps.items():
+            times[mode].append(step())
+    return {mode: args.batch_size / statistics.median(t) for mode, t in times.items()}
 
 
 def main(argv=None) -> int:
@@ -104,16 +119,19 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per mode")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     args.model = args.model or default_model_path()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     tokenizer, _ = load_classifier(args.model, 2, pooling="mean", lora_rank=0, train_embeddings=False)
     batch = fixed_batch(tokenizer, args.train_file or default_sst2_dir() / "train.tsv", args.batch_size,
                         args.max_length)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Opacus's secure-RNG notice, frozen-embedding hook notices
-        rates = {mode: examples_per_second(mode, args, device, batch) for mode in args.modes}
+        rates = examples_per_second(args, device, batch)
     result = {
         "device": device_name(device), "device_type": device.type, "model": str(args.model),
         "batch_size": args.batch_size, "tokens_per_example": int(batch[0].shape[1]), "lora_rank": args.lora_rank,
@@ -125,7 +143,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"device: {result['device']}; model {args.model.name}; batch {args.batch_size} x "
+    print(f"device: {result['device']}; model {args.model}; batch {args.batch_size} x "
           f"{result['tokens_per_example']} tokens; median of {args.steps} steps")
     for mode, rate in rates.items():
         ratio = result["dp_over_non_private"].get(mode)
