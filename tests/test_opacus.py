@@ -1,0 +1,358 @@
+"""The "edgeworth" accountant inside Opacus 1.6, and the DP-SGD it accounts for.
+
+References are independent of the code under test: ``edgeworth.epsilon`` /
+``noise_multiplier`` (the library's own functions, which the accountant must
+reproduce exactly), Opacus's unpatched calibration, and per-example gradients
+computed one example at a time with plain autograd.
+"""
+import copy
+import importlib
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import edgeworth
+import edgeworth.opacus as eo
+import opacus.accountants.utils as opacus_utils
+import opacus.privacy_engine as opacus_engine
+from opacus import PrivacyEngine
+from opacus.accountants import IAccountant, create_accountant
+
+DELTA = 1e-5
+# One thread: on a small shared machine two threads per process oversubscribe the cores (10x slower here).
+torch.set_num_threads(1)
+
+
+def _mlp(seed=0, d_in=8, hidden=16, classes=2):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, classes))
+
+
+def _separable(n=500, d=8, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x @ torch.linspace(-1, 1, d) > 0).long()
+    return x, y
+
+
+def _accuracy(model, x, y):
+    with torch.no_grad():
+        return float((model(x).argmax(-1) == y).float().mean())
+
+
+# -- the accountant as an Opacus plug-in ---------------------------------------------------------------------------
+def test_registered_on_import_and_idempotent():
+    assert type(create_accountant("edgeworth")) is eo.EdgeworthAccountant
+    eo.register()
+    eo.register()
+    reloaded = importlib.reload(eo)
+    acc = create_accountant("edgeworth")
+    assert type(acc) is reloaded.EdgeworthAccountant
+    assert opacus_utils.get_noise_multiplier is reloaded.get_noise_multiplier
+    assert opacus_engine.get_noise_multiplier is reloaded.get_noise_multiplier
+    # The original Opacus function is kept once, not wrapped twice.
+    assert reloaded._OPACUS_GET_NOISE_MULTIPLIER.__module__ == "opacus.accountants.utils"
+
+
+def test_interface():
+    acc = eo.EdgeworthAccountant()  # no-argument constructor
+    assert isinstance(acc, IAccountant)
+    assert acc.mechanism() == eo.EdgeworthAccountant.mechanism() == "edgeworth"
+    assert acc.history == [] and len(acc) == 0 and acc.get_epsilon(DELTA) == 0.0
+    for _ in range(3):
+        acc.step(noise_multiplier=1.0, sample_rate=0.01)
+    acc.step(noise_multiplier=0.8, sample_rate=0.02)
+    acc.step(noise_multiplier=1.0, sample_rate=0.01)
+    # Opacus's history format, consecutive equal steps merged; len counts steps, not entries.
+    assert acc.history == [(1.0, 0.01, 3), (0.8, 0.02, 1), (1.0, 0.01, 1)]
+    assert len(acc) == 5
+
+
+@pytest.mark.parametrize("sigma,q,steps", [(1.0, 0.01, 1000), (0.7865, 2000 / 67349, 660), (2.0, 0.004, 17)])
+@pytest.mark.parametrize("method", ["certified", "tilted", "edgeworth"])
+def test_get_epsilon_equals_library_epsilon(sigma, q, steps, method):
+    acc = eo.EdgeworthAccountant()
+    acc.history = [(sigma, q, steps)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", edgeworth.EdgeworthAccuracyWarning)
+        try:
+            expected = edgeworth.epsilon(sigma, DELTA, steps, q, method=method)
+        except edgeworth.UnreachableTargetError:
+            with pytest.raises(edgeworth.UnreachableTargetError):
+                acc.get_epsilon(DELTA, method=method)
+            return
+        assert acc.get_epsilon(DELTA, method=method) == max(0.0, expected)
+
+
+def test_certified_is_default_and_labelled():
+    acc = eo.EdgeworthAccountant()
+    acc.history = [(0.7865, 2000 / 67349, 660)]
+    certified = acc.get_epsilon(DELTA)
+    details = acc.epsilon_details(DELTA)
+    assert details.label == "certified" and details.value == certified
+    assert details.estimate == acc.get_epsilon(DELTA, method="tilted") < certified
+
+
+def test_heterogeneous_history_equals_library_accountant():
+    history = [(1.0, 0.01, 300), (0.8, 0.02, 100), (1.0, 0.01, 50)]
+    acc = eo.EdgeworthAccountant()
+    acc.history = list(history)
+    ledger = edgeworth.Accountant()
+    for sigma, q, n in history:
+        ledger.compose(sigma, q, n)
+    assert acc.get_epsilon(DELTA) == ledger.epsilon(DELTA)
+    # Composition only adds privacy loss: more than each part alone.
+    assert acc.get_epsilon(DELTA) > edgeworth.epsilon(1.0, DELTA, 350, 0.01)
+
+
+@settings(max_examples=25, deadline=None)
+@given(sigma=st.floats(0.3, 20.0), q=st.floats(1e-4, 1.0), steps=st.integers(1, 10**6),
+       delta=st.floats(1e-10, 0.5))
+def test_epsilon_never_negative(sigma, q, steps, delta):
+    acc = eo.EdgeworthAccountant()
+    acc.history = [(sigma, q, steps)]
+    assert acc.get_epsilon(delta) >= 0.0
+    for method in ("tilted", "edgeworth"):  # an estimate may decline, with a named error, but is never negative
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", edgeworth.EdgeworthAccuracyWarning)
+            try:
+                assert acc.get_epsilon(delta, method=method) >= 0.0
+            except edgeworth.UnreachableTargetError:
+                pass
+
+
+def test_noiseless_step_is_unbounded():
+    acc = eo.EdgeworthAccountant()
+    acc.step(noise_multiplier=0.0, sample_rate=0.1)
+    assert acc.get_epsilon(DELTA) == math.inf
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(noise_multiplier=-1.0, sample_rate=0.1), "noise_multiplier"),
+    (dict(noise_multiplier=float("nan"), sample_rate=0.1), "noise_multiplier"),
+    (dict(noise_multiplier=1.0, sample_rate=0.0), "q"),
+    (dict(noise_multiplier=1.0, sample_rate=1.5), "q"),
+])
+def test_bad_step_names_parameter(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        eo.EdgeworthAccountant().step(**kwargs)
+
+
+def test_bad_queries_name_parameter():
+    acc = eo.EdgeworthAccountant()
+    acc.history = [(1.0, 0.01, 10)]
+    with pytest.raises(ValueError, match="delta"):
+        acc.get_epsilon(0.0)
+    with pytest.raises(ValueError, match="method"):
+        acc.get_epsilon(DELTA, method="pld")
+
+
+def test_state_dict_round_trip_and_validation():
+    acc = eo.EdgeworthAccountant()
+    acc.history = [(1.0, 0.01, 300), (0.8, 0.02, 100)]
+    state = acc.state_dict()
+    assert state["mechanism"] == "edgeworth" and state["history"] == acc.history
+    fresh = eo.EdgeworthAccountant()
+    fresh.load_state_dict(state)
+    assert fresh.history == acc.history and len(fresh) == 400
+    assert fresh.get_epsilon(DELTA) == acc.get_epsilon(DELTA)
+    rdp = create_accountant("rdp")
+    rdp.history = [(1.0, 0.01, 3)]
+    with pytest.raises(ValueError, match="mechanism"):
+        fresh.load_state_dict(rdp.state_dict())
+    with pytest.raises(ValueError, match="history"):
+        fresh.load_state_dict({"history": [(1.0, 0.01)], "mechanism": "edgeworth"})
+    with pytest.raises(ValueError, match="steps"):
+        fresh.load_state_dict({"history": [(1.0, 0.01, 0)], "mechanism": "edgeworth"})
+
+
+# -- calibration through Opacus -------------------------------------------------------------------------------------
+def test_get_noise_multiplier_uses_library_calibration():
+    for kwargs in (dict(steps=1000), dict(epochs=10)):
+        sigma = opacus_utils.get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=0.01,
+                                                  accountant="edgeworth", **kwargs)
+        assert sigma == edgeworth.noise_multiplier(8.0, DELTA, 1000, 0.01)
+    tilted = opacus_utils.get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=2000 / 67349,
+                                               steps=660, accountant="edgeworth", method="tilted")
+    assert tilted == edgeworth.noise_multiplier(8.0, DELTA, 660, 2000 / 67349, method="tilted")
+    with pytest.raises(ValueError, match="steps"):
+        opacus_utils.get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=0.01, steps=10,
+                                          epochs=1, accountant="edgeworth")
+
+
+def test_other_accountants_keep_opacus_calibration():
+    args = dict(target_epsilon=3.0, target_delta=DELTA, sample_rate=0.02, steps=200, accountant="rdp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert opacus_utils.get_noise_multiplier(**args) == eo._OPACUS_GET_NOISE_MULTIPLIER(**args)
+
+
+# -- PrivacyEngine(accountant="edgeworth") --------------------------------------------------------------------------
+def _private_training(engine, steps_epochs=2, sigma=1.1, seed=0):
+    x, y = _separable()
+    model = _mlp(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loader = DataLoader(TensorDataset(x, y), batch_size=50)
+    torch.manual_seed(seed)
+    model, optimizer, loader = engine.make_private(module=model, optimizer=optimizer, data_loader=loader,
+                                                   noise_multiplier=sigma, max_grad_norm=1.0)
+    before = _accuracy(model, x, y)
+    loss_fn = nn.CrossEntropyLoss()
+    steps = 0
+    for _ in range(steps_epochs):
+        for xb, yb in loader:
+            loss_fn(model(xb), yb).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            steps += 1
+    return model, optimizer, before, _accuracy(model, x, y), steps
+
+
+def test_privacy_engine_trains_and_accounts():
+    engine = PrivacyEngine(accountant="edgeworth")
+    assert isinstance(engine.accountant, eo.EdgeworthAccountant)
+    model, optimizer, before, after, steps = _private_training(engine)
+    assert steps == 20 and len(engine.accountant) == 20
+    assert after > before + 0.2  # it learns the separable task through the noise
+    # Poisson sampling at q = 1 / (500 / 50), as Opacus records it.
+    assert engine.accountant.history == [(1.1, 0.1, 20)]
+    assert engine.get_epsilon(DELTA) == edgeworth.epsilon(1.1, DELTA, 20, 0.1)
+
+
+def test_make_private_with_epsilon_returns_library_sigma():
+    x, y = _separable()
+    model = _mlp()
+    engine = PrivacyEngine(accountant="edgeworth")
+    loader = DataLoader(TensorDataset(x, y), batch_size=25)  # q = 1 / 20
+    _, optimizer, _ = engine.make_private_with_epsilon(
+        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), data_loader=loader,
+        target_epsilon=3.0, target_delta=DELTA, epochs=7, max_grad_norm=1.0)
+    expected = edgeworth.noise_multiplier(3.0, DELTA, int(7 / (1 / 20)), 1 / 20)
+    assert optimizer.noise_multiplier == expected
+    assert edgeworth.epsilon(expected, DELTA, 140, 1 / 20) <= 3.0
+
+
+def test_checkpoint_round_trip_restores_spent_epsilon(tmp_path):
+    engine = PrivacyEngine(accountant="edgeworth")
+    model, optimizer, _, _, _ = _private_training(engine, steps_epochs=1)
+    spent = engine.get_epsilon(DELTA)
+    path = tmp_path / "ckpt.pt"
+    engine.save_checkpoint(path=path, module=model, optimizer=optimizer)
+
+    restored = PrivacyEngine(accountant="edgeworth")
+    x, y = _separable()
+    fresh = _mlp(seed=5)
+    fresh_opt = torch.optim.SGD(fresh.parameters(), lr=0.5)
+    fresh, fresh_opt, _ = restored.make_private(module=fresh, optimizer=fresh_opt,
+                                                data_loader=DataLoader(TensorDataset(x, y), batch_size=50),
+                                                noise_multiplier=1.1, max_grad_norm=1.0)
+    assert restored.get_epsilon(DELTA) == 0.0
+    restored.load_checkpoint(path=path, module=fresh, optimizer=fresh_opt)
+    assert restored.accountant.history == engine.accountant.history
+    assert restored.get_epsilon(DELTA) == spent
+    for a, b in zip(model.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+
+
+# -- the clipping and the noise are real ----------------------------------------------------------------------------
+def _reference_per_example_gradients(model, x, y):
+    """One example at a time with plain autograd (no Opacus)."""
+    ref = copy.deepcopy(model)
+    loss_fn = nn.CrossEntropyLoss()
+    rows = []
+    for i in range(len(x)):
+        ref.zero_grad()
+        loss_fn(ref(x[i:i + 1]), y[i:i + 1]).backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in ref.parameters()]))
+    return torch.stack(rows)
+
+
+def _flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+@pytest.mark.parametrize("mode", ["hooks", "ghost"])
+def test_per_example_clipping_bounds_every_gradient(mode):
+    torch.manual_seed(0)
+    n = 32
+    x, y = torch.randn(n, 8) * 3, torch.randint(0, 4, (n,))
+    model = _mlp(d_in=8, hidden=32, classes=4)
+    reference = _reference_per_example_gradients(model, x, y)
+    norms = reference.norm(dim=1)
+    clip = float(norms.median())  # clipping bites on half the examples and leaves the others alone
+
+    engine = PrivacyEngine(accountant="edgeworth")
+    out = engine.make_private(module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                              data_loader=DataLoader(TensorDataset(x, y), batch_size=n), noise_multiplier=1.0,
+                              max_grad_norm=clip, poisson_sampling=False, grad_sample_mode=mode,
+                              criterion=nn.CrossEntropyLoss())
+    wrapped, optimizer = out[0], out[1]
+    criterion = out[2] if mode == "ghost" else nn.CrossEntropyLoss()
+
+    def clipped_sum(xb, yb):
+        """The clipped gradient sum Opacus would noise (p.summed_grad), measured on a real backward pass."""
+        criterion(wrapped(xb), yb).backward()
+        if mode == "ghost":
+            optimizer.accumulate()
+        else:
+            optimizer.clip_and_accumulate()
+        total = _flat([p.summed_grad for p in optimizer.params])
+        optimizer.zero_grad()
+        return total
+
+    # One example at a time: what Opacus adds for each example has norm at most C, and is the example's own
+    # gradient scaled by min(1, C / norm).
+    measured = torch.stack([clipped_sum(x[i:i + 1], y[i:i + 1]) for i in range(n)])
+    measured_norms = measured.norm(dim=1)
+    assert float(measured_norms.max()) <= clip * (1 + 1e-5)
+    expected = reference * torch.clamp(clip / (norms + 1e-6), max=1.0).unsqueeze(1)
+    torch.testing.assert_close(measured, expected, rtol=1e-4, atol=1e-6)
+    # The whole batch at once sums exactly those clipped gradients.
+    torch.testing.assert_close(clipped_sum(x, y), expected.sum(0), rtol=1e-4, atol=1e-5)
+
+
+def test_added_noise_has_std_sigma_times_c():
+    """The noise Opacus adds to the clipped sum, measured coordinate by coordinate.
+
+    With n independent N(0, s^2) coordinates, the sample standard deviation has
+    standard error s / sqrt(2 (n - 1)) and the sample mean s / sqrt(n); the
+    sample kurtosis of a normal has standard error sqrt(24 / n).  With
+    n = 13 093 coordinates the tolerances below are 5 standard errors (2.9 %
+    of s for the std), so a correct implementation fails with probability
+    below 1e-6, while noise added twice (std sqrt(2) s) or not at all fails
+    for certain.  The seed is fixed, so the test is deterministic too.
+    """
+    torch.manual_seed(0)
+    sigma, clip, batch = 1.3, 0.5, 16
+    model = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 37))
+    x, y = torch.randn(batch, 64), torch.randint(0, 37, (batch,))
+    engine = PrivacyEngine(accountant="edgeworth")
+    model, optimizer, _ = engine.make_private(
+        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        data_loader=DataLoader(TensorDataset(x, y), batch_size=batch), noise_multiplier=sigma, max_grad_norm=clip,
+        poisson_sampling=False)
+    noises = []
+    for _ in range(2):
+        nn.CrossEntropyLoss()(model(x), y).backward()
+        optimizer.step()  # clip, noise, scale by 1 / expected batch size, account
+        noised = _flat([p.grad for p in optimizer.params]) * optimizer.expected_batch_size
+        noises.append((noised - _flat([p.summed_grad for p in optimizer.params])).double().numpy())
+        optimizer.zero_grad()
+    n = noises[0].size
+    assert n == sum(p.numel() for p in model.parameters()) == 13_093
+    target = sigma * clip
+    for noise in noises:
+        assert abs(noise.std(ddof=1) / target - 1) < 5 / math.sqrt(2 * (n - 1))
+        assert abs(noise.mean()) < 5 * target / math.sqrt(n)
+        kurtosis = np.mean((noise - noise.mean()) ** 4) / noise.var() ** 2
+        assert abs(kurtosis - 3) < 5 * math.sqrt(24 / n)
+    # Fresh noise every step.
+    assert abs(np.corrcoef(noises[0], noises[1])[0, 1]) < 5 / math.sqrt(n)
+    assert engine.accountant.history == [(sigma, 1.0, 2)]
