@@ -167,8 +167,13 @@ class EdgeworthAccountant(IAccountant):
     def load_state_dict(self, state_dict) -> None:
         """Restores a :meth:`state_dict`; rejects another mechanism's state or a
         malformed history with a ValueError."""
+        previous = self.history
         super().load_state_dict(state_dict)
-        self.history = [_check_entry(e) for e in state_dict["history"]]
+        try:
+            self.history = [_check_entry(e) for e in self.history]
+        except ValueError:
+            self.history = previous  # a rejected state leaves the ledger as it was
+            raise
 
 
 def get_noise_multiplier(*, target_epsilon: float, target_delta: float, sample_rate: float,

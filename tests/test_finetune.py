@@ -275,17 +275,18 @@ def test_finetune_bench_smoke(tiny_model, capsys):
     assert set(out["dp_over_non_private"]) == {"dp-ghost", "dp-per-sample"}
 
 
-def _torchrun(args, timeout=240):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
-        [str(TESTS.parent)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+def _torchrun(args, cwd, timeout=240):
+    """Two processes under torchrun.  They start in ``cwd`` (not the checkout, whose source tree has no built
+    extension when the package is installed) and import edgeworth as this process does."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *args], capture_output=True, text=True, timeout=timeout, env=env)
+                           *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_distributed_noise_is_added_once_per_step():
-    out = _torchrun([str(TESTS / "ddp_noise_probe.py")])
+def test_distributed_noise_is_added_once_per_step(tmp_path):
+    out = _torchrun([str(TESTS / "ddp_noise_probe.py")], cwd=tmp_path)
     n = out["coordinates"]
     # Once per step: std = sigma * C (5 standard errors of a sample std: 5 / sqrt(2 n) = 3 %); per rank it would
     # be sqrt(2) sigma C.
@@ -294,10 +295,10 @@ def test_distributed_noise_is_added_once_per_step():
     assert out["history"] == [[1.3, 0.1, 1]] and out["clipping"] == "ghost"
 
 
-def test_torchrun_two_processes_spend_what_one_process_spends(tiny_model):
-    args = ["--model", tiny_model, "--max-train", "400", "--max-dev", "50", "--batch-size", "40",
-            "--max-length", "32", "--steps", "4", "--no-progress", "--json"]
-    two = _torchrun(["-m", "edgeworth", "finetune", *args])
+def test_torchrun_two_processes_spend_what_one_process_spends(tiny_model, tmp_path):
+    args = ["--model", tiny_model, "--data", str(default_sst2_dir().resolve()), "--max-train", "400", "--max-dev",
+            "50", "--batch-size", "40", "--max-length", "32", "--steps", "4", "--no-progress", "--json"]
+    two = _torchrun(["-m", "edgeworth", "finetune", *args], cwd=tmp_path)
     one = ft.finetune(model=tiny_model, max_train=400, max_dev=50, batch_size=40, max_length=32, steps=4,
                       progress=False)
     assert two["world_size"] == 2 and two["steps"] == 4 and two["sample_rate"] == one.sample_rate == 0.1

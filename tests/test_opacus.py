@@ -171,6 +171,7 @@ def test_state_dict_round_trip_and_validation():
         fresh.load_state_dict({"history": [(1.0, 0.01)], "mechanism": "edgeworth"})
     with pytest.raises(ValueError, match="steps"):
         fresh.load_state_dict({"history": [(1.0, 0.01, 0)], "mechanism": "edgeworth"})
+    assert fresh.history == acc.history  # rejected states changed nothing
 
 
 # -- calibration through Opacus -------------------------------------------------------------------------------------
