@@ -217,7 +217,7 @@ class TiltedStep {
         di += dw_[i] * ei[i];
       }
       const std::complex<double> phi_minus_1(sr, sign_ * si);
-      logphi[static_cast<std::size_t>(k)] = log1p_complex(phi_minus_1);
+      logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
       err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(dr, di) + coarse_error_ +
                                          64.0 * std::numeric_limits<double>::epsilon();
     }
@@ -253,9 +253,10 @@ class TiltedStep {
   // interval of the loss of length L, |phi(u)| <= 1 - f0 (L - min(L, 2 / u)).
   // Both decrease in u.
   double tv_bound(double u) const {
-    double best = std::min(tv_ * (1.0 + kCfMomentRtol) / u, second_order_bound(u));
-    for (const auto& [f0, len] : floors_) best = std::min(best, 1.0 - f0 * (len - std::min(len, 2.0 / u)));
-    return best + coarse_error_;
+    double best = std::min(tv_ * (1.0 + kCfMomentRtol) / u + coarse_error_, second_order_bound(u));
+    for (const auto& [f0, len] : floors_)
+      best = std::min(best, 1.0 - f0 * (len - std::min(len, 2.0 / u)) + coarse_error_);
+    return best;
   }
 
   // beta from (ii) on the block [a, 2a]: intervals of length pi / (2 a) at
@@ -267,8 +268,8 @@ class TiltedStep {
       const double lo = std::max(mode_l_ + off * width, floor_l), hi = lo + width;
       if (!(hi > lo)) continue;
       // (a sub-interval of I serves as well: clip to the tilted range)
-      const double xlo = lo <= floor_l ? cuts_.front() : std::max(loss_inverse(lo), cuts_.front());
-      const double xhi = std::min(loss_inverse(hi), cuts_.back());
+      const double xlo = lo <= floor_l ? cuts_.front() : std::max(m_.pllr_inverse(lo), cuts_.front());
+      const double xhi = std::min(m_.pllr_inverse(hi), cuts_.back());
       if (!(xhi > xlo) || !std::isfinite(xlo) || !std::isfinite(xhi)) continue;
       const double lc = 0.5 * (lo + hi);
       auto f = [&](double x) -> Vec<3> {
@@ -388,24 +389,10 @@ class TiltedStep {
     return true;
   }
 
-  static std::complex<double> log1p_complex(std::complex<double> w) {
-    if (std::abs(w) < 1e-2) {
-      std::complex<double> term = w, sum = 0.0;
-      for (int k = 1; k <= 12; ++k) {
-        sum += term / static_cast<double>(k);
-        term *= -w;
-      }
-      return sum;
-    }
-    return std::log(1.0 + w);
-  }
-
-  double loss_inverse(double v) const {
+  // (log f)' in x, f the density of l: -x - mu + (b + 1) mu r(x), r = l' / mu.
+  double log_density_slope(double x) const {
     const double mu = 1.0 / m_.sigma();
-    if (m_.q() == 1.0) return (v + 0.5 * mu * mu) / mu;
-    const double e = std::expm1(v) + m_.q();
-    if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
-    return (std::log(e) - std::log(m_.q()) + 0.5 * mu * mu) / mu;
+    return -x - mu + (b_ + 1.0) * m_.pllr_slope(x);
   }
 
   // log of the density of l at x: p(x) e^(b l) / (e^K(b) l'(x)).
@@ -413,10 +400,6 @@ class TiltedStep {
     return m_.log_p(x) + b_ * m_.pllr(x) - log_norm_ - std::log(m_.pllr_slope(x));
   }
 
-  // The density of l has its extrema where psi(x) = -x - mu + (b + 1) mu r(x)
-  // vanishes (r = l' / mu, a logistic function of x): at most three, found by
-  // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
-  // interior minima).
   // The edges of (v).  ||f''||_1 over each panel by Gauss-Kronrod on
   //   |f''(v)| dv = (g / l') |psi^2 + psi' - mu (1 - r) psi| dx,
   // g the density of l at x, psi = (log g)', r = l' / mu; its error estimate
@@ -426,7 +409,7 @@ class TiltedStep {
     const double mu = 1.0 / m_.sigma();
     auto integrand = [&](double x) -> Vec<1> {
       const double lp = m_.pllr_slope(x), r = lp / mu;
-      const double psi = -x - mu + (b_ + 1.0) * mu * r;
+      const double psi = log_density_slope(x);
       const double dpsi = -1.0 + (b_ + 1.0) * mu * mu * r * (1.0 - r);
       const double lg = log_density(x);
       if (!std::isfinite(lg) || !(lp > 0.0)) return {0.0};
@@ -453,7 +436,7 @@ class TiltedStep {
     const double total_f2 = f2_above[0], widen = 1.0 + kCfMomentRtol;
     for (std::size_t p = 1; p < np; ++p) {
       const double x = panel_edge_[p], lp = m_.pllr_slope(x), g = std::exp(log_density(x));
-      const double psi = -x - mu + (b_ + 1.0) * mu * lp / mu;
+      const double psi = log_density_slope(x);
       if (!std::isfinite(g) || !(lp > 0.0)) continue;
       const double below = (1.0 - mass_above[p]) * widen, above = mass_above[p] * widen;
       edges_.push_back({below, above, g * widen, std::fabs(g * psi / lp) * widen, f2_above[p] * widen,
@@ -463,10 +446,13 @@ class TiltedStep {
     edges_.push_back({0.0, 0.0, 0.0, 0.0, total_f2 * widen, total_f2 * widen});
   }
 
+  // The density of l has its extrema where psi(x) = -x - mu + (b + 1) mu r(x)
+  // vanishes (r = l' / mu, a logistic function of x): at most three, found by
+  // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
+  // interior minima).
   void density_extrema() {
     const double mu = 1.0 / m_.sigma(), q = m_.q();
-    auto r = [&](double x) { return m_.pllr_slope(x) / mu; };
-    auto psi = [&](double x) { return -x - mu + (b_ + 1.0) * mu * r(x); };
+    auto psi = [&](double x) { return log_density_slope(x); };
     auto root = [&](double lo, double hi) {
       double flo = psi(lo), fhi = psi(hi);
       for (int i = 0; i < 200 && flo <= 0.0; ++i) flo = psi(lo -= std::max(1.0, std::fabs(lo)));
@@ -516,31 +502,31 @@ class TiltedStep {
       ok_ = false;
       return;
     }
-    // Density floors for (iii): around the global mode the density is
+    // Density floors for (iii): around each mode the density is
     // monotone up to the neighbouring minima (or the range's ends); where it
     // stays >= f0 is an interval [xl, xr], found by bisection keeping the
     // inner end (where density >= f0 has been seen).
     for (double peak : maxima) {
-    double left = cuts_.front(), right = cuts_.back();
-    for (double x : minima) {
-      if (x < peak) left = std::max(left, x);
-      if (x > peak) right = std::min(right, x);
-    }
-    const double log_peak = log_density(peak);
-    for (double level : {0.9, 0.7, 0.5, 0.3, 0.1, 0.03}) {
-      const double lf0 = log_peak + std::log(level);
-      auto crossing = [&](double inner, double outer) {
-        if (log_density(outer) >= lf0) return outer;
-        for (int i = 0; i < 100 && std::fabs(outer - inner) > 1e-12 * (1.0 + std::fabs(inner)); ++i) {
-          const double mid = 0.5 * (inner + outer);
-          (log_density(mid) >= lf0 ? inner : outer) = mid;
-        }
-        return inner;
-      };
-      const double xl = crossing(peak, left), xr = crossing(peak, right);
-      const double width = m_.pllr(xr) - m_.pllr(xl);
-      if (width > 0.0) floors_.push_back({std::exp(lf0) * (1.0 - kCfMomentRtol), width * (1.0 - kCfMomentRtol)});
-    }
+      double left = cuts_.front(), right = cuts_.back();
+      for (double x : minima) {
+        if (x < peak) left = std::max(left, x);
+        if (x > peak) right = std::min(right, x);
+      }
+      const double log_peak = log_density(peak);
+      for (double level : {0.9, 0.7, 0.5, 0.3, 0.1, 0.03}) {
+        const double lf0 = log_peak + std::log(level);
+        auto crossing = [&](double inner, double outer) {
+          if (log_density(outer) >= lf0) return outer;
+          for (int i = 0; i < 100 && std::fabs(outer - inner) > 1e-12 * (1.0 + std::fabs(inner)); ++i) {
+            const double mid = 0.5 * (inner + outer);
+            (log_density(mid) >= lf0 ? inner : outer) = mid;
+          }
+          return inner;
+        };
+        const double xl = crossing(peak, left), xr = crossing(peak, right);
+        const double width = m_.pllr(xr) - m_.pllr(xl);
+        if (width > 0.0) floors_.push_back({std::exp(lf0) * (1.0 - kCfMomentRtol), width * (1.0 - kCfMomentRtol)});
+      }
     }
   }
 
@@ -851,7 +837,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   while (flo <= 0.0) {
     hi = lo;
     fhi = flo;
-    if (lo < 1e-9 * eps_hi) return 0.0;
+    if (lo < 1e-9 * eps_hi) return lo;  // the smallest eps seen to meet delta (0 itself is not checked)
     lo *= 0.7;
     flo = f(lo);
   }

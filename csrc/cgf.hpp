@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cmath>
+#include <complex>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -57,6 +58,27 @@ inline double weighted_phi(int which, double l, double logw) {
   }
   const double v = which == 0 ? std::expm1(l) - l : std::exp(l) * (l - 1.0) + 1.0;
   return std::exp(logw) * v;
+}
+
+using Complex = std::complex<double>;
+
+// log(1 + w) without the cancellation of 1 + w for small |w|.
+inline Complex complex_log1p(Complex w) {
+  if (std::abs(w) < 1e-2) {
+    Complex term = w, sum = 0.0;
+    for (int k = 1; k <= 10; ++k) {
+      sum += term / static_cast<double>(k);
+      term *= -w;
+    }
+    return sum;
+  }
+  return std::log(1.0 + w);
+}
+
+// e^d - 1 without cancellation for small |d|.
+inline Complex complex_expm1(Complex d) {
+  const double a = d.real(), b = d.imag(), h = std::sin(0.5 * b);
+  return {std::expm1(a) * std::cos(b) - 2.0 * h * h, std::exp(a) * std::sin(b)};
 }
 
 // Range and split points of the tilted integrand p(x) exp(s l(x)): the

@@ -75,27 +75,6 @@ namespace edgeworth {
 
 namespace detail {
 
-using Complex = std::complex<double>;
-
-// log(1 + w) without the cancellation of 1 + w for small |w|.
-inline Complex complex_log1p(Complex w) {
-  if (std::abs(w) < 1e-2) {
-    Complex term = w, sum = 0.0;
-    for (int k = 1; k <= 10; ++k) {
-      sum += term / static_cast<double>(k);
-      term *= -w;
-    }
-    return sum;
-  }
-  return std::log(1.0 + w);
-}
-
-// e^d - 1 without cancellation for small |d|.
-inline Complex complex_expm1(Complex d) {
-  const double a = d.real(), b = d.imag(), h = std::sin(0.5 * b);
-  return {std::expm1(a) * std::cos(b) - 2.0 * h * h, std::exp(a) * std::sin(b)};
-}
-
 // The smooth split of one step's law by its privacy loss l: the flat part
 // has weight rho = Phi((l_m - l) / s_l), the rest 1 - rho, with l_m = l(x_m)
 // and s_l = (l_m - log(1 - q)) / kTaperSigmas, so that the rest reaches down
@@ -194,11 +173,6 @@ inline FlatCgf part_cgf(const SubsampledGaussian& m, const Taper& taper, double 
   return {range.shift + std::log(r.value[0]), r.value[1] / r.value[0]};
 }
 
-// x with l(x) = v for the subsampled Gaussian, v > log(1 - q).
-inline double pllr_inverse(const SubsampledGaussian& g, double v) {
-  const double mu = 1.0 / g.sigma();
-  return (std::log(std::expm1(v) + g.q()) - std::log(g.q()) + 0.5 * mu * mu) / mu;
-}
 
 }  // namespace detail
 

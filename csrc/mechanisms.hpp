@@ -106,6 +106,14 @@ class SubsampledGaussian final : public Mechanism {
     return a > 0.0 ? mu_ / (1.0 + std::exp(-a)) : mu_ * std::exp(a) / (1.0 + std::exp(a));
   }
 
+  // x with l(x) = v; -inf for v <= log(1 - q), which l only approaches.
+  double pllr_inverse(double v) const {
+    if (q_ == 1.0) return (v + 0.5 * mu_ * mu_) / mu_;
+    const double e = std::expm1(v) + q_;
+    if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
+    return (std::log(e) - log_q_ + 0.5 * mu_ * mu_) / mu_;
+  }
+
   std::vector<double> breakpoints(double s) const override {
     std::vector<double> b{0.0, mu_};
     if (s > 0.0) b.push_back(s * mu_);  // mode of the q N(mu, 1) part when tilted

@@ -194,7 +194,7 @@ inline double remove_delta_floor(const Composition& c, double eps) {
     double log_none = 0.0;              // log P(M < v)
     for (const auto& seg : c.segments()) {
       const auto& g = static_cast<const SubsampledGaussian&>(*seg.mechanism);
-      const double xv = pllr_inverse(g, v0 + y), mu = 1.0 / g.sigma();
+      const double xv = g.pllr_inverse(v0 + y), mu = 1.0 / g.sigma();
       const double p = (1.0 - g.q()) * 0.5 * std::erfc(xv / std::sqrt(2.0)) +
                        g.q() * 0.5 * std::erfc((xv - mu) / std::sqrt(2.0));
       log_none += seg.count * std::log1p(-p);

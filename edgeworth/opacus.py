@@ -61,8 +61,8 @@ class EdgeworthAccountant(IAccountant):
     """Opacus accountant backed by ``edgeworth`` (mechanism name ``"edgeworth"``).
 
     ``get_epsilon`` is the *certified* eps by default: a rigorous upper bound
-    covering both the add and the remove ordering (the optimal Chernoff bound
-    from the exact CGF of the privacy loss; see :func:`edgeworth.epsilon`).
+    covering both the add and the remove ordering (see :func:`edgeworth.epsilon`:
+    as tight as a fine PLD accountant where ten or more steps are sampled in all).
     ``get_epsilon(delta, method="tilted")`` asks for the saddle-point estimate
     instead, and ``method="edgeworth"`` for the Edgeworth point estimate;
     neither is a bound.
