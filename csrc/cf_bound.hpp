@@ -118,7 +118,7 @@ inline LawMoments node_moments(const std::vector<double>& w, const std::vector<d
 // resolve e^(i u l) up to u_max.
 class TiltedStep {
  public:
-  TiltedStep(const SubsampledGaussian& m, double count, double b, double sign)
+  TiltedStep(const GaussianReferencePllr& m, double count, double b, double sign)
       : m_(m), count_(count), b_(b), sign_(sign) {
     const TiltedRange range = tilted_range(m, b);
     shift_ = range.shift;
@@ -262,7 +262,7 @@ class TiltedStep {
   // beta from (ii) on the block [a, 2a]: intervals of length pi / (2 a) at
   // and beside the mode of the loss density.
   double interval_bound(double a) const {
-    const double width = kCfPi / (2.0 * a), floor_l = m_.q() < 1.0 ? std::log1p(-m_.q()) : -1e300;
+    const double width = kCfPi / (2.0 * a), floor_l = std::max(m_.pllr_floor(), -1e300);
     double best = 0.0;
     for (double off : {-0.5, 0.0, -1.0}) {
       const double lo = std::max(mode_l_ + off * width, floor_l), hi = lo + width;
@@ -295,7 +295,7 @@ class TiltedStep {
   // kCfCoarseMass of the peak density times its width need not resolve the
   // phase: it is left out, and twice its mass is charged to every phi.
   bool lay_nodes(double u_max) {
-    const SubsampledGaussian& m = m_;
+    const GaussianReferencePllr& m = m_;
     auto log_w = [&](double x) { return m.log_p(x) + b_ * m.pllr(x) - shift_; };
     auto panel_mass = [&](double a, double b2) {  // width times the largest of 9 samples
       double mx = -std::numeric_limits<double>::infinity();
@@ -389,31 +389,33 @@ class TiltedStep {
     return true;
   }
 
-  // (log f)' in x, f the density of l: -x - mu + (b + 1) mu r(x), r = l' / mu.
+  // psi = (log f)' in x, f the density of l at l(x) (f = g / l', g the
+  // tilted density in x): psi = -x + b l' - l'' / l'.
   double log_density_slope(double x) const {
-    const double mu = 1.0 / m_.sigma();
-    return -x - mu + (b_ + 1.0) * m_.pllr_slope(x);
+    const PllrSlopes d = m_.pllr_slopes(x);
+    return -x + b_ * d.slope - d.curvature;
   }
 
   // log of the density of l at x: p(x) e^(b l) / (e^K(b) l'(x)).
   double log_density(double x) const {
-    return m_.log_p(x) + b_ * m_.pllr(x) - log_norm_ - std::log(m_.pllr_slope(x));
+    return m_.log_p(x) + b_ * m_.pllr(x) - log_norm_ - std::log(m_.pllr_slopes(x).slope);
   }
 
   // The edges of (v).  ||f''||_1 over each panel by Gauss-Kronrod on
-  //   |f''(v)| dv = (g / l') |psi^2 + psi' - mu (1 - r) psi| dx,
-  // g the density of l at x, psi = (log g)', r = l' / mu; its error estimate
-  // (times kCfErrorFactor) is added.  Masses come from the nodes, widened by
-  // kCfMomentRtol.
+  //   |f''(v)| dv = (f / l') |psi^2 + psi' - (l'' / l') psi| dx,
+  // f the density of l at l(x), psi = (log f)' in x,
+  //   psi' = -1 + b l'' - l''' / l' + (l'' / l')^2;
+  // its error estimate (times kCfErrorFactor) is added.  Masses come from
+  // the nodes, widened by kCfMomentRtol.
   void second_order_edges() {
-    const double mu = 1.0 / m_.sigma();
     auto integrand = [&](double x) -> Vec<1> {
-      const double lp = m_.pllr_slope(x), r = lp / mu;
-      const double psi = log_density_slope(x);
-      const double dpsi = -1.0 + (b_ + 1.0) * mu * mu * r * (1.0 - r);
+      const PllrSlopes d = m_.pllr_slopes(x);
+      const double lp = d.slope;
+      const double psi = -x + b_ * lp - d.curvature;
+      const double dpsi = -1.0 + b_ * lp * d.curvature - d.third + d.curvature * d.curvature;
       const double lg = log_density(x);
       if (!std::isfinite(lg) || !(lp > 0.0)) return {0.0};
-      return {std::exp(lg) / lp * std::fabs(psi * psi + dpsi - mu * (1.0 - r) * psi)};
+      return {std::exp(lg) / lp * std::fabs(psi * psi + dpsi - d.curvature * psi)};
     };
     const std::size_t np = panel_edge_.size();
     if (np < 2) return;
@@ -435,7 +437,7 @@ class TiltedStep {
     }
     const double total_f2 = f2_above[0], widen = 1.0 + kCfMomentRtol;
     for (std::size_t p = 1; p < np; ++p) {
-      const double x = panel_edge_[p], lp = m_.pllr_slope(x), g = std::exp(log_density(x));
+      const double x = panel_edge_[p], lp = m_.pllr_slopes(x).slope, g = std::exp(log_density(x));
       const double psi = log_density_slope(x);
       if (!std::isfinite(g) || !(lp > 0.0)) continue;
       const double below = (1.0 - mass_above[p]) * widen, above = mass_above[p] * widen;
@@ -446,12 +448,46 @@ class TiltedStep {
     edges_.push_back({0.0, 0.0, 0.0, 0.0, total_f2 * widen, total_f2 * widen});
   }
 
+  // For a PLLR other than the subsampled Gaussian's, whose density extrema
+  // are not known in closed form: TV = int |f'(v)| dv = int (f / l') |psi| dx
+  // by adaptive Gauss-Kronrod between the range's cuts, plus kCfErrorFactor
+  // times its error estimate; the mode (where (iii)'s intervals are centred;
+  // any place is valid) is the largest density on a grid.  No density
+  // floors (iii): they need the intervals around each mode where the
+  // density stays above a level, known only from the extrema.
+  void tv_by_quadrature() {
+    auto integrand = [&](double x) -> Vec<1> {
+      const double lg = log_density(x);
+      if (!std::isfinite(lg)) return {0.0};
+      return {std::exp(lg) / m_.pllr_slopes(x).slope * std::fabs(log_density_slope(x))};
+    };
+    const auto r = integrate_adaptive<1>(integrand, cuts_, 1e-9, 2000);
+    tv_ = r.value[0] + kCfErrorFactor * r.error[0];
+    double best = -std::numeric_limits<double>::infinity();
+    const double lo = cuts_.front(), hi = cuts_.back();
+    constexpr int kGrid = 4096;
+    for (int i = 0; i <= kGrid; ++i) {
+      const double x = lo + (hi - lo) * i / kGrid, lg = log_density(x);
+      if (lg > best) {
+        best = lg;
+        mode_x_ = x;
+      }
+    }
+    mode_l_ = m_.pllr(mode_x_);
+    if (!r.converged || !(tv_ > 0.0) || !std::isfinite(tv_)) ok_ = false;
+  }
+
   // The density of l has its extrema where psi(x) = -x - mu + (b + 1) mu r(x)
   // vanishes (r = l' / mu, a logistic function of x): at most three, found by
   // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
   // interior minima).
   void density_extrema() {
-    const double mu = 1.0 / m_.sigma(), q = m_.q();
+    const auto* sg = dynamic_cast<const SubsampledGaussian*>(&m_);
+    if (sg == nullptr) {
+      tv_by_quadrature();
+      return;
+    }
+    const double mu = 1.0 / sg->sigma(), q = sg->q();
     auto psi = [&](double x) { return log_density_slope(x); };
     auto root = [&](double lo, double hi) {
       double flo = psi(lo), fhi = psi(hi);
@@ -530,7 +566,7 @@ class TiltedStep {
     }
   }
 
-  const SubsampledGaussian& m_;
+  const GaussianReferencePllr& m_;
   double count_, b_, sign_;
   bool ok_ = true;
   double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
@@ -625,7 +661,7 @@ class CfInversion {
 
     Steps steps;
     for (const auto& seg : comp.segments()) {
-      const auto* m = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+      const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
       if (m == nullptr) return false;
       steps.emplace_back(*m, seg.count, b, sign);
       if (!steps.back().ok()) return false;

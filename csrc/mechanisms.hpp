@@ -66,13 +66,42 @@ inline std::string fmt(double v) {
 }
 }  // namespace detail
 
+// l'(x) and the ratios l''(x) / l'(x), l'''(x) / l'(x) of a PLLR (the
+// ratios stay finite where l' underflows on a flat stretch of l).
+struct PllrSlopes {
+  double slope = 0.0;      // l' > 0
+  double curvature = 0.0;  // l'' / l'
+  double third = 0.0;      // l''' / l'
+};
+
+// A mechanism whose reference law P is N(0, 1) and whose PLLR is smooth and
+// strictly increasing in x: the Gaussian mechanism, its Poisson-subsampled
+// version, mixtures of Gaussians with non-negative means.  The
+// characteristic-function bound (cf_bound.hpp) works on exactly these: it
+// needs the derivatives of l, its inverse and its infimum.
+class GaussianReferencePllr : public Mechanism {
+ public:
+  double log_p(double x) const override { return -0.5 * x * x - kHalfLog2Pi; }
+
+  virtual PllrSlopes pllr_slopes(double x) const = 0;
+
+  // x with l(x) = v; -inf for v at or below pllr_floor(), which l only approaches.
+  virtual double pllr_inverse(double v) const = 0;
+
+  // inf_x l(x); -inf where l is unbounded below.
+  virtual double pllr_floor() const = 0;
+
+ protected:
+  static constexpr double kHalfLog2Pi = 0.91893853320467274178;
+};
+
 // The Poisson-subsampled Gaussian mechanism of DP-SGD.
 //
 // sigma is the noise multiplier (noise std / clipping norm) and q the Poisson
 // sampling rate; q = 1 is the plain Gaussian mechanism.  With mu = 1 / sigma:
 //   P = N(0, 1),   Q = (1 - q) N(0, 1) + q N(mu, 1),
 //   l(x) = log(1 - q + q exp(mu x - mu^2 / 2)).
-class SubsampledGaussian final : public Mechanism {
+class SubsampledGaussian final : public GaussianReferencePllr {
  public:
   SubsampledGaussian(double sigma, double q) : sigma_(sigma), q_(q) {
     detail::require(std::isfinite(sigma) && sigma > 0.0,
@@ -86,8 +115,6 @@ class SubsampledGaussian final : public Mechanism {
 
   double sigma() const { return sigma_; }
   double q() const { return q_; }
-
-  double log_p(double x) const override { return -0.5 * x * x - kHalfLog2Pi; }
 
   double pllr(double x) const override {
     const double z = mu_ * x - 0.5 * mu_ * mu_;
@@ -106,8 +133,23 @@ class SubsampledGaussian final : public Mechanism {
     return a > 0.0 ? mu_ / (1.0 + std::exp(-a)) : mu_ * std::exp(a) / (1.0 + std::exp(a));
   }
 
+  // l' = mu r, l'' / l' = mu (1 - r), l''' / l' = mu^2 (1 - r)(1 - 2 r), with
+  // r = l' / mu the weight of the shifted part (a logistic function of x).
+  PllrSlopes pllr_slopes(double x) const override {
+    if (q_ == 1.0) return {mu_, 0.0, 0.0};
+    const double a = mu_ * x - 0.5 * mu_ * mu_ + log_q_ - log_1mq_;
+    const double e = std::exp(-std::fabs(a));
+    const double r = a > 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    const double one_minus_r = a > 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
+    return {mu_ * r, mu_ * one_minus_r, mu_ * mu_ * one_minus_r * (one_minus_r - r)};
+  }
+
+  double pllr_floor() const override {
+    return q_ < 1.0 ? log_1mq_ : -std::numeric_limits<double>::infinity();
+  }
+
   // x with l(x) = v; -inf for v <= log(1 - q), which l only approaches.
-  double pllr_inverse(double v) const {
+  double pllr_inverse(double v) const override {
     if (q_ == 1.0) return (v + 0.5 * mu_ * mu_) / mu_;
     const double e = std::expm1(v) + q_;
     if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
@@ -153,7 +195,6 @@ class SubsampledGaussian final : public Mechanism {
   }
 
  private:
-  static constexpr double kHalfLog2Pi = 0.91893853320467274178;
   double sigma_, q_, mu_, log_q_, log_1mq_;
 };
 
