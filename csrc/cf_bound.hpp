@@ -36,6 +36,7 @@
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -852,23 +853,33 @@ namespace detail {
 // The tilt for eps: the saddle point G'(c) = eps, kept at least kCfMinTilt.
 constexpr double kCfMinTilt = 0.05;
 
-inline double cf_tilt(const Composition& comp, Ordering o, double eps) {
-  const double t = increasing_root_in_t([&](double t) {
-    return loss_cgf(comp, o, Loss::Y, t, 1, kBoundRtol).derivative[1] - eps;
-  });
+// The tilt only conditions the inversion (any c > 0 gives a valid bound):
+// a hint (the Chernoff bound's optimal t, within a few percent of the
+// saddle point) is taken as it is; without one, the saddle point is found
+// to 1e-3.
+inline double tilt_root(const std::function<double(double)>& phi, double hint) {
+  if (hint > 0.0 && std::isfinite(hint)) return hint;
+  return increasing_root_in_t(phi, 1.0, 4.0, 1e-3);
+}
+
+inline double cf_tilt(const Composition& comp, Ordering o, double eps, double hint) {
+  const double t = tilt_root([&](double t) { return loss_cgf(comp, o, Loss::Y, t, 1, kBoundRtol).derivative[1] - eps; },
+                             hint);
   return std::max(t, kCfMinTilt);
 }
 
 // The tilt for a target delta: where the leading saddle-point term
 // e^(G(c) - c G'(c)) / (c (c + 1) sqrt(2 pi G''(c))) equals delta (decreasing
 // in c).  Only the conditioning of the inversion depends on it.
-inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delta) {
+inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delta, double hint) {
   const double log_delta = std::log(delta);
-  const double t = increasing_root_in_t([&](double t) {
-    const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, t, 2, kBoundRtol);
-    return -(g.log_mgf - t * g.derivative[1] - std::log(t * (t + 1.0) * std::sqrt(2.0 * kCfPi * g.derivative[2])) -
-             log_delta);
-  });
+  const double t = tilt_root(
+      [&](double t) {
+        const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, t, 2, kBoundRtol);
+        return -(g.log_mgf - t * g.derivative[1] -
+                 std::log(t * (t + 1.0) * std::sqrt(2.0 * kCfPi * g.derivative[2])) - log_delta);
+      },
+      hint);
   return std::max(t, kCfMinTilt);
 }
 
@@ -876,9 +887,11 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 
 // Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
 // the inversion declines.
-inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps) {
+// t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
+inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps,
+                                                  double t_hint = 0.0) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
-  const double c = detail::cf_tilt(comp, o, eps);
+  const double c = detail::cf_tilt(comp, o, eps, t_hint);
   const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
   const auto inv = CfInversion::build(comp, o, c, std::exp(g.log_mgf - c * eps) * 1e-2);
   if (!inv) return std::nullopt;
@@ -889,10 +902,11 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
 // certified upper delta is at most delta, searched below eps_hi (a certified
 // eps, e.g. the Chernoff bound's); nullopt where the inversion declines or
 // does not improve on eps_hi.
-inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi) {
+inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
+                                        double t_hint = 0.0) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
-  const double c = detail::cf_tilt_for_delta(comp, o, delta);
+  const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
   const auto inv = CfInversion::build(comp, o, c, delta);
   if (!inv) return std::nullopt;
   const double log_delta = std::log(delta);

@@ -197,10 +197,14 @@ Answer tightest(const Bound& chernoff, const CfFn& cf) {
 
 inline Answer certified_epsilon_tight(const Composition& c, double delta) {
   auto one = [&](Ordering o, const Bound& b) {
-    return tightest(b, [&] { return b.value > 0.0 ? cf_epsilon(c, o, delta, b.value) : std::optional<double>(); });
+    return tightest(b, [&] { return b.value > 0.0 ? cf_epsilon(c, o, delta, b.value, b.t) : std::optional<double>(); });
   };
-  const Answer r = one(Ordering::Remove, certified_epsilon(c, Ordering::Remove, delta));
-  const Bound add = certified_epsilon(c, Ordering::Add, delta);
+  const Bound remove = certified_epsilon(c, Ordering::Remove, delta);
+  const Answer r = one(Ordering::Remove, remove);
+  // The add ordering's Chernoff bound at the remove ordering's t first: where
+  // that is already below, the add ordering cannot be the larger.
+  if (chernoff_epsilon_at(c, Ordering::Add, delta, remove.t).value <= r.value) return r;
+  const Bound add = certified_epsilon(c, Ordering::Add, delta, remove.t);
   if (add.value <= r.value) return r;  // the add ordering's own bound is below: it cannot be the larger
   const Answer a = one(Ordering::Add, add);
   return a.value > r.value ? a : r;
@@ -210,12 +214,14 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   auto one = [&](Ordering o, const Bound& b) {
     return tightest(b, [&]() -> std::optional<double> {
       if (!(b.value > 0.0)) return std::nullopt;
-      const auto v = cf_delta(c, o, eps);
+      const auto v = cf_delta(c, o, eps, b.t);
       return v ? std::optional<double>(v->upper) : std::nullopt;
     });
   };
-  const Answer r = one(Ordering::Remove, certified_delta(c, Ordering::Remove, eps));
-  const Bound add = certified_delta(c, Ordering::Add, eps);
+  const Bound remove = certified_delta(c, Ordering::Remove, eps);
+  const Answer r = one(Ordering::Remove, remove);
+  if (chernoff_delta_at(c, Ordering::Add, eps, remove.t).value <= r.value) return r;
+  const Bound add = certified_delta(c, Ordering::Add, eps, remove.t);
   if (add.value <= r.value) return r;
   const Answer a = one(Ordering::Add, add);
   return a.value > r.value ? a : r;
