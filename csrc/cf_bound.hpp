@@ -192,7 +192,16 @@ class TiltedStep {
   }
 
   // The nodes for u <= u_max (false where too many panels would be needed).
-  bool prepare(double u_max) { return ok_ = ok_ && lay_nodes(u_max); }
+  bool prepare(double u_max) {
+    if (!ok_) return false;
+    // The base layout already resolves the phase where every panel's loss
+    // span is within kCfPanelPhase / u_max: then the nodes would be the same.
+    bool resolved = true;
+    for (const auto& [lo, hi] : panel_l_)
+      if (u_max * std::fabs(hi - lo) > kCfPanelPhase) resolved = false;
+    if (resolved && !has_coarse_) return true;
+    return ok_ = lay_nodes(u_max);
+  }
 
   // About how many nodes prepare(u_max) will lay (from the base panels).
   double estimate_nodes(double u_max) const {
@@ -381,6 +390,8 @@ class TiltedStep {
     std::vector<double> l, wkv, wgv;
     panel_start_.clear();
     panel_edge_.clear();
+    panel_l_.clear();
+    has_coarse_ = false;
     l.reserve(panels.size() * 15);
     wkv.reserve(panels.size() * 15);
     wgv.reserve(panels.size() * 15);
@@ -391,6 +402,7 @@ class TiltedStep {
       if (!coarse[p]) {
         panel_start_.push_back(l.size());
         panel_edge_.push_back(a);
+        panel_l_.push_back({m.pllr(a), m.pllr(b2)});
       }
       const int n = static_cast<int>(xa.size());
       for (int j = -(n - 1); j <= n - 1; ++j) {  // in increasing x
@@ -406,7 +418,10 @@ class TiltedStep {
         wkv.push_back(w * wk[i]);
         wgv.push_back(i % 2 == 0 ? w * wg[i / 2] : 0.0);
       }
-      if (coarse[p]) coarse_mass += 2.0 * panel_mass(a, b2);
+      if (coarse[p]) {
+        coarse_mass += 2.0 * panel_mass(a, b2);
+        has_coarse_ = true;
+      }
     }
     double zk = 0.0, zg = 0.0, mean = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
@@ -463,7 +478,8 @@ class TiltedStep {
     for (std::size_t p = 0; p < np; ++p) right[p] = p + 1 < np ? panel_edge_[p + 1] : cuts_.back();
     std::vector<double> f2(np), mass(np);
     for (std::size_t p = 0; p < np; ++p) {
-      const auto r = integrate_adaptive<1>(integrand, {panel_edge_[p], right[p]}, 1e-8, 64);
+      auto tol = [](const QuadratureResult<1>& q) { return Vec<1>{1e-7 * q.l1[0]}; };
+      const auto r = integrate_to<1, 15>(integrand, {panel_edge_[p], right[p]}, tol, 64);
       f2[p] = r.value[0] + kCfErrorFactor * r.error[0];
       const std::size_t end = p + 1 < np ? panel_start_[p + 1] : w_.size();
       double m = 0.0;
@@ -613,6 +629,8 @@ class TiltedStep {
   std::vector<double> cuts_;
   std::vector<std::size_t> panel_start_;
   std::vector<double> panel_edge_;  // left edges of the node panels (base layout: contiguous)
+  std::vector<std::pair<double, double>> panel_l_;  // l at the left and right edge of each node panel
+  bool has_coarse_ = false;                         // some panel was left out (coarse)
   // (v): at each panel edge x_s (loss v_s): the mass below and above, the
   // density f and |f'| there, and the L1 norm of f'' above and below.
   std::vector<Edge> edges_;

@@ -361,11 +361,58 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   double start = 1.0, down = 0.5;
   if (m.method == Method::Certified) {
     // Start at the Gaussian-DP (CLT) sigma, which is within a few percent of
-    // the answer wherever many steps are sampled, and step by 3 % from there.
+    // the answer wherever many steps are sampled, and take secant steps on
+    // log eps against log sigma from there (eps falls like a power of sigma,
+    // so they converge in a few steps).  Every point is an evaluation of r,
+    // so whatever the steps do, the answer is the smallest sigma seen to
+    // meet the target; the steps only make that sigma close to the crossing.
+    // They stop once the bracket [unsafe, safe] is 1e-9 wide relative, or a
+    // safe sigma's eps is within 1e-9 of the target (then sigma is within
+    // ~1e-9 of the crossing); otherwise the bracket search below takes over
+    // from the last point (and its bracket, if there is one).
     const double guess = detail::gdp_sigma_guess(eps, delta, steps, q);
     if (std::isfinite(guess) && guess > kSigmaMin && guess < kSigmaMax) {
       start = guess;
       down = 1.0 / 1.03;
+      auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
+        return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
+      };
+      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity();  // the bracket in sigma
+      double x0 = std::log(start), v0 = r(start), y0 = log_ratio(v0);
+      (v0 > 0.0 ? unsafe : safe) = start;
+      double x1 = x0 + std::clamp(y0 / 1.5, -0.7, 0.7);  // eps ~ sigma^-1.5 as a first slope
+      for (int it = 0; it < 12; ++it) {
+        const double sigma = std::exp(x1);
+        if (!(sigma > kSigmaMin && sigma < kSigmaMax)) break;
+        const double v1 = r(sigma), y1 = log_ratio(v1);
+        if (v1 > 0.0)
+          unsafe = std::max(unsafe, sigma);
+        else
+          safe = std::min(safe, sigma);
+        if (safe / unsafe - 1.0 <= 1e-9 || (v1 <= 0.0 && y1 >= -1e-9)) break;
+        double slope = (y1 - y0) / (x1 - x0);
+        if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+        // aim a hair to the safe side once close, so the last step lands safe
+        const double aim = std::fabs(y1) < 1e-3 ? -3e-10 : 0.0;
+        double x2 = x1 + std::clamp((aim - y1) / slope, -0.7, 0.7);
+        if (unsafe > 0.0 && std::isfinite(safe) && !(x2 > std::log(unsafe) && x2 < std::log(safe)))
+          x2 = 0.5 * (std::log(unsafe) + std::log(safe));  // outside the bracket: bisect it
+        x0 = x1;
+        y0 = y1;
+        x1 = x2;
+      }
+      if (std::isfinite(best_safe) && (safe / unsafe - 1.0 <= 1e-9 || best.value >= eps * (1.0 - 1e-9))) {
+        best.value = best_safe;
+        return best;
+      }
+      if (unsafe > 0.0 && std::isfinite(safe)) {
+        const auto sol = detail::solve_bracketed(r, unsafe, safe, r(unsafe), r(safe), 1e-9);
+        (void)sol;
+        best.value = best_safe;
+        return best;
+      }
+      start = std::exp(x1);
+      if (!(start > kSigmaMin && start < kSigmaMax)) start = guess;
     }
   }
   if (m.method == Method::Tilted) {
