@@ -272,14 +272,22 @@ class TiltedStep {
     }
   }
 
-  // Bound (i) on |phi(u)|: the whole law's moments, or a split's; the
-  // masses are widened by kCfMomentRtol.  May exceed 1.
+  // Bound (i) on |phi(u)|: the whole law's moments, or a split's.  For a
+  // split into parts of masses m_A + m_B = 1 with |phi_A| <= beta_A and
+  // |phi_B| <= beta_B (each part normalised), |phi| <= m_A beta_A + m_B beta_B,
+  // which is beta_hi - m_lo (beta_hi - beta_lo) with m_lo the mass of the part
+  // with the smaller beta: it decreases in that mass, so the node mass
+  // lowered by kCfMomentRtol (relative) keeps it valid.  (Widening the whole
+  // sum instead would erase a contraction smaller than kCfMomentRtol, which
+  // is all a narrow near-atom part gives at small u, yet raised to the power
+  // of many steps it decides the bound.)  May exceed 1.
   double moment_bound(double u) const {
     double best = detail::moment_bound(whole_, u, kCfMomentRtol);
     for (const auto& [a, b] : splits_) {
-      const double ba = a.mass * detail::moment_bound(a, u, kCfMomentRtol);
-      const double bb = b.mass * std::min(1.0, detail::moment_bound(b, u, kCfMomentRtol));
-      best = std::min(best, (ba + bb) * (1.0 + kCfMomentRtol));
+      const double ba = std::min(1.0, detail::moment_bound(a, u, kCfMomentRtol));
+      const double bb = std::min(1.0, detail::moment_bound(b, u, kCfMomentRtol));
+      const double low_mass = (ba <= bb ? a.mass : b.mass) * (1.0 - kCfMomentRtol);
+      best = std::min(best, std::max(ba, bb) - low_mass * std::fabs(bb - ba));
     }
     return best + coarse_error_;
   }
