@@ -87,7 +87,8 @@ inline Bound chernoff_epsilon_at(Ordering o, double delta, double t, const Tilte
   b.ordering = o;
   b.t = t;
   b.margin = detail::cgf_margin(g);
-  b.value = std::max(0.0, (g.log_mgf + b.margin + detail::chernoff_c(t) - std::log(delta)) / t);
+  const double v = (g.log_mgf + b.margin + detail::chernoff_c(t) - std::log(delta)) / t;
+  b.value = std::isnan(v) ? std::numeric_limits<double>::infinity() : std::max(0.0, v);  // NaN: no bound here
   return b;
 }
 
@@ -96,7 +97,8 @@ inline Bound chernoff_delta_at(Ordering o, double eps, double t, const TiltedCum
   b.ordering = o;
   b.t = t;
   b.margin = detail::cgf_margin(g);
-  b.value = std::min(1.0, std::exp(g.log_mgf + b.margin - t * eps + detail::chernoff_c(t)));
+  const double v = std::exp(g.log_mgf + b.margin - t * eps + detail::chernoff_c(t));
+  b.value = std::isnan(v) ? 1.0 : std::min(1.0, v);
   return b;
 }
 

@@ -54,7 +54,8 @@ namespace edgeworth {
 namespace detail {
 
 constexpr double kCfPi = 3.14159265358979323846;
-constexpr double kCfPanelPhase = 2.0;   // max u_max |l(b) - l(a)| per panel
+constexpr double kCfPanelPhase = 2.0;   // max u_max |l(b) - l(a)| of a 15-point panel
+constexpr double kCfPanelPhaseWide = 8.0;  // max u_max |l(b) - l(a)| of a 31-point panel
 constexpr double kCfPanelWidth = 1.0;   // max b - a per panel (the tilted law has unit scale in x)
 constexpr int kCfMaxPanels = 4096;
 constexpr double kCfCoarseMass = 1e-18;  // relative to the peak of the tilted density
@@ -70,7 +71,7 @@ constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by 
 // of the bound: SIMD with the sums reassociated (which moves them in the
 // last bits only), and compiled for AVX2 as well as the baseline where the
 // compiler can dispatch on the CPU at load time.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__GLIBC__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 inline void cf_sweep(std::size_t n, bool advance, const double* qr, const double* qi, double* pr, double* pi,
@@ -208,7 +209,8 @@ class TiltedStep {
     double n = 0.0;
     for (std::size_t p = 0; p < panel_edge_.size(); ++p) {
       const double right = p + 1 < panel_edge_.size() ? panel_edge_[p + 1] : cuts_.back();
-      n += 15.0 * std::max(1.0, u_max * std::fabs(m_.pllr(right) - m_.pllr(panel_edge_[p])) / kCfPanelPhase);
+      const double phase = u_max * std::fabs(m_.pllr(right) - m_.pllr(panel_edge_[p]));
+      n += phase <= kCfPanelPhase ? 15.0 : 31.0 * std::max(1.0, phase / kCfPanelPhaseWide);
     }
     return n;
   }
@@ -236,8 +238,10 @@ class TiltedStep {
     std::vector<std::array<double, 4>> acc(nk, {0.0, 0.0, 0.0, 0.0});
     constexpr std::size_t kChunk = 256;
     // Each step of the recurrence adds at most ~4 ulp to |E| <= 2 per node,
-    // so over kReseed steps the sums drift by at most 8 kReseed eps (the
-    // weights sum to 1); that is charged to err below.
+    // and the seed E_1's own rounding (~2 ulp) propagates linearly, so over
+    // kReseed steps a term drifts by at most ~12 kReseed eps; with the
+    // weights summing to 1, 16 kReseed eps is charged to err below (the
+    // worst drift seen over 2e5 random phases was 366 eps).
     constexpr int kReseed = 256;
     double e1r[kChunk], e1i[kChunk], er[kChunk], ei[kChunk];
     for (std::size_t i0 = 0; i0 < n; i0 += kChunk) {
@@ -268,7 +272,7 @@ class TiltedStep {
       const std::complex<double> phi_minus_1(a[0], sign_ * a[1]);
       logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
       err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ +
-                                         8.0 * kReseed * std::numeric_limits<double>::epsilon();
+                                         16.0 * kReseed * std::numeric_limits<double>::epsilon();
     }
   }
 
@@ -348,9 +352,10 @@ class TiltedStep {
 
  private:
   // Gauss-Kronrod nodes on panels of width <= kCfPanelWidth that span at
-  // most kCfPanelPhase radians of u_max l; a panel whose mass is below
+  // most kCfPanelPhaseWide radians of u_max l; a panel whose mass is below
   // kCfCoarseMass of the peak density times its width need not resolve the
-  // phase: it is left out, and twice its mass is charged to every phi.
+  // phase: it is left out, and six times its mass (width times the largest of
+  // nine samples of its density) is charged to every phi.
   bool lay_nodes(double u_max) {
     const GaussianReferencePllr& m = m_;
     auto log_w = [&](double x) { return m.log_p(x) + b_ * m.pllr(x) - shift_; };
@@ -367,7 +372,7 @@ class TiltedStep {
       stack.pop_back();
       const double mid = 0.5 * (a + b2);
       const bool wide = (b2 - a) > kCfPanelWidth;
-      const bool fast = u_max * std::fabs(m.pllr(b2) - m.pllr(a)) > kCfPanelPhase;
+      const bool fast = u_max * std::fabs(m.pllr(b2) - m.pllr(a)) > kCfPanelPhaseWide;
       if ((wide || fast) && mid > a && mid < b2 && (wide || panel_mass(a, b2) > kCfCoarseMass)) {
         stack.push_back({mid, b2});
         stack.push_back({a, mid});
@@ -390,11 +395,10 @@ class TiltedStep {
       panels.swap(p2);
       coarse.swap(c2);
     }
-    using kronrod = boost::math::quadrature::gauss_kronrod<double, 15>;
-    using gauss = boost::math::quadrature::gauss<double, 7>;
-    const auto& xa = kronrod::abscissa();
-    const auto& wk = kronrod::weights();
-    const auto& wg = gauss::weights();
+    // A panel spanning at most kCfPanelPhase radians of u_max l gets the
+    // 15-point Kronrod rule (error: against Gauss 7), one spanning up to
+    // kCfPanelPhaseWide the 31-point rule (against Gauss 15), which needs
+    // about half the nodes per radian for the same accuracy.
     std::vector<double> l, wkv, wgv;
     panel_start_.clear();
     panel_edge_.clear();
@@ -404,32 +408,39 @@ class TiltedStep {
     wkv.reserve(panels.size() * 15);
     wgv.reserve(panels.size() * 15);
     double coarse_mass = 0.0;
-    for (std::size_t p = 0; p < panels.size(); ++p) {
-      const auto [a, b2] = panels[p];
+    auto emit = [&](auto kronrod_tag, auto gauss_tag, double a, double b2) {
+      using kronrod = decltype(kronrod_tag);
+      using gauss = decltype(gauss_tag);
+      const auto& xa = kronrod::abscissa();
+      const auto& wk = kronrod::weights();
+      const auto& wg = gauss::weights();
       const double mid = 0.5 * (a + b2), half = 0.5 * (b2 - a);
-      if (!coarse[p]) {
-        panel_start_.push_back(l.size());
-        panel_edge_.push_back(a);
-        panel_l_.push_back({m.pllr(a), m.pllr(b2)});
-      }
       const int n = static_cast<int>(xa.size());
       for (int j = -(n - 1); j <= n - 1; ++j) {  // in increasing x
         const auto i = static_cast<std::size_t>(std::abs(j));
         const double x = mid + (j < 0 ? -1.0 : 1.0) * half * xa[i];
-        const double li = m.pllr(x);
         const double w = std::exp(log_w(x)) * half;
-        if (coarse[p]) {
-          coarse_mass += w * wk[i];
-          continue;
-        }
-        l.push_back(li);
+        l.push_back(m.pllr(x));
         wkv.push_back(w * wk[i]);
         wgv.push_back(i % 2 == 0 ? w * wg[i / 2] : 0.0);
       }
+    };
+    for (std::size_t p = 0; p < panels.size(); ++p) {
+      const auto [a, b2] = panels[p];
       if (coarse[p]) {
-        coarse_mass += 2.0 * panel_mass(a, b2);
+        coarse_mass += 3.0 * panel_mass(a, b2);
         has_coarse_ = true;
+        continue;
       }
+      const double la = m.pllr(a), lb = m.pllr(b2);
+      panel_start_.push_back(l.size());
+      panel_edge_.push_back(a);
+      panel_l_.push_back({la, lb});
+      if (u_max * std::fabs(lb - la) <= kCfPanelPhase)
+        emit(boost::math::quadrature::gauss_kronrod<double, 15>(), boost::math::quadrature::gauss<double, 7>(), a, b2);
+      else
+        emit(boost::math::quadrature::gauss_kronrod<double, 31>(), boost::math::quadrature::gauss<double, 15>(), a,
+             b2);
     }
     double zk = 0.0, zg = 0.0, mean = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
@@ -513,9 +524,12 @@ class TiltedStep {
   }
 
   // For a PLLR other than the subsampled Gaussian's, whose density extrema
-  // are not known in closed form: TV = int |f'(v)| dv = int (f / l') |psi| dx
-  // by adaptive Gauss-Kronrod between the range's cuts, plus kCfErrorFactor
-  // times its error estimate; the mode (where (iii)'s intervals are centred;
+  // are not known in closed form: with F(x) = f(l(x)), f'(v) dv = F'(x) dx =
+  // F psi dx, so TV = int |f'(v)| dv = int F |psi| dx, by adaptive
+  // Gauss-Kronrod between the range's cuts plus kCfErrorFactor times its
+  // error estimate, plus F at both end cuts (beyond them the density is
+  // below e^-80 of its peak and, unimodal there, varies by at most its value
+  // at the cut); the mode (where (iii)'s intervals are centred;
   // any place is valid) is the largest density on a grid.  No density
   // floors (iii): they need the intervals around each mode where the
   // density stays above a level, known only from the extrema.
@@ -523,10 +537,14 @@ class TiltedStep {
     auto integrand = [&](double x) -> Vec<1> {
       const double lg = log_density(x);
       if (!std::isfinite(lg)) return {0.0};
-      return {std::exp(lg) / m_.pllr_slopes(x).slope * std::fabs(log_density_slope(x))};
+      return {std::exp(lg) * std::fabs(log_density_slope(x))};
     };
     const auto r = integrate_adaptive<1>(integrand, cuts_, 1e-9, 2000);
-    tv_ = r.value[0] + kCfErrorFactor * r.error[0];
+    auto end_value = [&](double x) {
+      const double lg = log_density(x);
+      return std::isfinite(lg) ? std::exp(lg) : 0.0;
+    };
+    tv_ = r.value[0] + kCfErrorFactor * r.error[0] + end_value(cuts_.front()) + end_value(cuts_.back());
     double best = -std::numeric_limits<double>::infinity();
     const double lo = cuts_.front(), hi = cuts_.back();
     constexpr int kGrid = 4096;

@@ -214,7 +214,8 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   auto one = [&](Ordering o, const Bound& b) {
     return tightest(b, [&]() -> std::optional<double> {
       if (!(b.value > 0.0)) return std::nullopt;
-      const auto v = cf_delta(c, o, eps, b.t);
+      // (the Chernoff t is a good tilt only where its bound is not vacuous)
+      const auto v = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
       return v ? std::optional<double>(v->upper) : std::nullopt;
     });
   };
@@ -377,26 +378,35 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
       auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
         return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
       };
-      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity();  // the bracket in sigma
+      // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
+      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
+      auto record = [&](double sigma, double v) {
+        if (v <= 0.0 && sigma < safe) {
+          safe = sigma;
+          r_safe = v;
+        } else if (!(v <= 0.0) && sigma > unsafe) {
+          unsafe = sigma;
+          r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+        }
+      };
+      // secant steps stay strictly inside the searched range
+      const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
       double x0 = std::log(start), v0 = r(start), y0 = log_ratio(v0);
-      (v0 > 0.0 ? unsafe : safe) = start;
-      double x1 = x0 + std::clamp(y0 / 1.5, -0.7, 0.7);  // eps ~ sigma^-1.5 as a first slope
+      record(start, v0);
+      double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
       for (int it = 0; it < 12; ++it) {
         const double sigma = std::exp(x1);
-        if (!(sigma > kSigmaMin && sigma < kSigmaMax)) break;
         const double v1 = r(sigma), y1 = log_ratio(v1);
-        if (v1 > 0.0)
-          unsafe = std::max(unsafe, sigma);
-        else
-          safe = std::min(safe, sigma);
+        record(sigma, v1);
         if (safe / unsafe - 1.0 <= 1e-9 || (v1 <= 0.0 && y1 >= -1e-9)) break;
         double slope = (y1 - y0) / (x1 - x0);
         if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
         // aim a hair to the safe side once close, so the last step lands safe
         const double aim = std::fabs(y1) < 1e-3 ? -3e-10 : 0.0;
-        double x2 = x1 + std::clamp((aim - y1) / slope, -0.7, 0.7);
+        double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
         if (unsafe > 0.0 && std::isfinite(safe) && !(x2 > std::log(unsafe) && x2 < std::log(safe)))
           x2 = 0.5 * (std::log(unsafe) + std::log(safe));  // outside the bracket: bisect it
+        if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
         x0 = x1;
         y0 = y1;
         x1 = x2;
@@ -406,13 +416,11 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
         return best;
       }
       if (unsafe > 0.0 && std::isfinite(safe)) {
-        const auto sol = detail::solve_bracketed(r, unsafe, safe, r(unsafe), r(safe), 1e-9);
-        (void)sol;
+        detail::solve_bracketed(r, unsafe, safe, r_unsafe, r_safe, 1e-9);
         best.value = best_safe;
         return best;
       }
-      start = std::exp(x1);
-      if (!(start > kSigmaMin && start < kSigmaMax)) start = guess;
+      start = std::exp(x1);  // (the bracket search below takes over from here)
     }
   }
   if (m.method == Method::Tilted) {
