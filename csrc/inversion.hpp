@@ -317,6 +317,69 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 
 }  // namespace detail
 
+// The smallest noise parameter sigma in [kSigmaMin, kSigmaMax] at which the
+// composition make(sigma) has eps at `delta` at most `eps` under the method
+// (certified: the bound; tilted / edgeworth: the estimate), for any family
+// whose eps decreases in sigma (e.g. the noise multiplier of DP-SGD, of ELS's
+// Gaussian mixture, or the Laplace scale).  It solves eps(sigma) = eps with
+// the very function `epsilon` above, so epsilon(make(answer)) <= eps holds
+// exactly, not just up to rounding: the answer is the smallest sigma seen
+// whose eps met the target, i.e. the safe end of the final bracket.  The
+// search starts at `start` and steps by the factor `down` (< 1).
+template <class Make>
+Answer calibrate_noise(double eps, double delta, const Make& make, const MethodSpec& m, double start, double down,
+                       double rtol, const std::string& name = "noise parameter", const std::string& setting = "") {
+  m.validate();
+  detail::check_eps(eps, false);
+  detail::check_delta(delta);
+  double best_safe = std::numeric_limits<double>::infinity();
+  Answer best;
+  auto r = [&](double sigma) {
+    double v;
+    try {
+      const Answer a = edgeworth::epsilon(make(sigma), delta, m);
+      v = a.value - eps;
+      if (v <= 0.0 && sigma < best_safe) {
+        best_safe = sigma;
+        best = a;
+      }
+    } catch (const std::domain_error&) {
+      if (m.method == Method::Tilted) throw;
+      v = 2.0 * kEpsMax;
+    }
+    return v;
+  };
+  start = std::min(std::max(start, kSigmaMin), kSigmaMax);
+  double lo = start, hi = start, flo = r(start), fhi = flo;
+  if (flo > 0.0) {
+    while (fhi > 0.0) {
+      if (hi == kSigmaMax)
+        throw std::domain_error("no " + name + " <= " + detail::fmt(kSigmaMax) + " meets eps = " +
+                                detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
+                                (setting.empty() ? "" : " with " + setting));
+      lo = hi;
+      flo = fhi;
+      hi = std::min(hi / down, kSigmaMax);
+      fhi = r(hi);
+    }
+  } else {
+    while (flo <= 0.0) {
+      if (lo == kSigmaMin)
+        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
+                                " is met even at " + name + " = " + detail::fmt(lo) +
+                                (setting.empty() ? "" : " (" + setting + ")") + "; " + name + " is only searched in [" + detail::fmt(kSigmaMin) + ", " +
+                                detail::fmt(kSigmaMax) + "]");
+      hi = lo;
+      fhi = flo;
+      lo = std::max(down * lo, kSigmaMin);
+      flo = r(lo);
+    }
+  }
+  detail::solve_bracketed(r, lo, hi, flo, fhi, rtol);
+  best.value = best_safe;
+  return best;
+}
+
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most
 // `eps` under the method (certified: the bound; edgeworth: the estimate).
 // It solves epsilon(sigma) = eps with the very function `epsilon` above, so
@@ -329,29 +392,11 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::check_delta(delta);
   detail::check_steps(steps);
   detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
-
-  // r(sigma) = eps_method(sigma) - eps: > 0 means too little noise.  An
-  // Edgeworth expansion that never reaches delta or is undefined (tiny sigma)
-  // counts as > 0.  The tilted estimate declines where it is unreliable, which
-  // can happen on either side, so its errors propagate; its search starts at
-  // the certified sigma, which is at or above the sigma it is looking for.
-  double best_safe = std::numeric_limits<double>::infinity();
-  Answer best;
-  auto r = [&](double sigma) {
-    double v;
-    try {
-      const Answer a = edgeworth::epsilon(dpsgd(sigma, q, steps), delta, m);
-      v = a.value - eps;
-      if (v <= 0.0 && sigma < best_safe) {
-        best_safe = sigma;
-        best = a;
-      }
-    } catch (const std::domain_error&) {
-      if (m.method == Method::Tilted) throw;
-      v = 2.0 * kEpsMax;
-    }
-    return v;
-  };
+  // An Edgeworth expansion that never reaches delta or is undefined (tiny
+  // sigma) counts as too little noise.  The tilted estimate declines where it
+  // is unreliable, which can happen on either side, so its errors propagate;
+  // its search starts at the certified sigma, which is at or above the sigma
+  // it is looking for.
   double start = 1.0, down = 0.5;
   if (m.method == Method::Certified) {
     // Start at the Gaussian-DP (CLT) sigma, which is within a few percent of
@@ -368,34 +413,8 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
     start = calibrate_sigma(eps, delta, steps, q, cert).value;
     down = 0.9;
   }
-  double lo = start, hi = start, flo = r(start), fhi = flo;
-  if (flo > 0.0) {
-    while (fhi > 0.0) {
-      if (hi == kSigmaMax)
-        throw std::domain_error("no sigma <= " + detail::fmt(kSigmaMax) + " meets eps = " + detail::fmt(eps) +
-                                ", delta = " + detail::fmt(delta) + " with steps = " + detail::fmt(steps) +
-                                ", q = " + detail::fmt(q));
-      lo = hi;
-      flo = fhi;
-      hi = std::min(hi / down, kSigmaMax);
-      fhi = r(hi);
-    }
-  } else {
-    while (flo <= 0.0) {
-      if (lo == kSigmaMin)
-        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                " is met even at sigma = " + detail::fmt(lo) + " (steps = " + detail::fmt(steps) +
-                                ", q = " + detail::fmt(q) + "); sigma is only searched in [" +
-                                detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) + "]");
-      hi = lo;
-      fhi = flo;
-      lo = std::max(down * lo, kSigmaMin);
-      flo = r(lo);
-    }
-  }
-  detail::solve_bracketed(r, lo, hi, flo, fhi, m.method == Method::Certified ? 1e-9 : 1e-10);
-  best.value = best_safe;
-  return best;
+  return calibrate_noise(eps, delta, [&](double sigma) { return dpsgd(sigma, q, steps); }, m, start, down,
+                         m.method == Method::Certified ? 1e-9 : 1e-10, "sigma",
+                         "steps = " + detail::fmt(steps) + ", q = " + detail::fmt(q));
 }
-
 }  // namespace edgeworth
