@@ -285,7 +285,8 @@ class GaussianMixture final : public Mechanism {
       if (mu_[j] > mu_[m]) m = j;
     double hi = (v - log_w_[m] + 0.5 * mu_[m] * mu_[m]) / mu_[m];
     double lo = hi - 1.0;
-    for (int i = 0; i < 2000 && pllr(lo) > v; ++i) lo -= std::ldexp(1.0, std::min(i, 60));
+    for (int i = 0; i < 1100 && pllr(lo) > v; ++i) lo -= std::max(1.0, std::fabs(lo));  // doubles |lo|
+    if (!std::isfinite(lo)) return -std::numeric_limits<double>::infinity();
     // Newton from the right on the convex increasing l stays on the right of
     // the root; bisection keeps the bracket.
     double x = hi;

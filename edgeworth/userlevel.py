@@ -67,11 +67,10 @@ def _check_sampling(sampling: str) -> str:
 def binomial_weights(k: int, q: float) -> np.ndarray:
     """Binom(j; k, q) for j = 0..k, computed in logs (no underflow of the sum for large k)."""
     j = np.arange(k + 1)
-    lg = np.array([math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) for i in j])
-    with np.errstate(divide="ignore"):
-        log_w = lg + j * math.log(q) + (k - j) * (math.log1p(-q) if q < 1.0 else -np.inf)
     if q == 1.0:
-        log_w = np.where(j == k, 0.0, -np.inf)
+        return (j == k).astype(float)
+    lg = np.array([math.lgamma(k + 1) - math.lgamma(i + 1) - math.lgamma(k - i + 1) for i in j])
+    log_w = lg + j * math.log(q) + (k - j) * math.log1p(-q)
     w = np.exp(log_w)
     return w / math.fsum(w)
 
