@@ -46,9 +46,9 @@ def timed(fn):
     return value, time.perf_counter() - t
 
 
-def noise_table(pld_interval):
+def noise_table(pld_interval, ks=KS):
     rows = []
-    for k in KS:
+    for k in ks:
         common = dict(delta=DELTA, steps=STEPS, q=Q, contribution_bound=k)
         els, t_els = timed(lambda: userlevel.noise_multiplier(eps=TARGET_EPS, **common))
         try:
@@ -65,9 +65,9 @@ def noise_table(pld_interval):
     return rows
 
 
-def pld_table(lower_interval, upper_interval):
+def pld_table(lower_interval, upper_interval, ks=PLD_KS):
     rows = []
-    for k in PLD_KS:
+    for k in ks:
         common = dict(sigma=PLD_SIGMA, delta=DELTA, steps=PLD_STEPS, q=PLD_Q, contribution_bound=k)
         cert, t_cert = timed(lambda: userlevel.epsilon(**common))
         tilted, t_tilted = timed(lambda: userlevel.epsilon(method="tilted", **common))
@@ -161,13 +161,16 @@ def main(argv=None):
                         help="output file, or - for stdout")
     parser.add_argument("--pld-interval", type=float, default=1e-4,
                         help="PLD value discretisation interval for the first table (default 1e-4)")
-    parser.add_argument("--quick", action="store_true", help="coarse PLD intervals (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="coarse PLD intervals and two k per table (a smoke run)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     lower_i, upper_i = (1e-2, 1e-2) if args.quick else (2e-4, 2e-4)
     pld_i = 1e-2 if args.quick else args.pld_interval
-    text = render(noise_table(pld_i), pld_table(lower_i, upper_i), lower_i, upper_i, pld_i,
-                  time.perf_counter() - start)
+    noise = noise_table(pld_i, KS[:2] if args.quick else KS)
+    pld = pld_table(lower_i, upper_i, PLD_KS[:2] if args.quick else PLD_KS)
+    text = render(noise, pld, lower_i, upper_i, pld_i, time.perf_counter() - start)
+    if args.quick:
+        text = text.replace("benchmarks/userlevel_report.py`", "benchmarks/userlevel_report.py --quick`", 1)
     if args.out == "-":
         print(text)
     else:

@@ -161,3 +161,20 @@ def test_contribution_bound_uls_fills_the_budget():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_userlevel_report_quick(tmp_path):
+    """The script behind docs/userlevel.md runs end to end (two k per table, coarse PLD)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "userlevel_report.py"
+    out = tmp_path / "userlevel.md"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True,
+                          text=True, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = out.read_text()
+    assert "userlevel_report.py --quick" in md and "## ELS eps against dp_accounting's PLD" in md
+    sigma_k4 = userlevel.noise_multiplier(eps=8.0, delta=1e-6, steps=3000, q=0.01, contribution_bound=4)
+    assert f"| 4 | **{sigma_k4:.4f}** |" in md
