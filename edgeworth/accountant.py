@@ -24,13 +24,14 @@ Entry = Union[Tuple[float, float, int], Tuple[Mechanism, int]]
 
 
 class Accountant:
-    """Privacy ledger of a DP-SGD run (Poisson sampling, add/remove neighbours).
+    """Privacy ledger of a run (Poisson sampling, add/remove neighbours), DP-SGD steps and any other mechanisms.
 
     Example::
 
         acc = edgeworth.Accountant()
         acc.compose(noise_multiplier=1.0, sample_rate=0.01, steps=500)
         acc.compose(noise_multiplier=0.8, sample_rate=0.02, steps=200)
+        acc.compose(mechanism=edgeworth.PoissonSubsampled(edgeworth.Laplace(3.0), 0.05), steps=100)
         acc.epsilon(delta=1e-5)                       # certified upper bound
         acc.epsilon(delta=1e-5, method="edgeworth")   # point estimate
     """

@@ -224,8 +224,9 @@ def test_composition_mixes_mechanisms():
     tilted = acc.epsilon(delta, method="tilted")
     assert tilted == pytest.approx(upper, rel=2e-3)
     assert acc.epsilon(delta) >= tilted
-    parts = [Accountant().compose(1.0, 0.01, 1000).epsilon(delta, method="tilted")]
-    assert tilted > parts[0]
+    assert tilted > Accountant().compose(1.0, 0.01, 1000).epsilon(delta, method="tilted")
+    # the Edgeworth point estimate answers on the mixed ledger too (not a bound: within 25 % here)
+    assert acc.epsilon(delta, method="edgeworth") == pytest.approx(tilted, rel=0.25)
     state = acc.state_dict()
     again = Accountant()
     again.load_state_dict(state)
