@@ -122,7 +122,9 @@ class Accountant:
             label="certified" if method == "certified" else "estimate", method=method,
             order=order if method == "edgeworth" else None, orderings=ordering,
             dominating=None if answer is None else answer.ordering,
-            inputs={("delta" if quantity == "epsilon" else "eps"): arg, "history": list(self.history)},
+            inputs={("delta" if quantity == "epsilon" else "eps"): arg,
+                    "history": [e if len(e) == 3 else {"mechanism": to_dict(e[0]), "steps": e[1]}
+                                for e in self.history]},
             estimate=estimate, bound=bound, gap=bound - estimate)
 
     def epsilon_details(self, delta: float, *, method: str = "certified", order: int = 2,

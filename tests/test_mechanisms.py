@@ -7,6 +7,7 @@ lower bound) for eps.  A mixture with weights (1 - q, q) and means
 (0, 1/sigma) is the subsampled Gaussian, and the core gives the same numbers
 for both.
 """
+import json
 import math
 
 import mpmath
@@ -232,6 +233,9 @@ def test_composition_mixes_mechanisms():
     again.load_state_dict(state)
     assert again.history == acc.history and again.epsilon(delta) == acc.epsilon(delta)
     assert len(acc) == 1300
+    details = acc.epsilon_details(delta)   # plain data, as for a DP-SGD ledger
+    assert details.label == "certified" and details.value == acc.epsilon(delta)
+    assert json.loads(json.dumps(details.as_dict()))["inputs"]["history"] == state["history"]
 
 
 @pytest.mark.parametrize("make, match", [
