@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bounds.hpp"
@@ -98,12 +99,27 @@ PYBIND11_MODULE(_core, m) {
   py::class_<Mechanism, std::shared_ptr<Mechanism>>(m, "Mechanism")
       .def("pllr", &Mechanism::pllr, py::arg("x"), "The PLLR l(x) = log(q(x)/p(x)) (remove ordering).")
       .def("log_p", &Mechanism::log_p, py::arg("x"))
+      .def("pllr_infimum", &Mechanism::pllr_infimum, "inf over x of the PLLR (-inf where unbounded below).")
       .def("__repr__", &Mechanism::describe);
 
   py::class_<SubsampledGaussian, Mechanism, std::shared_ptr<SubsampledGaussian>>(m, "SubsampledGaussian")
       .def(py::init<double, double>(), py::arg("sigma"), py::arg("q"))
       .def_property_readonly("sigma", &SubsampledGaussian::sigma)
-      .def_property_readonly("q", &SubsampledGaussian::q);
+      .def_property_readonly("q", &SubsampledGaussian::q)
+      .def("pllr_slope", &SubsampledGaussian::pllr_slope, py::arg("x"))
+      .def("pllr_inverse", &SubsampledGaussian::pllr_inverse, py::arg("v"));
+
+  py::class_<GaussianMixture, Mechanism, std::shared_ptr<GaussianMixture>>(m, "GaussianMixture")
+      .def(py::init<std::vector<double>, std::vector<double>>(), py::arg("weights"), py::arg("means"))
+      .def_property_readonly("weights", &GaussianMixture::weights)
+      .def_property_readonly("means", &GaussianMixture::means)
+      .def("pllr_slope", &GaussianMixture::pllr_slope, py::arg("x"))
+      .def("pllr_inverse", &GaussianMixture::pllr_inverse, py::arg("v"));
+
+  py::class_<SubsampledLaplace, Mechanism, std::shared_ptr<SubsampledLaplace>>(m, "SubsampledLaplace")
+      .def(py::init<double, double>(), py::arg("b"), py::arg("q"))
+      .def_property_readonly("b", &SubsampledLaplace::b)
+      .def_property_readonly("q", &SubsampledLaplace::q);
 
   py::class_<Answer>(m, "Answer")
       .def_readonly("value", &Answer::value)
@@ -210,6 +226,46 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("eps"), py::arg("delta"), py::arg("steps"), py::arg("q"), py::arg("method"), py::arg("order"),
       py::arg("ordering"));
+
+  // Calibration of a common noise parameter over a composition whose
+  // segments scale with it: ("gaussian", [], [], q, n): SubsampledGaussian(sigma, q);
+  // ("laplace", [], [], q, n): SubsampledLaplace(b = sigma, q);
+  // ("mixture", weights, sensitivities, 1, n): GaussianMixture(weights, sensitivities / sigma).
+  using SegmentSpec = std::tuple<std::string, std::vector<double>, std::vector<double>, double, double>;
+  m.def(
+      "calibrate_noise",
+      [](double eps, double delta, const std::vector<SegmentSpec>& segments, const std::string& method, int order,
+         const std::string& ordering) {
+        const MethodSpec spec = make_spec(method, order, ordering);
+        if (segments.empty()) throw std::invalid_argument("segments must not be empty");
+        for (const auto& seg : segments) {
+          const std::string& kind = std::get<0>(seg);
+          if (kind != "gaussian" && kind != "laplace" && kind != "mixture")
+            throw std::invalid_argument("segment kind must be 'gaussian', 'laplace' or 'mixture', got '" + kind + "'");
+        }
+        auto make = [&](double sigma) {
+          Composition c;
+          for (const auto& [kind, weights, sens, q, count] : segments) {
+            if (kind == "gaussian") {
+              c.add(std::make_shared<SubsampledGaussian>(sigma, q), count);
+            } else if (kind == "laplace") {
+              c.add(std::make_shared<SubsampledLaplace>(sigma, q), count);
+            } else {
+              std::vector<double> means(sens.size());
+              for (std::size_t j = 0; j < sens.size(); ++j) means[j] = sens[j] / sigma;
+              c.add(std::make_shared<GaussianMixture>(weights, means), count);
+            }
+          }
+          return c;
+        };
+        make(1.0);  // validates every segment before the search
+        py::gil_scoped_release release;
+        return calibrate_noise(eps, delta, make, spec, 1.0, 0.5, spec.method == Method::Certified ? 1e-9 : 1e-10);
+      },
+      py::arg("eps"), py::arg("delta"), py::arg("segments"), py::arg("method") = "certified", py::arg("order") = 2,
+      py::arg("ordering") = "both",
+      "The smallest noise parameter sigma in [SIGMA_MIN, SIGMA_MAX] whose eps at delta is at most eps, for segments "
+      "that scale with sigma (see csrc/bindings.cpp).");
 
   m.def(
       "edgeworth_sf",

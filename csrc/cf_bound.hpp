@@ -323,7 +323,7 @@ class TiltedStep {
   // beta from (ii) on the block [a, 2a]: intervals of length pi / (2 a) at
   // and beside the mode of the loss density.
   double interval_bound(double a) const {
-    const double width = kCfPi / (2.0 * a), floor_l = std::max(m_.pllr_floor(), -1e300);
+    const double width = kCfPi / (2.0 * a), floor_l = std::max(m_.pllr_infimum(), -1e300);
     double best = 0.0;
     for (double off : {-0.5, 0.0, -1.0}) {
       const double lo = std::max(mode_l_ + off * width, floor_l), hi = lo + width;
@@ -746,7 +746,7 @@ class CfInversion {
     Steps steps;
     for (const auto& seg : comp.segments()) {
       const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
-      if (m == nullptr) return false;
+      if (m == nullptr || !m->pllr_increasing()) return false;
       steps.emplace_back(*m, seg.count, b, sign);
       if (!steps.back().ok()) return false;
     }

@@ -130,16 +130,6 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   return r;
 }
 
-// Cumulants from moments about a centre c (m[k] = E[(l - c)^k], m[0] = 1).
-inline void cumulants_from_moments(const std::array<double, 6>& m, std::array<double, 6>& k) {
-  const double m1 = m[1], m2 = m[2], m3 = m[3], m4 = m[4], m5 = m[5];
-  k[2] = m2 - m1 * m1;
-  k[3] = m3 - 3 * m2 * m1 + 2 * m1 * m1 * m1;
-  k[4] = m4 - 4 * m3 * m1 - 3 * m2 * m2 + 12 * m2 * m1 * m1 - 6 * m1 * m1 * m1 * m1;
-  k[5] = m5 - 5 * m4 * m1 - 10 * m3 * m2 + 20 * m3 * m1 * m1 + 30 * m2 * m2 * m1 - 60 * m2 * m1 * m1 * m1 +
-         24 * m1 * m1 * m1 * m1 * m1;
-}
-
 }  // namespace detail
 
 // K(s) and its derivatives up to `order` (0..5) for one mechanism.

@@ -324,6 +324,126 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 
 }  // namespace detail
 
+// The smallest noise parameter sigma in [kSigmaMin, kSigmaMax] at which the
+// composition make(sigma) has eps at `delta` at most `eps` under the method
+// (certified: the bound; tilted / edgeworth: the estimate), for any family
+// whose eps decreases in sigma (e.g. the noise multiplier of DP-SGD, of ELS's
+// Gaussian mixture, or the Laplace scale).  It solves eps(sigma) = eps with
+// the very function `epsilon` above, so epsilon(make(answer)) <= eps holds
+// exactly, not just up to rounding: the answer is the smallest sigma seen
+// whose eps met the target, i.e. the safe end of the final bracket.  The
+// search starts at `start` and steps by the factor `down` (< 1).
+template <class Make>
+Answer calibrate_noise(double eps, double delta, const Make& make, const MethodSpec& m, double start, double down,
+                       double rtol, const std::string& name = "noise parameter", const std::string& setting = "") {
+  m.validate();
+  detail::check_eps(eps, false);
+  detail::check_delta(delta);
+  double best_safe = std::numeric_limits<double>::infinity();
+  Answer best;
+  auto r = [&](double sigma) {
+    double v;
+    try {
+      const Answer a = edgeworth::epsilon(make(sigma), delta, m);
+      v = a.value - eps;
+      if (v <= 0.0 && sigma < best_safe) {
+        best_safe = sigma;
+        best = a;
+      }
+    } catch (const std::domain_error&) {
+      if (m.method == Method::Tilted) throw;
+      v = 2.0 * kEpsMax;
+    }
+    return v;
+  };
+  start = std::min(std::max(start, kSigmaMin), kSigmaMax);
+  if (m.method == Method::Certified) {
+    // Secant steps on log eps against log sigma from `start` (eps falls like
+    // a power of sigma, so from a good start they converge in a few steps).
+    // Every point is an evaluation of r, so whatever the steps do, the answer
+    // is the smallest sigma seen to meet the target; the steps only make that
+    // sigma close to the crossing.  They stop once the bracket [unsafe, safe]
+    // is rtol wide relative, or a safe sigma's eps is within rtol of the
+    // target (then sigma is within ~rtol of the crossing); otherwise the
+    // bracket search below takes over from the last point (or from the
+    // bracket, if there is one).
+    auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
+      return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
+    };
+    // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
+    double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
+    auto record = [&](double sigma, double v) {
+      if (v <= 0.0 && sigma < safe) {
+        safe = sigma;
+        r_safe = v;
+      } else if (!(v <= 0.0) && sigma > unsafe) {
+        unsafe = sigma;
+        r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+      }
+    };
+    // secant steps stay strictly inside the searched range
+    const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
+    double x0 = std::log(start), v0 = r(start), y0 = log_ratio(v0);
+    record(start, v0);
+    double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
+    for (int it = 0; it < 12; ++it) {
+      const double sigma = std::exp(x1);
+      const double v1 = r(sigma), y1 = log_ratio(v1);
+      record(sigma, v1);
+      if (safe / unsafe - 1.0 <= rtol || (v1 <= 0.0 && y1 >= -rtol)) break;
+      double slope = (y1 - y0) / (x1 - x0);
+      if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+      // aim a hair to the safe side once close, so the last step lands safe
+      const double aim = std::fabs(y1) < 1e-3 ? -0.3 * rtol : 0.0;
+      double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
+      if (unsafe > 0.0 && std::isfinite(safe) && !(x2 > std::log(unsafe) && x2 < std::log(safe)))
+        x2 = 0.5 * (std::log(unsafe) + std::log(safe));  // outside the bracket: bisect it
+      if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
+      x0 = x1;
+      y0 = y1;
+      x1 = x2;
+    }
+    if (std::isfinite(best_safe) && (safe / unsafe - 1.0 <= rtol || best.value >= eps * (1.0 - rtol))) {
+      best.value = best_safe;
+      return best;
+    }
+    if (unsafe > 0.0 && std::isfinite(safe)) {
+      detail::solve_bracketed(r, unsafe, safe, r_unsafe, r_safe, rtol);
+      best.value = best_safe;
+      return best;
+    }
+    start = std::exp(x1);  // (the bracket search below takes over from here)
+  }
+  double lo = start, hi = start, flo = r(start), fhi = flo;
+  if (flo > 0.0) {
+    while (fhi > 0.0) {
+      if (hi == kSigmaMax)
+        throw std::domain_error("no " + name + " <= " + detail::fmt(kSigmaMax) + " meets eps = " +
+                                detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
+                                (setting.empty() ? "" : " with " + setting));
+      lo = hi;
+      flo = fhi;
+      hi = std::min(hi / down, kSigmaMax);
+      fhi = r(hi);
+    }
+  } else {
+    while (flo <= 0.0) {
+      if (lo == kSigmaMin)
+        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
+                                " is met even at " + name + " = " + detail::fmt(lo) +
+                                (setting.empty() ? "" : " (" + setting + ")") + "; " + name + " is only searched in [" + detail::fmt(kSigmaMin) + ", " +
+                                detail::fmt(kSigmaMax) + "]");
+      hi = lo;
+      fhi = flo;
+      lo = std::max(down * lo, kSigmaMin);
+      flo = r(lo);
+    }
+  }
+  detail::solve_bracketed(r, lo, hi, flo, fhi, rtol);
+  best.value = best_safe;
+  return best;
+}
+
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most
 // `eps` under the method (certified: the bound; edgeworth: the estimate).
 // It solves epsilon(sigma) = eps with the very function `epsilon` above, so
@@ -336,91 +456,20 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::check_delta(delta);
   detail::check_steps(steps);
   detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
-
-  // r(sigma) = eps_method(sigma) - eps: > 0 means too little noise.  An
-  // Edgeworth expansion that never reaches delta or is undefined (tiny sigma)
-  // counts as > 0.  The tilted estimate declines where it is unreliable, which
-  // can happen on either side, so its errors propagate; its search starts at
-  // the certified sigma, which is at or above the sigma it is looking for.
-  double best_safe = std::numeric_limits<double>::infinity();
-  Answer best;
-  auto r = [&](double sigma) {
-    double v;
-    try {
-      const Answer a = edgeworth::epsilon(dpsgd(sigma, q, steps), delta, m);
-      v = a.value - eps;
-      if (v <= 0.0 && sigma < best_safe) {
-        best_safe = sigma;
-        best = a;
-      }
-    } catch (const std::domain_error&) {
-      if (m.method == Method::Tilted) throw;
-      v = 2.0 * kEpsMax;
-    }
-    return v;
-  };
+  // An Edgeworth expansion that never reaches delta or is undefined (tiny
+  // sigma) counts as too little noise.  The tilted estimate declines where it
+  // is unreliable, which can happen on either side, so its errors propagate;
+  // its search starts at the certified sigma, which is at or above the sigma
+  // it is looking for.
   double start = 1.0, down = 0.5;
   if (m.method == Method::Certified) {
     // Start at the Gaussian-DP (CLT) sigma, which is within a few percent of
-    // the answer wherever many steps are sampled, and take secant steps on
-    // log eps against log sigma from there (eps falls like a power of sigma,
-    // so they converge in a few steps).  Every point is an evaluation of r,
-    // so whatever the steps do, the answer is the smallest sigma seen to
-    // meet the target; the steps only make that sigma close to the crossing.
-    // They stop once the bracket [unsafe, safe] is 1e-9 wide relative, or a
-    // safe sigma's eps is within 1e-9 of the target (then sigma is within
-    // ~1e-9 of the crossing); otherwise the bracket search below takes over
-    // from the last point (and its bracket, if there is one).
+    // the answer wherever many steps are sampled (calibrate_noise then takes
+    // secant steps from there).
     const double guess = detail::gdp_sigma_guess(eps, delta, steps, q);
     if (std::isfinite(guess) && guess > kSigmaMin && guess < kSigmaMax) {
       start = guess;
       down = 1.0 / 1.03;
-      auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
-        return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
-      };
-      // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
-      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
-      auto record = [&](double sigma, double v) {
-        if (v <= 0.0 && sigma < safe) {
-          safe = sigma;
-          r_safe = v;
-        } else if (!(v <= 0.0) && sigma > unsafe) {
-          unsafe = sigma;
-          r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
-        }
-      };
-      // secant steps stay strictly inside the searched range
-      const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
-      double x0 = std::log(start), v0 = r(start), y0 = log_ratio(v0);
-      record(start, v0);
-      double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
-      for (int it = 0; it < 12; ++it) {
-        const double sigma = std::exp(x1);
-        const double v1 = r(sigma), y1 = log_ratio(v1);
-        record(sigma, v1);
-        if (safe / unsafe - 1.0 <= 1e-9 || (v1 <= 0.0 && y1 >= -1e-9)) break;
-        double slope = (y1 - y0) / (x1 - x0);
-        if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
-        // aim a hair to the safe side once close, so the last step lands safe
-        const double aim = std::fabs(y1) < 1e-3 ? -3e-10 : 0.0;
-        double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
-        if (unsafe > 0.0 && std::isfinite(safe) && !(x2 > std::log(unsafe) && x2 < std::log(safe)))
-          x2 = 0.5 * (std::log(unsafe) + std::log(safe));  // outside the bracket: bisect it
-        if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
-        x0 = x1;
-        y0 = y1;
-        x1 = x2;
-      }
-      if (std::isfinite(best_safe) && (safe / unsafe - 1.0 <= 1e-9 || best.value >= eps * (1.0 - 1e-9))) {
-        best.value = best_safe;
-        return best;
-      }
-      if (unsafe > 0.0 && std::isfinite(safe)) {
-        detail::solve_bracketed(r, unsafe, safe, r_unsafe, r_safe, 1e-9);
-        best.value = best_safe;
-        return best;
-      }
-      start = std::exp(x1);  // (the bracket search below takes over from here)
     }
   }
   if (m.method == Method::Tilted) {
@@ -429,34 +478,8 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
     start = calibrate_sigma(eps, delta, steps, q, cert).value;
     down = 0.9;
   }
-  double lo = start, hi = start, flo = r(start), fhi = flo;
-  if (flo > 0.0) {
-    while (fhi > 0.0) {
-      if (hi == kSigmaMax)
-        throw std::domain_error("no sigma <= " + detail::fmt(kSigmaMax) + " meets eps = " + detail::fmt(eps) +
-                                ", delta = " + detail::fmt(delta) + " with steps = " + detail::fmt(steps) +
-                                ", q = " + detail::fmt(q));
-      lo = hi;
-      flo = fhi;
-      hi = std::min(hi / down, kSigmaMax);
-      fhi = r(hi);
-    }
-  } else {
-    while (flo <= 0.0) {
-      if (lo == kSigmaMin)
-        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                " is met even at sigma = " + detail::fmt(lo) + " (steps = " + detail::fmt(steps) +
-                                ", q = " + detail::fmt(q) + "); sigma is only searched in [" +
-                                detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) + "]");
-      hi = lo;
-      fhi = flo;
-      lo = std::max(down * lo, kSigmaMin);
-      flo = r(lo);
-    }
-  }
-  detail::solve_bracketed(r, lo, hi, flo, fhi, m.method == Method::Certified ? 1e-9 : 1e-10);
-  best.value = best_safe;
-  return best;
+  return calibrate_noise(eps, delta, [&](double sigma) { return dpsgd(sigma, q, steps); }, m, start, down,
+                         m.method == Method::Certified ? 1e-9 : 1e-10, "sigma",
+                         "steps = " + detail::fmt(steps) + ", q = " + detail::fmt(q));
 }
-
 }  // namespace edgeworth

@@ -12,6 +12,7 @@
 // Q, which cgf.hpp does for all mechanisms at once.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -51,6 +52,10 @@ class Mechanism {
     return false;
   }
 
+  // The infimum of l over x (-inf where l is unbounded below).  The add
+  // ordering's loss is -l under P, so it is at most -pllr_infimum() per step.
+  virtual double pllr_infimum() const { return -std::numeric_limits<double>::infinity(); }
+
   virtual std::string describe() const = 0;
 };
 
@@ -63,6 +68,16 @@ inline std::string fmt(double v) {
   char buf[64];
   const auto res = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, res.ptr);
+}
+
+// Cumulants from moments about a centre c (m[k] = E[(l - c)^k], m[0] = 1).
+inline void cumulants_from_moments(const std::array<double, 6>& m, std::array<double, 6>& k) {
+  const double m1 = m[1], m2 = m[2], m3 = m[3], m4 = m[4], m5 = m[5];
+  k[2] = m2 - m1 * m1;
+  k[3] = m3 - 3 * m2 * m1 + 2 * m1 * m1 * m1;
+  k[4] = m4 - 4 * m3 * m1 - 3 * m2 * m2 + 12 * m2 * m1 * m1 - 6 * m1 * m1 * m1 * m1;
+  k[5] = m5 - 5 * m4 * m1 - 10 * m3 * m2 + 20 * m3 * m1 * m1 + 30 * m2 * m2 * m1 - 60 * m2 * m1 * m1 * m1 +
+         24 * m1 * m1 * m1 * m1 * m1;
 }
 }  // namespace detail
 
@@ -85,11 +100,14 @@ class GaussianReferencePllr : public Mechanism {
 
   virtual PllrSlopes pllr_slopes(double x) const = 0;
 
-  // x with l(x) = v; -inf for v at or below pllr_floor(), which l only approaches.
+  // x with l(x) = v; -inf for v at or below pllr_infimum(), which l only
+  // approaches.
   virtual double pllr_inverse(double v) const = 0;
 
-  // inf_x l(x); -inf where l is unbounded below.
-  virtual double pllr_floor() const = 0;
+  // Whether l is strictly increasing for this instance (a mixture with a
+  // negative mean is not, and the characteristic-function bound declines).
+  virtual bool pllr_increasing() const { return true; }
+
 
  protected:
   static constexpr double kHalfLog2Pi = 0.91893853320467274178;
@@ -125,6 +143,10 @@ class SubsampledGaussian final : public GaussianReferencePllr {
     return z + log_q_ + std::log1p(std::exp(log_1mq_ - log_q_ - z));
   }
 
+  double pllr_infimum() const override {
+    return q_ < 1.0 ? log_1mq_ : -std::numeric_limits<double>::infinity();
+  }
+
   // dl/dx = mu * q e^z / (1 - q + q e^z), in (0, mu).
   double pllr_slope(double x) const {
     const double z = mu_ * x - 0.5 * mu_ * mu_;
@@ -142,10 +164,6 @@ class SubsampledGaussian final : public GaussianReferencePllr {
     const double r = a > 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
     const double one_minus_r = a > 0.0 ? e / (1.0 + e) : 1.0 / (1.0 + e);
     return {mu_ * r, mu_ * one_minus_r, mu_ * mu_ * one_minus_r * (one_minus_r - r)};
-  }
-
-  double pllr_floor() const override {
-    return q_ < 1.0 ? log_1mq_ : -std::numeric_limits<double>::infinity();
   }
 
   // x with l(x) = v; -inf for v <= log(1 - q), which l only approaches.
@@ -196,6 +214,338 @@ class SubsampledGaussian final : public GaussianReferencePllr {
 
  private:
   double sigma_, q_, mu_, log_q_, log_1mq_;
+};
+
+// A mixture of Gaussians against the standard Gaussian (unit variance, means
+// in units of the noise standard deviation):
+//   P = N(0, 1),   Q = sum_j w_j N(mu_j, 1),   w_j >= 0, sum_j w_j = 1,
+//   l(x) = log sum_j w_j exp(mu_j x - mu_j^2 / 2).
+// It is the one-step dominating pair of example-level sampling (ELS) for
+// user-level DP-SGD: with k examples per user sampled at rate q and noise
+// multiplier sigma, w_j = Binom(j; k, q) and mu_j = j / sigma; with k = 1 it
+// is SubsampledGaussian(sigma, q) (weights (1 - q, q), means (0, 1 / sigma)).
+// It is dp_accounting's MixtureOfGaussiansDpEvent(sigma, c_j, p_j) with
+// mu_j = c_j / sigma and w_j = p_j.
+//
+// l is a log-sum-exp of affine functions of x, so it is convex for any means,
+// and its slope l'(x) = sum_j pi_j(x) mu_j (pi_j the posterior weights
+// w_j e^(z_j) / sum_i w_i e^(z_i)) lies in [min mu_j, max mu_j].  When every
+// mean is >= 0 (and one is > 0) l is strictly increasing, from log(w_0) (the
+// weight at mean 0; -inf without one) to +inf, and pllr_inverse exists;
+// with means of both signs l falls, then rises, and pllr_inverse throws.
+// Components of weight 0 are dropped; the weights are renormalised to sum 1
+// after the check that they do within 1e-12.
+class GaussianMixture final : public GaussianReferencePllr {
+ public:
+  GaussianMixture(std::vector<double> weights, std::vector<double> means) {
+    detail::require(!weights.empty(), "weights must not be empty");
+    detail::require(weights.size() == means.size(), "weights and means must have the same length, got " +
+                                                        std::to_string(weights.size()) + " and " +
+                                                        std::to_string(means.size()));
+    double total = 0.0;
+    for (std::size_t j = 0; j < weights.size(); ++j) {
+      detail::require(std::isfinite(weights[j]) && weights[j] >= 0.0,
+                      "weights must be finite and >= 0, got " + detail::fmt(weights[j]));
+      detail::require(std::isfinite(means[j]), "means must be finite, got " + detail::fmt(means[j]));
+      total += weights[j];
+    }
+    detail::require(std::fabs(total - 1.0) <= 1e-12, "weights must sum to 1 (within 1e-12), got " + detail::fmt(total));
+    bool informative = false;
+    for (std::size_t j = 0; j < weights.size(); ++j) {
+      if (weights[j] == 0.0) continue;
+      w_.push_back(weights[j] / total);
+      mu_.push_back(means[j]);
+      log_w_.push_back(std::log(weights[j] / total));
+      if (means[j] != 0.0) informative = true;
+    }
+    detail::require(informative, "at least one mean with a positive weight must be non-zero (else Q = P)");
+    mu_min_ = *std::min_element(mu_.begin(), mu_.end());
+    mu_max_ = *std::max_element(mu_.begin(), mu_.end());
+  }
+
+  const std::vector<double>& weights() const { return w_; }
+  const std::vector<double>& means() const { return mu_; }
+  bool monotone() const { return mu_min_ >= 0.0; }
+  bool pllr_increasing() const override { return monotone() && mu_max_ > 0.0; }
+
+  double pllr(double x) const override {
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < mu_.size(); ++j) top = std::max(top, exponent(j, x));
+    double sum = 0.0;
+    for (std::size_t j = 0; j < mu_.size(); ++j) sum += std::exp(exponent(j, x) - top);
+    return top + std::log(sum);
+  }
+
+  // dl/dx = sum_j pi_j(x) mu_j, in [min mu_j, max mu_j]; nondecreasing in x.
+  double pllr_slope(double x) const {
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < mu_.size(); ++j) top = std::max(top, exponent(j, x));
+    double sum = 0.0, weighted = 0.0;
+    for (std::size_t j = 0; j < mu_.size(); ++j) {
+      const double e = std::exp(exponent(j, x) - top);
+      sum += e;
+      weighted += e * mu_[j];
+    }
+    return weighted / sum;
+  }
+
+  // l' = E[mu], l'' = Var[mu], l''' = E[(mu - E mu)^3] under the posterior
+  // weights pi_j(x).  In ratio form, with the sums S_k = sum over the
+  // non-zero means of e^(z_j - top) mu_j^k (top their largest exponent) and
+  // Z the zero-mean components' share on the same scale:
+  //   l' = S1 / (Z + S0),  l'' / l' = S2 / S1 - l',
+  //   l''' / l' = S3 / S1 - 3 S2 / (Z + S0) + 2 l'^2,
+  // finite where l' underflows (Z >> S0 on the flat stretch).  Meaningful
+  // for pllr_increasing() mixtures (then S1 > 0).
+  PllrSlopes pllr_slopes(double x) const override {
+    double top = -std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < mu_.size(); ++j)
+      if (mu_[j] != 0.0) top = std::max(top, exponent(j, x));
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, zero = 0.0;
+    for (std::size_t j = 0; j < mu_.size(); ++j) {
+      const double e = std::exp(exponent(j, x) - top);
+      if (mu_[j] == 0.0) {
+        zero += e;
+        continue;
+      }
+      s0 += e;
+      s1 += e * mu_[j];
+      s2 += e * mu_[j] * mu_[j];
+      s3 += e * mu_[j] * mu_[j] * mu_[j];
+    }
+    const double total = zero + s0, slope = s1 / total;
+    return {slope, s2 / s1 - slope, s3 / s1 - 3.0 * s2 / total + 2.0 * slope * slope};
+  }
+
+  // The infimum of l over x.  With means all of one sign l is monotone and
+  // tends to log(weight at mean 0) (-inf without such a component); with
+  // means of both signs it is the convex minimum, where l'(x) = 0.
+  double pllr_infimum() const override {
+    if (mu_min_ >= 0.0 || mu_max_ <= 0.0) {
+      double w0 = 0.0;
+      for (std::size_t j = 0; j < mu_.size(); ++j)
+        if (mu_[j] == 0.0) w0 += w_[j];
+      return w0 > 0.0 ? std::log(w0) : -std::numeric_limits<double>::infinity();
+    }
+    // means of both signs: l is convex with a minimum where l'(x) = 0
+    double lo = -1.0, hi = 1.0;
+    while (pllr_slope(lo) > 0.0) lo *= 2.0;
+    while (pllr_slope(hi) < 0.0) hi *= 2.0;
+    for (int i = 0; i < 200 && hi - lo > 1e-14 * (1.0 + std::fabs(lo)); ++i) {
+      const double mid = 0.5 * (lo + hi);
+      (pllr_slope(mid) < 0.0 ? lo : hi) = mid;
+    }
+    return pllr(0.5 * (lo + hi));
+  }
+
+  // x with l(x) = v, for a mixture with all means >= 0 (l increasing); -inf
+  // for v <= the infimum of l, which l only approaches.  Throws
+  // std::domain_error for means of both signs (l is not monotone there).
+  double pllr_inverse(double v) const override {
+    if (!monotone())
+      throw std::domain_error("pllr_inverse needs every mean >= 0 (l is then increasing); " + describe() +
+                              " has a negative mean");
+    if (!(v > pllr_infimum())) return -std::numeric_limits<double>::infinity();
+    // l >= log w_m + mu_m x - mu_m^2 / 2 for the largest mean: an upper end.
+    std::size_t m = 0;
+    for (std::size_t j = 0; j < mu_.size(); ++j)
+      if (mu_[j] > mu_[m]) m = j;
+    double hi = (v - log_w_[m] + 0.5 * mu_[m] * mu_[m]) / mu_[m];
+    double lo = hi - 1.0;
+    for (int i = 0; i < 1100 && pllr(lo) > v; ++i) lo -= std::max(1.0, std::fabs(lo));  // doubles |lo|
+    if (!std::isfinite(lo)) return -std::numeric_limits<double>::infinity();
+    // Newton from the right on the convex increasing l stays on the right of
+    // the root; bisection keeps the bracket.
+    double x = hi;
+    for (int i = 0; i < 200; ++i) {
+      const double f = pllr(x) - v;
+      if (f == 0.0) return x;
+      (f > 0.0 ? hi : lo) = x;
+      const double slope = pllr_slope(x);
+      double next = slope > 0.0 ? x - f / slope : 0.5 * (lo + hi);
+      if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+      if (std::fabs(next - x) <= 1e-15 * (1.0 + std::fabs(x))) return next;
+      x = next;
+    }
+    return x;
+  }
+
+  std::vector<double> breakpoints(double s) const override {
+    std::vector<double> b{0.0};
+    for (double mu : mu_) {
+      b.push_back(mu);
+      if (s > 0.0) b.push_back(s * mu);  // mode of the w_j N(mu_j, 1) part when tilted
+    }
+    if (s < 0.0) {
+      // p e^(s l) is log-concave for s < 0 (l convex): its mode solves
+      // x = s l'(x), in [s max mu, s min mu].
+      double lo = s * mu_max_, hi = s * mu_min_;
+      for (int i = 0; i < 80 && hi - lo > 1e-9 * (1.0 + std::fabs(lo)); ++i) {
+        const double mid = 0.5 * (lo + hi);
+        (mid - s * pllr_slope(mid) < 0.0 ? lo : hi) = mid;
+      }
+      b.push_back(0.5 * (lo + hi));
+    }
+    // where one component overtakes the next (sorted by mean): the kinks of
+    // the piecewise-linear envelope of l
+    std::vector<std::size_t> order(mu_.size());
+    for (std::size_t j = 0; j < order.size(); ++j) order[j] = j;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t c) { return mu_[a] < mu_[c]; });
+    for (std::size_t i = 0; i + 1 < order.size(); ++i) {
+      const std::size_t a = order[i], c = order[i + 1];
+      if (mu_[c] == mu_[a]) continue;
+      const double x = (log_w_[a] - log_w_[c] + 0.5 * (mu_[c] * mu_[c] - mu_[a] * mu_[a])) / (mu_[c] - mu_[a]);
+      if (std::isfinite(x)) b.push_back(x);
+    }
+    return b;
+  }
+
+  bool closed_form(double s, int order, TiltedCumulants* out) const override {
+    if (mu_.size() != 1) return false;
+    // One component: the plain Gaussian mechanism, K(s) = s(s-1) mu^2 / 2.
+    const double m2 = mu_[0] * mu_[0];
+    out->s = s;
+    out->log_mgf = 0.5 * s * (s - 1.0) * m2;
+    out->derivative.fill(0.0);
+    out->derivative[1] = (s - 0.5) * m2;
+    if (order >= 2) out->derivative[2] = m2;
+    out->log_mgf_error = 0.0;
+    out->order = order;
+    return true;
+  }
+
+  std::string describe() const override {
+    std::string w = "[", m = "[";
+    for (std::size_t j = 0; j < mu_.size(); ++j) {
+      w += (j ? ", " : "") + detail::fmt(w_[j]);
+      m += (j ? ", " : "") + detail::fmt(mu_[j]);
+    }
+    return "GaussianMixture(weights=" + w + "], means=" + m + "])";
+  }
+
+ private:
+  double exponent(std::size_t j, double x) const { return log_w_[j] + mu_[j] * x - 0.5 * mu_[j] * mu_[j]; }
+
+  std::vector<double> w_, mu_, log_w_;
+  double mu_min_ = 0.0, mu_max_ = 0.0;
+};
+
+// The Poisson-subsampled Laplace mechanism (sensitivity 1, scale b):
+//   P = Lap(0, b),   Q = (1 - q) Lap(0, b) + q Lap(1, b),
+// with Lap(m, b) of density exp(-|x - m| / b) / (2 b).  b is dp_accounting's
+// LaplaceDpEvent(noise_multiplier = b) (noise scale over the L1 sensitivity).
+// Without subsampling (q = 1) the PLLR is
+//   L(x) = (|x| - |x - 1|) / b  =  -1/b (x <= 0),  (2x - 1)/b (0 < x < 1),  1/b (x >= 1),
+// and subsampled l(x) = log(1 - q + q e^(L(x))): constant on x <= 0 and on
+// x >= 1 (atoms of the privacy loss, of P-mass 1/2 and e^(-1/b)/2), and
+// increasing in between.  Its range is [log(1 - q + q e^(-1/b)), log(1 - q + q e^(1/b))].
+class SubsampledLaplace final : public Mechanism {
+ public:
+  SubsampledLaplace(double b, double q) : b_(b), q_(q) {
+    detail::require(std::isfinite(b) && b > 0.0, "b (Laplace noise scale) must be finite and > 0, got " + detail::fmt(b));
+    detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0,
+                    "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+  }
+
+  double b() const { return b_; }
+  double q() const { return q_; }
+
+  double log_p(double x) const override { return -std::fabs(x) / b_ - std::log(2.0 * b_); }
+
+  // The unsubsampled loss L(x), clamped to [-1/b, 1/b].
+  double base_pllr(double x) const { return (std::fabs(x) - std::fabs(x - 1.0)) / b_; }
+
+  double pllr(double x) const override {
+    const double z = base_pllr(x);
+    if (q_ == 1.0) return z;
+    return z < 30.0 ? std::log1p(q_ * std::expm1(z)) : z + std::log(q_) + std::log1p((1.0 - q_) / q_ * std::exp(-z));
+  }
+
+  double pllr_infimum() const override { return q_ == 1.0 ? -1.0 / b_ : std::log1p(q_ * std::expm1(-1.0 / b_)); }
+  double pllr_supremum() const { return pllr(1.0); }
+
+  std::vector<double> breakpoints(double /*s*/) const override { return {0.0, 0.5, 1.0}; }
+
+  // q = 1: under P tilted by s the loss has atoms at -1/b (weight e^(-s/b) / 2)
+  // and +1/b (weight e^((s-1)/b) / 2), and on (-1/b, 1/b) the density
+  // e^(-1/(2b)) e^((s - 1/2) u) / 4 (from u = (2x - 1)/b).  All moments are
+  // closed forms of these; the tilted cumulants follow from them.
+  bool closed_form(double s, int order, TiltedCumulants* out) const override {
+    if (q_ != 1.0) return false;
+    const double L = 1.0 / b_, c = s - 0.5;
+    // Everything is scaled by e^(-top) with top = |c| L - 1/(2b), the largest
+    // log-weight, so nothing overflows.
+    const double top = std::fabs(c) * L - 0.5 * L;
+    std::array<double, 6> raw{};  // raw[j] = e^(-top) E_P[l^j e^(s l)]
+    const double a0 = 0.5 * std::exp(-s * L - top), a1 = 0.5 * std::exp((s - 1.0) * L - top);
+    const std::array<double, 6> mid = interval_moments(c, L);  // e^(-|c|L) int_{-L}^{L} u^j e^(c u) du
+    double pw_lo = 1.0, pw_hi = 1.0;
+    for (int j = 0; j <= 5; ++j) {
+      raw[j] = a0 * pw_lo + a1 * pw_hi + 0.25 * mid[j];
+      pw_lo *= -L;
+      pw_hi *= L;
+    }
+    out->s = s;
+    out->order = order;
+    out->log_mgf = top + std::log(raw[0]);
+    out->log_mgf_error = 0.0;
+    out->derivative.fill(0.0);
+    const double mean = raw[1] / raw[0];
+    // central moments from the raw moments about 0 (binomial expansion)
+    std::array<double, 6> cm{};
+    for (int k = 0; k <= 5; ++k) {
+      double acc = 0.0, binom = 1.0;  // C(k, i)
+      for (int i = 0; i <= k; ++i) {
+        acc += binom * raw[i] / raw[0] * std::pow(-mean, k - i);
+        binom = binom * (k - i) / (i + 1);
+      }
+      cm[k] = acc;
+    }
+    cm[1] = 0.0;
+    std::array<double, 6> kk{};
+    detail::cumulants_from_moments(cm, kk);
+    out->derivative[1] = mean;
+    for (int j = 2; j <= 5; ++j) out->derivative[j] = kk[j];
+    return true;
+  }
+
+  std::string describe() const override {
+    return "SubsampledLaplace(b=" + detail::fmt(b_) + ", q=" + detail::fmt(q_) + ")";
+  }
+
+ private:
+  // e^(-|c| L) * integral_{-L}^{L} u^j e^(c u) du for j = 0..5: by the power
+  // series of e^(c u) where |c| L is small, else by the recurrence
+  // I_j = [u^j e^(cu) / c] - (j / c) I_(j-1), both scaled by e^(-|c| L).
+  static std::array<double, 6> interval_moments(double c, double L) {
+    std::array<double, 6> I{};
+    const double a = std::fabs(c) * L;
+    if (a < 8.0) {
+      const double scale = std::exp(-a);
+      for (int j = 0; j <= 5; ++j) {
+        double sum = 0.0, cn = 1.0;  // cn = c^n / n!
+        for (int n = 0; n < 60; ++n) {
+          const int p = j + n + 1;
+          if (p % 2 == 1) sum += cn * 2.0 * std::pow(L, p) / p;  // odd power of u integrates to 0
+          cn *= c / (n + 1);
+        }
+        I[j] = scale * sum;
+      }
+      return I;
+    }
+    // scaled boundary terms: e^(cL - |c|L) and e^(-cL - |c|L)
+    const double e_hi = std::exp(c * L - a), e_lo = std::exp(-c * L - a);
+    double pl = 1.0, pm = 1.0;  // L^j and (-L)^j
+    for (int j = 0; j <= 5; ++j) {
+      const double boundary = (pl * e_hi - pm * e_lo) / c;
+      I[j] = j == 0 ? boundary : boundary - (j / c) * I[j - 1];
+      pl *= L;
+      pm *= -L;
+    }
+    return I;
+  }
+
+  double b_, q_;
 };
 
 }  // namespace edgeworth

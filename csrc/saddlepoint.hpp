@@ -162,15 +162,15 @@ inline double saddle_point(const Composition& c, Ordering o, double eps) {
 }
 
 // The add ordering's privacy loss is bounded above: there S = -sum l(W_i)
-// with W_i ~ P and l >= log(1 - q), so S <= A = -sum n log(1 - q) and
-// delta_add(eps) = 0 for every eps >= A (infinite where some q = 1 or the
-// mechanism is not a subsampled Gaussian).
+// with W_i ~ P and l >= inf l (log(1 - q) for the subsampled Gaussian), so
+// S <= A = -sum n inf l and delta_add(eps) = 0 for every eps >= A (infinite
+// where some mechanism's loss is unbounded below, e.g. q = 1 for a Gaussian).
 inline double add_loss_ceiling(const Composition& c) {
   double a = 0.0;
   for (const auto& seg : c.segments()) {
-    const auto* g = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (g == nullptr || !(g->q() < 1.0)) return std::numeric_limits<double>::infinity();
-    a -= seg.count * std::log1p(-g->q());
+    const double inf_l = seg.mechanism->pllr_infimum();
+    if (!std::isfinite(inf_l)) return std::numeric_limits<double>::infinity();
+    a -= seg.count * inf_l;
   }
   return a;
 }

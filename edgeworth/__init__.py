@@ -3,7 +3,11 @@
 * ``noise_multiplier(eps, delta, steps, q)``: the least noise that meets a
   target, certified by default.
 * ``epsilon(sigma, delta, steps, q)`` and ``delta(sigma, eps, steps, q)``.
-* ``Accountant``: a ledger of heterogeneous segments.
+* ``Accountant``: a ledger of heterogeneous segments of any mechanisms
+  (``edgeworth.mechanisms``: Gaussian, Laplace, mixtures of Gaussians, and
+  their Poisson-subsampled versions).
+* ``edgeworth.userlevel``: user-level eps and sigma for ELS and ULS DP-SGD.
+* ``from_dp_event(event)``: the ledger of a dp_accounting ``DpEvent`` tree.
 * ``compare(sigma, q, steps, delta)`` and ``compare_noise_multipliers(eps,
   delta, steps, q)``: every accountant (edgeworth's, GDP-CLT, dp_accounting,
   prv_accountant, Opacus) side by side; see :mod:`edgeworth.comparison`.
@@ -23,7 +27,9 @@ from .accountant import Accountant
 from .accounting import (AccountingResult, EdgeworthAccuracyWarning, EdgeworthBounds, delta, delta_details, epsilon,
                          epsilon_details, noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
 from .comparison import compare, compare_noise_multipliers
-from .mechanisms import PoissonSubsampledGaussian
+from .dp_event import from_dp_event
+from .mechanisms import Gaussian, Laplace, MixtureOfGaussians, PoissonSubsampled, PoissonSubsampledGaussian
+from . import userlevel
 
 __version__ = "0.1.0"
 
@@ -32,6 +38,10 @@ __all__ = [
     "AccountingResult",
     "EdgeworthAccuracyWarning",
     "EdgeworthBounds",
+    "Gaussian",
+    "Laplace",
+    "MixtureOfGaussians",
+    "PoissonSubsampled",
     "PoissonSubsampledGaussian",
     "UnreachableTargetError",
     "compare",
@@ -40,7 +50,9 @@ __all__ = [
     "delta_details",
     "epsilon",
     "epsilon_details",
+    "from_dp_event",
     "noise_multiplier",
     "noise_multiplier_details",
     "privacy_loss_cumulants",
+    "userlevel",
 ]

@@ -1,32 +1,37 @@
-"""An accountant that composes heterogeneous DP-SGD segments.
+"""An accountant that composes heterogeneous segments of any mechanisms.
 
 The ledger is plain data, as in Opacus: a list of
-``(noise_multiplier, sample_rate, num_steps)``.  Consecutive steps with the
-same parameters are merged into one entry.  CGFs and cumulants add over
-segments, so the cost of a query grows with the number of *distinct*
-(noise_multiplier, sample_rate) pairs, never with the number of steps.
+``(noise_multiplier, sample_rate, num_steps)`` for DP-SGD steps (the
+Poisson-subsampled Gaussian), and ``(mechanism, num_steps)`` for any other
+mechanism of :mod:`edgeworth.mechanisms` (a Laplace or a mixture of
+Gaussians, sampled or not), so composition mixes mechanisms freely.
+Consecutive steps of the same mechanism are merged into one entry.  CGFs and
+cumulants add over segments, so the cost of a query grows with the number of
+*distinct* mechanisms, never with the number of steps.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 from . import _core
 from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps
 from .accounting import AccountingResult
-from .mechanisms import PoissonSubsampledGaussian
+from .mechanisms import MECHANISMS, Mechanism, PoissonSubsampledGaussian, from_dict, to_dict
 
-Entry = Tuple[float, float, int]
+#: (noise_multiplier, sample_rate, steps) for DP-SGD, (mechanism, steps) for any other mechanism.
+Entry = Union[Tuple[float, float, int], Tuple[Mechanism, int]]
 
 
 class Accountant:
-    """Privacy ledger of a DP-SGD run (Poisson sampling, add/remove neighbours).
+    """Privacy ledger of a run (Poisson sampling, add/remove neighbours), DP-SGD steps and any other mechanisms.
 
     Example::
 
         acc = edgeworth.Accountant()
         acc.compose(noise_multiplier=1.0, sample_rate=0.01, steps=500)
         acc.compose(noise_multiplier=0.8, sample_rate=0.02, steps=200)
+        acc.compose(mechanism=edgeworth.PoissonSubsampled(edgeworth.Laplace(3.0), 0.05), steps=100)
         acc.epsilon(delta=1e-5)                       # certified upper bound
         acc.epsilon(delta=1e-5, method="edgeworth")   # point estimate
     """
@@ -35,18 +40,39 @@ class Accountant:
         self.history: List[Entry] = []
 
     # -- building the ledger -------------------------------------------------
-    def compose(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> "Accountant":
-        """Records ``steps`` steps of the Poisson-subsampled Gaussian.
+    def compose(self, noise_multiplier: float = None, sample_rate: float = None, steps: int = 1, *,
+                mechanism: Mechanism = None) -> "Accountant":
+        """Records ``steps`` steps of the Poisson-subsampled Gaussian, or of ``mechanism``.
 
         Args:
             noise_multiplier: sigma (noise std / clipping norm), > 0.
             sample_rate: Poisson sampling rate q, in (0, 1].
             steps: number of steps, an integer >= 1.
+            mechanism: instead of (noise_multiplier, sample_rate), any value of
+                :mod:`edgeworth.mechanisms` (e.g. ``Laplace(b)``,
+                ``PoissonSubsampled(MixtureOfGaussians(...), q)``).  A
+                ``PoissonSubsampledGaussian`` is recorded as its
+                (noise_multiplier, sample_rate) entry.
         """
+        if mechanism is not None:
+            if noise_multiplier is not None or sample_rate is not None:
+                raise ValueError("mechanism: pass either mechanism or (noise_multiplier, sample_rate), not both")
+            if not isinstance(mechanism, MECHANISMS):
+                raise ValueError(f"mechanism must be one of {[c.__name__ for c in MECHANISMS]}, got {mechanism!r}")
+            if isinstance(mechanism, PoissonSubsampledGaussian):
+                return self.compose(mechanism.noise_multiplier, mechanism.sampling_rate, steps)
+            n = int(check_steps(steps))
+            if self.history and len(self.history[-1]) == 2 and self.history[-1][0] == mechanism:
+                self.history[-1] = (mechanism, self.history[-1][1] + n)
+            else:
+                self.history.append((mechanism, n))
+            return self
+        if noise_multiplier is None or sample_rate is None:
+            raise ValueError("noise_multiplier and sample_rate are required (or pass mechanism=)")
         sigma = float(check_sigma(noise_multiplier))
         q = float(check_q(sample_rate))
         n = int(check_steps(steps))
-        if self.history and self.history[-1][:2] == (sigma, q):
+        if self.history and len(self.history[-1]) == 3 and self.history[-1][:2] == (sigma, q):
             self.history[-1] = (sigma, q, self.history[-1][2] + n)
         else:
             self.history.append((sigma, q, n))
@@ -57,16 +83,21 @@ class Accountant:
         self.compose(noise_multiplier, sample_rate, 1)
 
     def __len__(self) -> int:
-        return sum(n for _, _, n in self.history)
+        return sum(e[-1] for e in self.history)
+
+    def mechanisms(self) -> List[Tuple[Mechanism, int]]:
+        """The ledger as (mechanism value, total steps), one per distinct mechanism."""
+        grouped: "OrderedDict[Any, int]" = OrderedDict()
+        for entry in self.history:
+            mech = PoissonSubsampledGaussian(entry[0], entry[1]) if len(entry) == 3 else entry[0]
+            grouped[mech] = grouped.get(mech, 0) + entry[-1]
+        return list(grouped.items())
 
     # -- queries ---------------------------------------------------------------
     def _composition(self) -> "_core.Composition":
-        grouped: "OrderedDict[Tuple[float, float], int]" = OrderedDict()
-        for sigma, q, n in self.history:
-            grouped[(sigma, q)] = grouped.get((sigma, q), 0) + n
         comp = _core.Composition()
-        for (sigma, q), n in grouped.items():
-            comp.add(PoissonSubsampledGaussian(sigma, q).to_core(), float(n))
+        for mech, n in self.mechanisms():
+            comp.add(mech.to_core(), float(n))
         return comp
 
     def _query(self, quantity: str, arg: float, method: str, order: int = 2, ordering: str = "both"):
@@ -91,7 +122,9 @@ class Accountant:
             label="certified" if method == "certified" else "estimate", method=method,
             order=order if method == "edgeworth" else None, orderings=ordering,
             dominating=None if answer is None else answer.ordering,
-            inputs={("delta" if quantity == "epsilon" else "eps"): arg, "history": list(self.history)},
+            inputs={("delta" if quantity == "epsilon" else "eps"): arg,
+                    "history": [e if len(e) == 3 else {"mechanism": to_dict(e[0]), "steps": e[1]}
+                                for e in self.history]},
             estimate=estimate, bound=bound, gap=bound - estimate)
 
     def epsilon_details(self, delta: float, *, method: str = "certified", order: int = 2,
@@ -126,7 +159,10 @@ class Accountant:
 
     # -- persistence -------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
-        return {"history": [list(e) for e in self.history]}
+        """``{"history": [...]}``: DP-SGD entries as ``[noise_multiplier, sample_rate, steps]`` (as
+        before other mechanisms existed), others as ``{"mechanism": {...}, "steps": n}``."""
+        return {"history": [list(e) if len(e) == 3 else {"mechanism": to_dict(e[0]), "steps": e[1]}
+                            for e in self.history]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         history = state.get("history") if isinstance(state, dict) else None
@@ -134,6 +170,12 @@ class Accountant:
             raise ValueError("state must be a dict with a 'history' list of (noise_multiplier, sample_rate, steps)")
         fresh = Accountant()
         for entry in history:
+            if isinstance(entry, dict):
+                if set(entry) != {"mechanism", "steps"}:
+                    raise ValueError(f"history entries of other mechanisms must be {{'mechanism': ..., 'steps': n}}, "
+                                     f"got {entry!r}")
+                fresh.compose(mechanism=from_dict(entry["mechanism"]), steps=entry["steps"])
+                continue
             if len(entry) != 3:
                 raise ValueError(f"history entries must be (noise_multiplier, sample_rate, steps), got {entry!r}")
             fresh.compose(*entry)

@@ -141,7 +141,8 @@ def _compare(args) -> int:
 
 
 def _finetune_parser() -> argparse.ArgumentParser:
-    from .finetune import ACCOUNTANTS, CLIPPING, POOLING, FinetuneConfig
+    from .finetune import ACCOUNTANTS, CLIPPING, POOLING, PRIVACY_UNITS, FinetuneConfig
+    from .userlevel import SAMPLINGS
 
     sp = argparse.ArgumentParser(
         prog="edgeworth finetune",
@@ -194,6 +195,15 @@ def _finetune_parser() -> argparse.ArgumentParser:
     add("--resume", default=None, help="checkpoint to continue from, with its exact privacy ledger")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--json", action="store_true", help="print the report as one JSON object")
+    add("--privacy-unit", choices=PRIVACY_UNITS, default=d.privacy_unit,
+        help="example (add/remove one example; default) or user (one user with all their examples; needs "
+             "--user-column); eps is then user-level")
+    add("--user-column", default=None, help="training-file column naming each example's user")
+    add("--user-sampling", choices=SAMPLINGS, default=d.user_sampling,
+        help="els: Poisson-sample examples, clip per example (default); uls: Poisson-sample users, clip each "
+             "user's average gradient")
+    add("--contribution-bound", type=int, default=None,
+        help="most examples a user keeps (default: the median for els, the predicted-noise minimiser for uls)")
     return sp
 
 
@@ -218,7 +228,8 @@ def _finetune(argv: List[str]) -> int:
         max_grad_norm=args.max_grad_norm, accountant=args.accountant, clipping=args.clipping,
         lora_rank=args.lora_rank, train_embeddings=args.train_embeddings, private=not args.non_private,
         device=args.device, threads=args.threads, seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, progress=not args.no_progress)
+        resume=args.resume, progress=not args.no_progress, privacy_unit=args.privacy_unit,
+        user_column=args.user_column, user_sampling=args.user_sampling, contribution_bound=args.contribution_bound)
     try:
         report = finetune(config)
     except ValueError as exc:

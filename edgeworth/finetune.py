@@ -25,6 +25,18 @@ library's certified accountant, whatever accountant drove the run) and
 ``eps_estimate`` (the tilted saddle-point estimate, or the PRV accountant's
 estimate where the tilted one declines; not a bound).
 
+**User-level privacy** (``privacy_unit="user"`` with ``user_column``):
+neighbouring datasets differ by one *user* with all their examples, and the
+run trains by ELS or ULS (``user_sampling``; :mod:`edgeworth.userlevel`),
+each user keeping at most ``contribution_bound`` examples (a fixed random
+subset).  ELS Poisson-samples kept examples and clips per example; ULS
+Poisson-samples users and clips each sampled user's average gradient.  Both
+are plain DP-SGD loops here (no Opacus: a step clips one gradient per
+sampled unit), in one process, without checkpoints.  sigma comes from
+:func:`edgeworth.userlevel.noise_multiplier`, and the report's eps is the
+user-level eps of the run's ledger (ELS: the mixture of Gaussians of each
+step; ULS: the subsampled Gaussian over users).
+
 Data handling lives in :mod:`edgeworth.textdata`; this module is the model and
 the loop.  References: Abadi et al., "Deep Learning with Differential Privacy"
 (CCS 2016, DP-SGD); Li et al., "Large Language Models Can Be Strong
@@ -49,12 +61,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import opacus as _edgeworth_opacus  # registers the "edgeworth" accountant
+from . import mechanisms as edgeworth_mechanisms
+from . import userlevel
 from ._validate import check_delta, check_eps
+from .accountant import Accountant
 from .textdata import LabelledText, TokenizedText, default_sst2_dir, padding_collate, read_labelled_text
 
 ACCOUNTANTS = ("edgeworth", "rdp", "prv")
 CLIPPING = ("auto", "ghost", "per-sample")
 POOLING = ("mean", "cls")
+PRIVACY_UNITS = ("example", "user")
 CHECKPOINT_FORMAT = "edgeworth-finetune/1"
 
 #: Largest tolerated chance that some rank draws an empty local batch in a
@@ -113,6 +129,17 @@ class FinetuneConfig:
         resume: checkpoint file to continue from (its sigma, sampling rate,
             planned steps and ledger are kept).
         progress: show a tqdm progress bar (rank 0 only).
+        privacy_unit: "example" (add/remove one example; default) or "user"
+            (add/remove one user with all their examples; needs user_column).
+        user_column: the training file's column naming each example's user.
+        user_sampling: "els" (Poisson-sample examples, per-example clipping)
+            or "uls" (Poisson-sample users, clip each user's average gradient).
+        contribution_bound: k, the most examples a user keeps (None: chosen by
+            :func:`edgeworth.userlevel.choose_contribution_bound`: the median
+            for ELS, the predicted-noise minimiser for ULS).  With user-level
+            privacy batch_size is the expected number of *examples* per step,
+            so q = min(1, batch_size / M) with M the examples kept (ELS) and
+            q_u = min(1, batch_size / M) for users (ULS); steps = round(epochs / q).
     """
 
     model: Optional[str] = None
@@ -146,6 +173,10 @@ class FinetuneConfig:
     checkpoint_every: int = 0
     resume: Optional[str] = None
     progress: bool = True
+    privacy_unit: str = "example"
+    user_column: Optional[str] = None
+    user_sampling: str = "els"
+    contribution_bound: Optional[int] = None
 
     def validate(self) -> "FinetuneConfig":
         """Raises ValueError naming the first field outside its range."""
@@ -163,7 +194,7 @@ class FinetuneConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
 
-        for name in ("max_train", "max_dev", "steps", "physical_batch_size", "threads"):
+        for name in ("max_train", "max_dev", "steps", "physical_batch_size", "threads", "contribution_bound"):
             positive_int(name, optional=True)
         for name in ("batch_size", "max_length", "eval_max_length"):
             positive_int(name)
@@ -178,9 +209,20 @@ class FinetuneConfig:
         positive_float("noise_multiplier", optional=True)
         check_eps(self.target_eps)
         check_delta(self.delta)
-        for name, allowed in (("accountant", ACCOUNTANTS), ("clipping", CLIPPING), ("pooling", POOLING)):
+        for name, allowed in (("accountant", ACCOUNTANTS), ("clipping", CLIPPING), ("pooling", POOLING),
+                              ("privacy_unit", PRIVACY_UNITS), ("user_sampling", userlevel.SAMPLINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.privacy_unit == "user":
+            if not self.user_column:
+                raise ValueError("user_column: privacy_unit 'user' needs the column naming each example's user")
+            if not self.private:
+                raise ValueError("privacy_unit: 'user' is a private run; drop it for the non-private reference")
+            if self.accountant != "edgeworth":
+                raise ValueError(f"accountant: user-level runs are accounted by edgeworth, got {self.accountant!r}")
+            for name in ("checkpoint", "resume"):
+                if getattr(self, name):
+                    raise ValueError(f"{name}: not supported with privacy_unit 'user' yet")
         resolve_device(self.device)
         return self
 
@@ -207,7 +249,13 @@ class FinetuneReport:
         stopped_by_budget_guard: True when the guard stopped the run early.
         examples_per_s: training examples processed per second (all ranks,
             steps of this invocation; evaluation and checkpoints excluded).
-        history: the ledger ``[(noise_multiplier, sample_rate, num_steps)]``.
+        history: the ledger ``[(noise_multiplier, sample_rate, num_steps)]``;
+            for a user-level run, the :class:`edgeworth.Accountant` state's
+            history (ELS steps as mixture-of-Gaussians entries).
+        privacy_unit: "example" or "user"; for "user" the eps figures are
+            user-level, ``sample_rate`` is the rate of examples (ELS) or of
+            users (ULS), and user_sampling, contribution_bound and users
+            (how many) say how.
     """
 
     dev_accuracy: float
@@ -236,24 +284,31 @@ class FinetuneReport:
     lora_rank: int
     trainable_parameters: int
     model: str
-    history: List[Tuple[float, float, int]] = field(default_factory=list)
+    history: List[Any] = field(default_factory=list)
+    privacy_unit: str = "example"
+    user_sampling: Optional[str] = None
+    contribution_bound: Optional[int] = None
+    users: Optional[int] = None
 
     def as_dict(self) -> Dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["history"] = [list(e) for e in self.history]
+        out["history"] = [e if isinstance(e, dict) else list(e) for e in self.history]
         return out
 
     def as_text(self) -> str:
         lines = [f"dev accuracy {100 * self.dev_accuracy:.2f} % ({self.dev_examples} examples)"]
         if self.private:
             est = "n/a" if self.eps_estimate is None else f"{self.eps_estimate:.4g} ({self.eps_estimate_method})"
+            unit = (f"user-level ({self.user_sampling.upper()}, at most {self.contribution_bound} examples per user, "
+                    f"{self.users} users) " if self.privacy_unit == "user" else "")
             lines += [
-                f"eps spent: certified {self.eps_certified:.4g} (upper bound), estimate {est}; "
+                f"{unit}eps spent: certified {self.eps_certified:.4g} (upper bound), estimate {est}; "
                 f"target {self.target_eps:g} at delta = {self.delta:g}",
                 f"accountant {self.accountant}: eps {self.eps_accountant:.4g}"
                 + ("; the budget guard stopped the run" if self.stopped_by_budget_guard else ""),
                 f"sigma = {self.noise_multiplier:.6g} (noise multiplier), C = {self.max_grad_norm:g}, "
-                f"q = {self.sample_rate:.6g} (Poisson), clipping {self.clipping}",
+                f"q = {self.sample_rate:.6g} (Poisson{', of users' if self.user_sampling == 'uls' else ''}), "
+                f"clipping {self.clipping}",
             ]
         else:
             lines.append("non-private run (no clipping, no noise, no privacy guarantee)")
@@ -497,7 +552,8 @@ def _load_data(config: FinetuneConfig) -> Tuple[LabelledText, LabelledText]:
     train_file = Path(config.train_file) if config.train_file else sst2 / "train.tsv"
     dev_file = Path(config.dev_file) if config.dev_file else sst2 / "dev.tsv"
     train = read_labelled_text(train_file, text_column=config.text_column, label_column=config.label_column,
-                               limit=config.max_train)
+                               limit=config.max_train,
+                               user_column=config.user_column if config.privacy_unit == "user" else None)
     dev = read_labelled_text(dev_file, text_column=config.text_column, label_column=config.label_column,
                              limit=config.max_dev, label_names=train.label_names)
     return train, dev
@@ -570,6 +626,8 @@ def finetune(config: Optional[FinetuneConfig] = None, **overrides: Any) -> Finet
     device = resolve_device(config.device, dist.local_rank)
     dist.start(device)
     try:
+        if config.privacy_unit == "user":
+            return _run_user_level(config, dist, device)
         return _run(config, dist, device)
     finally:
         dist.stop()
@@ -623,9 +681,9 @@ def _make_private(net, optimizer, criterion, loader, plan: _Plan, config: Finetu
     return model, optimizer, criterion, loader, _Private(engine, clipping)
 
 
-def _run(config: FinetuneConfig, dist: Distributed, device: torch.device) -> FinetuneReport:
-    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
-
+def _prepare(config: FinetuneConfig):
+    """Threads and seed, the data, the tokenizer and the classifier, as every run starts: returns
+    (train_text, model_path, classifier, tokenized train, tokenized dev, collate)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -639,6 +697,13 @@ def _run(config: FinetuneConfig, dist: Distributed, device: torch.device) -> Fin
     if config.batch_size > len(train):
         raise ValueError(f"batch_size must be at most the number of training examples ({len(train)}), "
                          f"got {config.batch_size}")
+    return train_text, model_path, core, train, dev, collate
+
+
+def _run(config: FinetuneConfig, dist: Distributed, device: torch.device) -> FinetuneReport:
+    from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
+
+    train_text, model_path, core, train, dev, collate = _prepare(config)
     state = _load_checkpoint(config.resume, config) if config.resume else None
     if state is not None:
         core.load_state_dict(state["model"])
@@ -772,3 +837,127 @@ def _all_ranks(value, dist: Distributed, device: torch.device, op: str = "sum"):
     reduce_op = torch.distributed.ReduceOp
     torch.distributed.all_reduce(t, op=reduce_op.SUM if op == "sum" else reduce_op.MAX)
     return type(value)(t.item())
+
+
+# -- user-level privacy: ELS and ULS ---------------------------------------------------------------------------------
+def _user_units(users: List[str], k: int, sampling: str, seed: int) -> List[List[int]]:
+    """The privacy units of a user-level run: each user keeps a fixed random subset of at most k of its examples;
+    ELS samples those examples one by one (one unit each), ULS samples users (one unit per user)."""
+    by_user: Dict[str, List[int]] = {}
+    for i, u in enumerate(users):
+        by_user.setdefault(u, []).append(i)
+    gen = torch.Generator().manual_seed(seed)
+    kept = []
+    for idx in by_user.values():
+        order = torch.randperm(len(idx), generator=gen)[:k].tolist()
+        kept.append(sorted(idx[j] for j in order))
+    return [[i] for unit in kept for i in unit] if sampling == "els" else kept
+
+
+def _user_level_epsilon(sigma: float, q: float, k: int, sampling: str, steps: int, delta: float) -> float:
+    return userlevel.epsilon(sigma=sigma, delta=delta, steps=steps, q=q, contribution_bound=k, sampling=sampling)
+
+
+def _user_level_steps_within_budget(sigma, q, k, sampling, target, delta, planned) -> int:
+    """The most steps (at most ``planned``) whose certified user-level eps is at most ``target``."""
+    if _user_level_epsilon(sigma, q, k, sampling, planned, delta) <= target:
+        return planned
+    lo, hi = 0, planned  # eps(lo) <= target < eps(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _user_level_epsilon(sigma, q, k, sampling, mid, delta) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _dp_step(core: nn.Module, params: List[torch.Tensor], units: List[List[int]], sampled: List[int], train, collate,
+             criterion, sigma: float, clip: float, expected_units: float, device: torch.device) -> int:
+    """One DP-SGD step over the sampled units: each unit's gradient (the mean loss over its examples) is clipped
+    to norm ``clip``, the clipped gradients are summed, N(0, sigma^2 clip^2) noise is added to the sum, and the
+    result divided by the expected number of units becomes the gradient.  Returns the examples used."""
+    total = [torch.zeros_like(p) for p in params]
+    examples = 0
+    for u in sampled:
+        input_ids, mask, labels = collate([train[i] for i in units[u]])
+        loss = criterion(core(input_ids.to(device), mask.to(device)), labels.to(device))
+        grads = torch.autograd.grad(loss, params)
+        norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads))
+        scale = min(1.0, clip / (float(norm) + 1e-12))
+        for t, g in zip(total, grads):
+            t.add_(g.detach(), alpha=scale)
+        examples += len(units[u])
+    for p, t in zip(params, total):
+        t.add_(torch.randn_like(t), alpha=sigma * clip)
+        p.grad = t / expected_units
+    return examples
+
+
+def _run_user_level(config: FinetuneConfig, dist: Distributed, device: torch.device) -> FinetuneReport:
+    if dist.active:
+        raise ValueError("privacy_unit: user-level training runs in one process for now (no torchrun)")
+    train_text, model_path, core, train, dev, collate = _prepare(config)
+    users = train_text.users
+    per_user: Dict[str, int] = {}
+    for u in users:
+        per_user[u] = per_user.get(u, 0) + 1
+    counts = list(per_user.values())
+    sampling = config.user_sampling
+    k = config.contribution_bound
+    if k is None:
+        if sampling == "els":
+            k = userlevel.choose_contribution_bound(counts, "els")
+        else:
+            median_k = userlevel.choose_contribution_bound(counts, "els")
+            kept = sum(min(c, median_k) for c in counts)
+            steps_hint = config.steps or max(1, round(config.epochs * kept / config.batch_size))
+            k = userlevel.choose_contribution_bound(counts, "uls", eps=config.target_eps, delta=config.delta,
+                                                    steps=steps_hint, examples_per_step=config.batch_size)
+    units = _user_units(users, k, sampling, config.seed)
+    kept_examples = sum(len(u) for u in units)
+    q = min(1.0, config.batch_size / kept_examples)
+    planned = config.steps if config.steps is not None else max(1, round(config.epochs / q))
+    sigma = config.noise_multiplier or userlevel.noise_multiplier(
+        eps=config.target_eps, delta=config.delta, steps=planned, q=q, contribution_bound=k, sampling=sampling)
+    stop_at = _user_level_steps_within_budget(sigma, q, k, sampling, config.target_eps, config.delta, planned)
+    if stop_at == 0:
+        raise ValueError(f"target_eps: not even one step fits in eps {config.target_eps:g} at sigma {sigma:g}")
+
+    core.to(device).train()
+    params = [p for p in core.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    criterion = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + 1)
+    ledger = Accountant()
+    step_mechanism = (userlevel.els_mechanism(sigma, q, k) if sampling == "els"
+                      else edgeworth_mechanisms.PoissonSubsampledGaussian(sigma, q))
+    examples, seconds = 0, 0.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for _ in range(stop_at):
+            tick = time.perf_counter()
+            sampled = torch.nonzero(torch.rand(len(units), generator=gen) < q).flatten().tolist()
+            examples += _dp_step(core, params, units, sampled, train, collate, criterion, sigma,
+                                 config.max_grad_norm, q * len(units), device)
+            optimizer.step()
+            optimizer.zero_grad()
+            ledger.compose(mechanism=step_mechanism, steps=1)
+            seconds += time.perf_counter() - tick
+    accuracy = evaluate(core, dev, collate, device)
+    certified = ledger.epsilon(config.delta)
+    try:
+        estimate, method = ledger.epsilon(config.delta, method="tilted"), "tilted"
+    except ValueError:  # the estimate declines where it is unreliable
+        estimate, method = None, None
+    return FinetuneReport(
+        dev_accuracy=accuracy, dev_examples=len(dev), private=True, eps_certified=certified,
+        eps_estimate=estimate, eps_estimate_method=method, eps_accountant=certified, accountant="edgeworth",
+        target_eps=config.target_eps, delta=config.delta, noise_multiplier=sigma, sample_rate=q,
+        max_grad_norm=config.max_grad_norm, steps=stop_at, planned_steps=planned,
+        stopped_by_budget_guard=stop_at < planned, train_examples=len(train), examples_seen=examples,
+        examples_per_s=examples / seconds if seconds > 0 else 0.0, train_seconds=seconds, device=str(device),
+        world_size=1, clipping="per-example" if sampling == "els" else "per-user", lora_rank=config.lora_rank,
+        trainable_parameters=sum(p.numel() for p in params), model=str(model_path),
+        history=ledger.state_dict()["history"], privacy_unit="user", user_sampling=sampling, contribution_bound=k,
+        users=len(counts))

@@ -48,19 +48,23 @@ class LabelledText:
         labels: integer class ids, 0 .. len(label_names) - 1.
         label_names: the label as written in the file, for each class id.
         path: the file they came from.
+        users: the user (privacy unit) of each example, as written in the
+            file's user column; None when no user column was read.
     """
 
     texts: List[str]
     labels: List[int]
     label_names: List[str]
     path: str
+    users: Optional[List[str]] = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
 def read_labelled_text(path, *, text_column: Optional[str] = None, label_column: str = "label",
-                       limit: Optional[int] = None, label_names: Optional[Sequence[str]] = None) -> LabelledText:
+                       limit: Optional[int] = None, label_names: Optional[Sequence[str]] = None,
+                       user_column: Optional[str] = None) -> LabelledText:
     """Reads a TSV (``.tsv``) or CSV file with a header row.
 
     Args:
@@ -74,6 +78,8 @@ def read_labelled_text(path, *, text_column: Optional[str] = None, label_column:
             mapping between a training and a dev file.  By default labels
             that are all integers keep their value (SST-2: 0 negative,
             1 positive), and other labels are numbered in sorted order.
+        user_column: the column naming each example's user, for user-level
+            privacy (None: not read).
 
     Raises:
         ValueError: a missing file or column, an empty file, a bad limit, or a
@@ -95,9 +101,13 @@ def read_labelled_text(path, *, text_column: Optional[str] = None, label_column:
                              f"{text_column if text_column else ' or '.join(TEXT_COLUMNS)!r}")
         if label_column not in header:
             raise ValueError(f"label_column: {str(path)!r} has columns {header}, not {label_column!r}")
-        rows = []
+        if user_column is not None and user_column not in header:
+            raise ValueError(f"user_column: {str(path)!r} has columns {header}, not {user_column!r}")
+        rows, users = [], []
         for row in reader:
             rows.append((row[text_column], row[label_column].strip()))
+            if user_column is not None:
+                users.append(row[user_column].strip())
             if limit is not None and len(rows) >= limit:
                 break
     if not rows:
@@ -117,7 +127,7 @@ def read_labelled_text(path, *, text_column: Optional[str] = None, label_column:
     if unknown:
         raise ValueError(f"label_column: labels {unknown[:5]} in {str(path)!r} are not among {label_names}")
     return LabelledText(texts=[t for t, _ in rows], labels=[index[label] for label in raw],
-                        label_names=label_names, path=str(path))
+                        label_names=label_names, path=str(path), users=users if user_column is not None else None)
 
 
 class TokenizedText(Dataset):

@@ -49,3 +49,23 @@ def dp_event(segments):
         dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), int(steps))
         for sigma, q, steps in segments]
     return events[0] if len(events) == 1 else dp_accounting.ComposedDpEvent(events)
+
+
+@functools.lru_cache(maxsize=None)
+def mixture_pld_eps(sigma, sensitivities: tuple, probs: tuple, steps, delta, pessimistic, vdi):
+    """eps at delta of `steps` steps of dp_accounting's mixture of Gaussians
+    (P = N(0, sigma^2), Q = sum_j p_j N(c_j, sigma^2)), add/remove neighbours;
+    pessimistic: upper bound, else lower bound."""
+    pld = pldlib.from_mixture_gaussian_mechanism(
+        standard_deviation=sigma, sensitivities=list(sensitivities), sampling_probs=list(probs),
+        pessimistic_estimate=pessimistic, value_discretization_interval=vdi, use_connect_dots=pessimistic)
+    return float(pld.self_compose(int(steps)).get_epsilon_for_delta(delta))
+
+
+@functools.lru_cache(maxsize=None)
+def laplace_pld_eps(b, q, steps, delta, pessimistic, vdi):
+    """eps at delta of `steps` steps of the Poisson-subsampled Laplace mechanism (scale b, sensitivity 1)."""
+    pld = pldlib.from_laplace_mechanism(parameter=b, sensitivity=1.0, pessimistic_estimate=pessimistic,
+                                        value_discretization_interval=vdi, sampling_prob=q,
+                                        use_connect_dots=pessimistic)
+    return float(pld.self_compose(int(steps)).get_epsilon_for_delta(delta))

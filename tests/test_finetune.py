@@ -36,7 +36,11 @@ HIDDEN, LAYERS = 32, 2
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A 2-layer BERT of width 32 from config, with all-MiniLM-L6-v2's tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def build_tiny_model(folder):
+    """Writes the tiny BERT of :func:`tiny_model` into ``folder`` and returns its path."""
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=30522, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=64)).save_pretrained(folder)
