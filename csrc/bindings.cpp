@@ -223,6 +223,7 @@ PYBIND11_MODULE(_core, m) {
       "Edgeworth approximation of P(S > x) from the cumulants kappa_1..kappa_5 of S.");
 
   m.attr("SIGMA_MIN") = kSigmaMin;
+  m.attr("Q_MIN") = kQMin;
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
 

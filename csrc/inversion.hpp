@@ -56,7 +56,6 @@ struct Answer {
   double margin = 0.0;
 };
 
-constexpr double kSigmaMin = 1e-2;
 constexpr double kSigmaMax = 1e6;
 constexpr double kEpsMax = 1e3;
 
@@ -221,6 +220,18 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   return a.value > r.value ? a : r;
 }
 
+// The tilted estimate is a number in range or a named refusal: an answer that
+// is not (delta = inf at sigma = 0.05, q = 1e-7, 1000 steps, where the
+// saddle point runs off to the flat part of the loss) becomes the same
+// domain_error as the estimate's own refusals.
+inline double checked_tilted(double v, double low, double high, const char* what, double at) {
+  if (!(v >= low && v <= high))
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: it gives ") + what +
+                            " = " + fmt(v) + " at " + (what[0] == 'd' ? "eps" : "delta") + " = " + fmt(at) +
+                            ", outside [" + fmt(low) + ", " + fmt(high) + "]; use method='certified'");
+  return v;
+}
+
 }  // namespace detail
 
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
@@ -247,7 +258,10 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
       return a;
     }
     case Method::Tilted:
-      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_epsilon(c, o, delta); });
+      return detail::largest_over_orderings(m, [&](Ordering o) {
+        return detail::checked_tilted(tilted_epsilon(c, o, delta), 0.0, std::numeric_limits<double>::max(), "eps",
+                                      delta);
+      });
     case Method::Edgeworth:
       break;
   }
@@ -278,7 +292,9 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
       return a;
     }
     case Method::Tilted:
-      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_delta(c, o, eps); });
+      return detail::largest_over_orderings(m, [&](Ordering o) {
+        return detail::checked_tilted(tilted_delta(c, o, eps), 0.0, 1.0, "delta", eps);
+      });
     case Method::Edgeworth:
       break;
   }
@@ -328,7 +344,8 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::check_eps(eps, false);
   detail::check_delta(delta);
   detail::check_steps(steps);
-  detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+  detail::require(std::isfinite(q) && q >= kQMin && q <= 1.0,
+                  "q (sampling rate) must be in [" + detail::fmt(kQMin) + ", 1], got " + detail::fmt(q));
 
   // r(sigma) = eps_method(sigma) - eps: > 0 means too little noise.  An
   // Edgeworth expansion that never reaches delta or is undefined (tiny sigma)

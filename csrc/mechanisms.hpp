@@ -66,6 +66,10 @@ inline std::string fmt(double v) {
 }
 }  // namespace detail
 
+// The smallest noise multiplier and sampling rate the core accepts (see SubsampledGaussian).
+constexpr double kSigmaMin = 1e-2;
+constexpr double kQMin = 1e-12;
+
 // The Poisson-subsampled Gaussian mechanism of DP-SGD.
 //
 // sigma is the noise multiplier (noise std / clipping norm) and q the Poisson
@@ -75,10 +79,22 @@ inline std::string fmt(double v) {
 class SubsampledGaussian final : public Mechanism {
  public:
   SubsampledGaussian(double sigma, double q) : sigma_(sigma), q_(q) {
-    detail::require(std::isfinite(sigma) && sigma > 0.0,
-                    "sigma (noise multiplier) must be finite and > 0, got " + detail::fmt(sigma));
-    detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0,
-                    "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+    // The floor is numerical, not mathematical: below it one step's privacy
+    // loss reaches 1/(2 sigma^2) > 5000 nats, and the CGF and moment
+    // quadratures overflow or stop converging (sigma = 1e-3 at q = 1, 1e-160
+    // anywhere), so every accountant would fail in its own way.
+    detail::require(std::isfinite(sigma) && sigma >= kSigmaMin,
+                    "sigma (noise multiplier) must be finite and >= " + detail::fmt(kSigmaMin) + ", got " +
+                        detail::fmt(sigma) + "; below " + detail::fmt(kSigmaMin) +
+                        " one step's privacy loss (up to 1/(2 sigma^2) nats) is beyond the double-precision "
+                        "quadratures of the core");
+    // Likewise numerical: at q = 1e-100 the Edgeworth cumulants underflow and at
+    // denormal q the CGF quadrature fails; 1e-12 is far below any sampling rate
+    // in use and everything is tested there.
+    detail::require(std::isfinite(q) && q >= kQMin && q <= 1.0,
+                    "q (sampling rate) must be in [" + detail::fmt(kQMin) + ", 1], got " + detail::fmt(q) +
+                        "; below " + detail::fmt(kQMin) +
+                        " the privacy loss of a step underflows in the core's cumulants and quadratures");
     mu_ = 1.0 / sigma;
     log_q_ = std::log(q);
     log_1mq_ = std::log1p(-q);

@@ -140,3 +140,50 @@ def test_degenerate_privacy_loss_has_no_edgeworth_expansion():
         edgeworth.epsilon(0.01, 1e-5, 1, 1e-7, method="edgeworth")
     # the certified bound is still a finite number there
     assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 1, 1e-7))
+
+
+# Findings of the fuzzer (fuzz/fuzz_api.py, docs/robustness.md) and the extreme sweep, kept as regressions.
+
+@pytest.mark.parametrize("sigma", [0.009, 1e-3, 1e-160, 5e-324])
+def test_sigma_below_the_numerical_floor_is_named(sigma):
+    # Below 0.01 the CGF and moment quadratures overflow or stop converging
+    # (they raised RuntimeError); now every entry point refuses by name.
+    for call in (lambda: edgeworth.epsilon(sigma, 1e-5, 10, 0.5), lambda: edgeworth.delta(sigma, 1.0, 10, 0.5),
+                 lambda: edgeworth.privacy_loss_cumulants(sigma, 0.5)):
+        with pytest.raises(ValueError, match=r"^sigma must be in \[0\.01, inf\).*quadratures"):
+            call()
+    for call in (lambda: _core.edgeworth_bound_moments(sigma, 1.0), lambda: _core.SubsampledGaussian(sigma, 0.5),
+                 lambda: _core.cf_delta(sigma, 0.5, 10.0, 1.0, "remove")):
+        with pytest.raises(ValueError, match=r"^sigma \(noise multiplier\) must be finite and >= 0\.01"):
+            call()
+    assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 10, 0.5))  # the floor itself is served
+
+
+@pytest.mark.parametrize("q", [9e-13, 1e-100, 5e-324])
+def test_q_below_the_numerical_floor_is_named(q):
+    with pytest.raises(ValueError, match=r"^q must be in \[1e-12, 1\].*underflows"):
+        edgeworth.epsilon(1.0, 1e-5, 10, q)
+    with pytest.raises(ValueError, match=r"^q \(sampling rate\) must be in \[1e-12, 1\]"):
+        _core.edgeworth_bound_moments(0.5, q)
+    # the floor itself is served, below the full-batch value
+    assert 0 <= edgeworth.epsilon(1.0, 1e-5, 10, 1e-12) < edgeworth.epsilon(1.0, 1e-5, 10, 1.0)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: edgeworth.privacy_loss_cumulants([1.0, 2.0], 0.1), "sigma"),
+    (lambda: edgeworth.Accountant().compose(1.0, np.array([0.1, 0.2]), 10), "sample_rate"),
+    (lambda: edgeworth.Accountant().compose(1.0, 0.1, [10, 20]), "steps"),
+    (lambda: edgeworth.Accountant().compose(1.0, 0.1, 10).epsilon(np.array([1e-5, 1e-6])), "delta"),
+    (lambda: edgeworth.PoissonSubsampledGaussian(np.ones(2), 0.1), "noise_multiplier"),
+])
+def test_an_array_where_one_number_is_meant_is_named(call, name):
+    # float() of a 1-d array raised numpy's TypeError before
+    with pytest.raises(ValueError, match=rf"^{name} must be a single number here"):
+        call()
+
+
+def test_a_non_finite_tilted_estimate_is_a_named_refusal():
+    # The saddle point ran off to the flat part of the loss and returned delta = inf.
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"gives delta = inf at eps = 1, outside \[0, 1\]"):
+        edgeworth.delta(0.05, 1.0, 1000, 1e-7, method="tilted")
+    assert 0 <= edgeworth.delta(0.05, 1.0, 1000, 1e-7) <= 1  # the certified bound answers there
