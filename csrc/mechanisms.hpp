@@ -110,7 +110,16 @@ class SubsampledGaussian final : public Mechanism {
     if (q_ == 1.0) return z;
     // log(1 - q + q e^z): log1p form where q e^z is moderate, otherwise
     // factor out the dominant term so nothing overflows.
-    if (z < 30.0) return std::log1p(q_ * std::expm1(z));
+    if (z < 30.0) {
+      const double t = q_ * std::expm1(z);
+      if (t >= -0.5) return std::log1p(t);
+      // 1 + t cancels here (q > 1/2 and z far below 0, where l is near its
+      // floor log(1 - q)): at q = 1 - 1e-9 it lost 7 digits, enough to stall
+      // the moment quadratures.  log((1 - q) + q e^z) summed in logs is exact
+      // to a few ulps, and l <= log(1/2) keeps that relative.
+      const double a = log_1mq_, b = log_q_ + z;
+      return std::max(a, b) + std::log1p(std::exp(-std::fabs(a - b)));
+    }
     return z + log_q_ + std::log1p(std::exp(log_1mq_ - log_q_ - z));
   }
 

@@ -187,3 +187,30 @@ def test_a_non_finite_tilted_estimate_is_a_named_refusal():
     with pytest.raises(edgeworth.UnreachableTargetError, match=r"gives delta = inf at eps = 1, outside \[0, 1\]"):
         edgeworth.delta(0.05, 1.0, 1000, 1e-7, method="tilted")
     assert 0 <= edgeworth.delta(0.05, 1.0, 1000, 1e-7) <= 1  # the certified bound answers there
+
+
+def test_pllr_keeps_its_digits_near_its_floor_when_q_is_near_one():
+    # l(x) = log(1 - q + q e^z) with z = x/sigma - 1/(2 sigma^2).  log1p(q expm1(z))
+    # cancelled there (7 digits lost at q = 1 - 1e-9), which stalled the moment
+    # quadratures; checked against 50-digit mpmath.
+    import mpmath
+    mpmath.mp.dps = 50
+    for sigma, q, x in [(0.1, 1 - 1e-9, 2.0), (0.1, 1 - 1e-9, -3.0), (0.05, 0.9, 5.0), (1.0, 0.999, -2.0)]:
+        z = mpmath.mpf(x) / sigma - 1 / (2 * mpmath.mpf(sigma) ** 2)
+        want = float(mpmath.log(1 - mpmath.mpf(q) + mpmath.mpf(q) * mpmath.exp(z)))
+        got = _core.SubsampledGaussian(sigma, q).pllr(x)
+        assert abs(got - want) <= 1e-14 * abs(want), (sigma, q, x, got, want)
+
+
+@pytest.mark.parametrize("sigma,q", [(0.05, 0.9), (0.05, 0.999), (0.1, 1 - 1e-9), (0.2, 1 - 1e-12)])
+def test_edgeworth_moments_of_an_almost_constant_loss(sigma, q):
+    # X under P sits at log(1 - q) but for a tail beyond x ~ 1/sigma; the moment
+    # quadrature raised RuntimeError (did not converge) here.
+    # Checked against kappa_1, kappa_2 of X from the CGF (cgf.hpp, a separate quadrature).
+    m = _core.edgeworth_bound_moments(sigma, q)["x"]
+    kappa = edgeworth.privacy_loss_cumulants(sigma, q)["remove"]["x"]
+    assert m["mean"] == pytest.approx(kappa[0], rel=1e-12)
+    assert m["variance"] == pytest.approx(kappa[1], rel=1e-9)
+    assert m["fourth"] > 0 and math.isfinite(m["fourth"])
+    b = edgeworth.epsilon(sigma, 1e-5, 1000, q, method="edgeworth", bound=True)
+    assert b.lower <= b.upper
