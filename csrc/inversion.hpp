@@ -56,7 +56,6 @@ struct Answer {
   double margin = 0.0;
 };
 
-constexpr double kSigmaMax = 1e6;
 constexpr double kEpsMax = 1e3;
 
 namespace detail {
@@ -222,9 +221,19 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
 
 // The tilted estimate is a number in range or a named refusal: an answer that
 // is not (delta = inf at sigma = 0.05, q = 1e-7, 1000 steps, where the
-// saddle point runs off to the flat part of the loss) becomes the same
-// domain_error as the estimate's own refusals.
-inline double checked_tilted(double v, double low, double high, const char* what, double at) {
+// saddle point runs off to the flat part of the loss), or a CGF that cannot be
+// evaluated at the saddle point (its quadrature fails at s ~ 1e7 for
+// sigma = 1000, q = 0.01, one step), becomes the same domain_error as the
+// estimate's own refusals.
+template <class F>
+double checked_tilted(const F& estimate, double low, double high, const char* what, double at) {
+  double v;
+  try {
+    v = estimate();
+  } catch (const std::runtime_error& e) {
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: ") + e.what() +
+                            "; use method='certified'");
+  }
   if (!(v >= low && v <= high))
     throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: it gives ") + what +
                             " = " + fmt(v) + " at " + (what[0] == 'd' ? "eps" : "delta") + " = " + fmt(at) +
@@ -259,8 +268,8 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
     }
     case Method::Tilted:
       return detail::largest_over_orderings(m, [&](Ordering o) {
-        return detail::checked_tilted(tilted_epsilon(c, o, delta), 0.0, std::numeric_limits<double>::max(), "eps",
-                                      delta);
+        return detail::checked_tilted([&] { return tilted_epsilon(c, o, delta); }, 0.0,
+                                      std::numeric_limits<double>::max(), "eps", delta);
       });
     case Method::Edgeworth:
       break;
@@ -293,7 +302,7 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
     }
     case Method::Tilted:
       return detail::largest_over_orderings(m, [&](Ordering o) {
-        return detail::checked_tilted(tilted_delta(c, o, eps), 0.0, 1.0, "delta", eps);
+        return detail::checked_tilted([&] { return tilted_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
       });
     case Method::Edgeworth:
       break;

@@ -66,8 +66,10 @@ inline std::string fmt(double v) {
 }
 }  // namespace detail
 
-// The smallest noise multiplier and sampling rate the core accepts (see SubsampledGaussian).
+// The range of noise multipliers and the smallest sampling rate the core
+// accepts (see SubsampledGaussian).
 constexpr double kSigmaMin = 1e-2;
+constexpr double kSigmaMax = 1e6;
 constexpr double kQMin = 1e-12;
 
 // The Poisson-subsampled Gaussian mechanism of DP-SGD.
@@ -79,15 +81,16 @@ constexpr double kQMin = 1e-12;
 class SubsampledGaussian final : public Mechanism {
  public:
   SubsampledGaussian(double sigma, double q) : sigma_(sigma), q_(q) {
-    // The floor is numerical, not mathematical: below it one step's privacy
+    // The range is numerical, not mathematical.  Below it one step's privacy
     // loss reaches 1/(2 sigma^2) > 5000 nats, and the CGF and moment
     // quadratures overflow or stop converging (sigma = 1e-3 at q = 1, 1e-160
-    // anywhere), so every accountant would fail in its own way.
-    detail::require(std::isfinite(sigma) && sigma >= kSigmaMin,
-                    "sigma (noise multiplier) must be finite and >= " + detail::fmt(kSigmaMin) + ", got " +
-                        detail::fmt(sigma) + "; below " + detail::fmt(kSigmaMin) +
-                        " one step's privacy loss (up to 1/(2 sigma^2) nats) is beyond the double-precision "
-                        "quadratures of the core");
+    // anywhere).  Above it (the end of the noise_multiplier search) the loss
+    // is below 1e-6 nats and its cumulants lose their digits (the Edgeworth
+    // expansion fails at 1e150, the moments at 1e300).
+    detail::require(std::isfinite(sigma) && sigma >= kSigmaMin && sigma <= kSigmaMax,
+                    "sigma (noise multiplier) must be in [" + detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) +
+                        "], got " + detail::fmt(sigma) + "; outside it one step's privacy loss is too large (up to " +
+                        "1/(2 sigma^2) nats) or too small for the double-precision quadratures of the core");
     // Likewise numerical: at q = 1e-100 the Edgeworth cumulants underflow and at
     // denormal q the CGF quadrature fails; 1e-12 is far below any sampling rate
     // in use and everything is tested there.

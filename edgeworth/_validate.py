@@ -44,13 +44,15 @@ def check_range(name: str, value, *, low: float, high: float, low_open: bool, hi
 
 
 def check_sigma(value) -> np.ndarray:
-    # The same floor as the noise_multiplier search.  Below it one step's privacy
+    # The range of the noise_multiplier search.  Below it one step's privacy
     # loss reaches 1/(2 sigma^2) > 5000 nats, past what the double-precision
-    # quadratures of the core resolve (tiny sigma ends in overflow, e.g. 1e-160).
-    return check_range("sigma", value, low=_core.SIGMA_MIN, high=np.inf, low_open=False, high_open=True,
+    # quadratures of the core resolve (tiny sigma ends in overflow, e.g. 1e-160);
+    # above it the loss is below 1e-6 nats and its cumulants lose their digits.
+    return check_range("sigma", value, low=_core.SIGMA_MIN, high=_core.SIGMA_MAX, low_open=False, high_open=False,
                        why=f"; below {_core.SIGMA_MIN:g} one step's privacy loss (up to 1/(2 sigma^2) = "
                            f"{0.5 / _core.SIGMA_MIN ** 2:g} nats at {_core.SIGMA_MIN:g}) is beyond the "
-                           "double-precision quadratures of the core")
+                           f"double-precision quadratures of the core, and above {_core.SIGMA_MAX:g} it is too "
+                           "small for them")
 
 
 def check_q(value) -> np.ndarray:

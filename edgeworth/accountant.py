@@ -39,7 +39,7 @@ class Accountant:
         """Records ``steps`` steps of the Poisson-subsampled Gaussian.
 
         Args:
-            noise_multiplier: sigma (noise std / clipping norm), >= 0.01.
+            noise_multiplier: sigma (noise std / clipping norm), in [0.01, 1e6].
             sample_rate: Poisson sampling rate q, in [1e-12, 1].
             steps: number of steps, an integer >= 1.
         """

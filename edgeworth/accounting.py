@@ -282,7 +282,7 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
     """eps of DP-SGD at a given delta.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), >= 0.01.
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
         delta: target delta, in (0, 1).
         steps: number of DP-SGD steps (an integer >= 1); steps = epochs / q.
         q: Poisson sampling rate, in [1e-12, 1].
@@ -342,7 +342,7 @@ def delta(sigma, eps, steps, q, *, method: str = "certified", order: int = 2, or
     """delta of DP-SGD at a given eps.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), >= 0.01.
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
         eps: epsilon, in [0, 1000].
         steps: number of DP-SGD steps (an integer >= 1).
         q: Poisson sampling rate, in [1e-12, 1].

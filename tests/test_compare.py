@@ -350,7 +350,7 @@ def test_noise_multipliers_match_each_library():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,needle", [
-    (dict(sigma=-1, q=0.01, steps=10, delta=1e-5), "sigma must be in [0.01, inf)"),
+    (dict(sigma=-1, q=0.01, steps=10, delta=1e-5), "sigma must be in [0.01, 1e+06]"),
     (dict(sigma=1, q=0, steps=10, delta=1e-5), "q must be in [1e-12, 1]"),
     (dict(sigma=1, q=0.01, steps=1.5, delta=1e-5), "steps must be an integer >= 1"),
     (dict(sigma=1, q=0.01, steps=10, delta=1.0), "delta must be in (0, 1)"),

@@ -144,19 +144,22 @@ def test_degenerate_privacy_loss_has_no_edgeworth_expansion():
 
 # Findings of the fuzzer (fuzz/fuzz_api.py, docs/robustness.md) and the extreme sweep, kept as regressions.
 
-@pytest.mark.parametrize("sigma", [0.009, 1e-3, 1e-160, 5e-324])
-def test_sigma_below_the_numerical_floor_is_named(sigma):
-    # Below 0.01 the CGF and moment quadratures overflow or stop converging
-    # (they raised RuntimeError); now every entry point refuses by name.
+@pytest.mark.parametrize("sigma", [0.009, 1e-3, 1e-160, 5e-324, 1.01e6, 1e150, 1.7976931348623157e308])
+def test_sigma_outside_the_numerical_range_is_named(sigma):
+    # Below 0.01 the CGF and moment quadratures overflow or stop converging,
+    # above 1e6 the cumulants lose their digits (both raised RuntimeError, at
+    # 1e-160 and 1e150 for instance); now every entry point refuses by name.
     for call in (lambda: edgeworth.epsilon(sigma, 1e-5, 10, 0.5), lambda: edgeworth.delta(sigma, 1.0, 10, 0.5),
                  lambda: edgeworth.privacy_loss_cumulants(sigma, 0.5)):
-        with pytest.raises(ValueError, match=r"^sigma must be in \[0\.01, inf\).*quadratures"):
+        with pytest.raises(ValueError, match=r"^sigma must be in \[0\.01, 1e\+06\].*quadratures"):
             call()
     for call in (lambda: _core.edgeworth_bound_moments(sigma, 1.0), lambda: _core.SubsampledGaussian(sigma, 0.5),
                  lambda: _core.cf_delta(sigma, 0.5, 10.0, 1.0, "remove")):
-        with pytest.raises(ValueError, match=r"^sigma \(noise multiplier\) must be finite and >= 0\.01"):
+        with pytest.raises(ValueError, match=r"^sigma \(noise multiplier\) must be in \[0\.01, 1e\+06\]"):
             call()
-    assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 10, 0.5))  # the floor itself is served
+    # both ends are served
+    assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 10, 0.5))
+    assert 0 <= edgeworth.epsilon(1e6, 1e-5, 10, 0.5) < edgeworth.epsilon(1e3, 1e-5, 10, 0.5)
 
 
 @pytest.mark.parametrize("q", [9e-13, 1e-100, 5e-324])
@@ -214,3 +217,15 @@ def test_edgeworth_moments_of_an_almost_constant_loss(sigma, q):
     assert m["fourth"] > 0 and math.isfinite(m["fourth"])
     b = edgeworth.epsilon(sigma, 1e-5, 1000, q, method="edgeworth", bound=True)
     assert b.lower <= b.upper
+
+
+def test_a_huge_noise_multiplier_gives_a_certified_delta_of_zero():
+    # The optimal Chernoff order runs off to t ~ 1e9 where the CGF quadrature
+    # fails (RuntimeError before); any order gives a valid bound, so the search
+    # stops at the last one that could be evaluated.  The true delta is below
+    # e^-1e7, so the bound is 0 in double.
+    assert edgeworth.delta(1e4, 1.0, 1, 0.01) == 0.0
+    assert edgeworth.delta(1e4, 1.0, 1, 0.5) == 0.0
+    # and the estimate that cannot evaluate its CGF there refuses by name
+    with pytest.raises(edgeworth.UnreachableTargetError, match="tilted .* unreliable here: CGF quadrature failed"):
+        edgeworth.delta(1e3, 1.0, 1, 0.01, method="tilted")

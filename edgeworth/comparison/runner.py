@@ -150,7 +150,7 @@ def compare(sigma: float = None, q: float = None, steps: int = None, delta: floa
     noise std ``sigma`` times the clipping norm.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), >= 0.01.
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
         q: Poisson sampling rate, in [1e-12, 1].
         steps: number of steps, an integer >= 1 (steps = epochs / q).
         delta: the delta at which eps is computed, in (0, 1).
