@@ -224,6 +224,7 @@ PYBIND11_MODULE(_core, m) {
 
   m.attr("SIGMA_MIN") = kSigmaMin;
   m.attr("Q_MIN") = kQMin;
+  m.attr("STEPS_MAX") = kStepsMax;
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
 

@@ -543,8 +543,8 @@ inline EdgeworthBoundInputs edgeworth_bound_inputs(const PllrCentredMoments& x, 
 }
 
 inline EdgeworthBoundResult edgeworth_bound(const Mechanism& m, double steps, double delta) {
-  detail::require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps,
-                  "steps must be an integer >= 1, got " + detail::fmt(steps));
+  detail::require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps && steps <= kStepsMax,
+                  "steps must be an integer in [1, 2^53 = " + detail::fmt(kStepsMax) + "], got " + detail::fmt(steps));
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   EdgeworthBoundResult res;
   res.steps = steps;

@@ -69,8 +69,8 @@ inline void check_eps(double eps, bool allow_zero) {
               "], got " + fmt(eps));
 }
 inline void check_steps(double steps) {
-  require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps,
-          "steps must be an integer >= 1, got " + fmt(steps));
+  require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps && steps <= kStepsMax,
+          "steps must be an integer in [1, 2^53 = " + fmt(kStepsMax) + "], got " + fmt(steps));
 }
 
 // TOMS748 on [lo, hi] where f(lo) and f(hi) are known to differ in sign;

@@ -78,6 +78,12 @@ def check_steps(value) -> np.ndarray:
     ok = np.isfinite(arr) & (arr >= 1) & (arr == np.floor(arr))
     if not np.all(ok):
         raise ValueError(f"steps must be an integer >= 1, got {_first_bad(arr, ok)!r}")
+    # 2^53: the last integer up to which every count is a double (the solvers
+    # hung on counts near 1e308).
+    ok = arr <= _core.STEPS_MAX
+    if not np.all(ok):
+        raise ValueError(f"steps must be at most 2^53 = {_core.STEPS_MAX:.0f}, got {_first_bad(arr, ok)!r}; "
+                         "beyond it not every step count is a double")
     return arr
 
 

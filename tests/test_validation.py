@@ -229,3 +229,20 @@ def test_a_huge_noise_multiplier_gives_a_certified_delta_of_zero():
     # and the estimate that cannot evaluate its CGF there refuses by name
     with pytest.raises(edgeworth.UnreachableTargetError, match="tilted .* unreliable here: CGF quadrature failed"):
         edgeworth.delta(1e3, 1.0, 1, 0.01, method="tilted")
+
+
+@pytest.mark.parametrize("steps", [2.0 ** 53 + 2, 7.190772265886733e307])
+def test_steps_beyond_two_to_the_53_are_named(steps):
+    # 7.19e307 steps hung the certified delta (fuzzer); 2^53 is the last integer
+    # up to which every count is a double.
+    with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
+        edgeworth.delta(0.5, 0.0, steps, 0.5)
+    for call in (lambda: _core.cf_delta(0.5, 0.9999999999999999, steps, 0.0, "remove"),
+                 lambda: _core.edgeworth_bound(0.5, 0.5, steps, 1e-5)):
+        with pytest.raises(ValueError, match=r"^steps must be an integer in \[1, 2\^53"):
+            call()
+    acc = edgeworth.Accountant().compose(1.0, 0.01, 2 ** 52)
+    acc.compose(0.9, 0.01, 2 ** 52)  # 2^53 in all: still served
+    assert math.isfinite(acc.epsilon(1e-5))
+    with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
+        acc.compose(0.8, 0.01, 2).epsilon(1e-5)  # (2^53 + 1 would round to 2^53 in double)
