@@ -28,6 +28,7 @@ import argparse
 import itertools
 import math
 import platform
+import re
 import sys
 import time
 import warnings
@@ -75,10 +76,13 @@ class Cell:
         if self.value is not None:
             body = f"{self.value:.4g}"
         else:
+            # One note per kind of message: the numbers in it (the eps, u or
+            # skewness where the estimate gave up) are masked for the grouping.
             msg = f"{self.error_name}: {self.error}"
-            if msg not in notes:
-                notes[msg] = len(notes) + 1
-            body = f"{self.error_name} [{notes[msg]}]"
+            kind = re.sub(r"-?\d[\d.e+-]*", "#", msg)
+            if kind not in notes:
+                notes[kind] = (len(notes) + 1, msg)
+            body = f"{self.error_name} [{notes[kind][0]}]"
         flag = " **SLOW**" if self.seconds > SLOW_S else ""
         bad = " **FAIL**" if self.failed else ""
         return f"{body} ({1e3 * self.seconds:.0f} ms){flag}{bad}"
@@ -179,8 +183,8 @@ def main(argv=None) -> int:
     if all_slow:
         head += ["Cells over 100 ms:", ""] + [
             f"- {t}: {1e3 * s:.0f} ms at {', '.join(f'{k}={v:g}' for k, v in c.items())}" for t, s, c in all_slow] + [""]
-    errs = ["Errors, by message:", ""] + [f"{i}. `{m}`" for m, i in notes.items()] + [""]
-    out = out[:5] + head + out[5:] + errs + [END]
+    errs = ["Errors, one example of each kind of message:", ""] + [f"{i}. `{m}`" for i, m in notes.values()] + [""]
+    out = out[:4] + head + out[4:] + errs + [END]
     text = "\n".join(out)
     print(text)
     if args.write:

@@ -246,3 +246,12 @@ def test_steps_beyond_two_to_the_53_are_named(steps):
     assert math.isfinite(acc.epsilon(1e-5))
     with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
         acc.compose(0.8, 0.01, 2).epsilon(1e-5)  # (2^53 + 1 would round to 2^53 in double)
+
+
+def test_a_tilt_where_the_cgf_cannot_be_evaluated_is_named():
+    # Composition.tilted(4.2e306) raised RuntimeError from the quadrature (fuzzer).
+    comp = _core.Composition()
+    comp.add(_core.SubsampledGaussian(0.5, 0.001), 10.0)
+    assert comp.tilted(1.0, 3)["cgf"] == pytest.approx(0.0, abs=1e-12)  # K_X(1) = log E_P[q/p] = 0
+    with pytest.raises(ValueError, match=r"^s = 4\.2320103025253525e\+306: the CGF cannot be evaluated"):
+        comp.tilted(4.2320103025253525e306, 3)
