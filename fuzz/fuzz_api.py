@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzzer of edgeworth's Python API and of the C++ entry points in edgeworth._core.
 
 Each input (bytes from libFuzzer, via atheris) picks one entry point and its
