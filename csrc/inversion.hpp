@@ -233,6 +233,12 @@ double checked_tilted(const F& estimate, double low, double high, const char* wh
   } catch (const std::runtime_error& e) {
     throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: ") + e.what() +
                             "; use method='certified'");
+  } catch (const std::invalid_argument& e) {
+    // The caller's arguments were checked before; an invalid_argument from
+    // inside is the estimate feeding itself a nan (eps = -nan at sigma = 0.1,
+    // q = 1, 1000 steps), which must not read as a complaint about the input.
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here (internally: ") +
+                            e.what() + "); use method='certified'");
   }
   if (!(v >= low && v <= high))
     throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: it gives ") + what +

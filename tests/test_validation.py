@@ -255,3 +255,11 @@ def test_a_tilt_where_the_cgf_cannot_be_evaluated_is_named():
     assert comp.tilted(1.0, 3)["cgf"] == pytest.approx(0.0, abs=1e-12)  # K_X(1) = log E_P[q/p] = 0
     with pytest.raises(ValueError, match=r"^s = 4\.2320103025253525e\+306: the CGF cannot be evaluated"):
         comp.tilted(4.2320103025253525e306, 3)
+
+
+def test_an_internal_nan_of_the_tilted_estimate_is_not_blamed_on_the_input():
+    # epsilon(0.1, delta, 1000, 1, method="tilted") raised "eps must be finite and
+    # >= 0, got -nan" (found by the extreme sweep): the estimate fed itself a nan.
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted .* unreliable here \(internally: "):
+        edgeworth.epsilon(0.1, 1e-5, 1000, 1.0, method="tilted")
+    assert math.isfinite(edgeworth.epsilon(0.1, 1e-5, 1000, 1.0))
