@@ -78,6 +78,19 @@ py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, F
   return py::make_tuple(values, orderings, certified);
 }
 
+// The raw CGF bindings take the tilt s from the caller; where the CGF cannot
+// be evaluated there (the quadrature fails or the integrand overflows, e.g.
+// s = 4e306) that is a bad argument, so it becomes a ValueError naming s.
+template <class F>
+TiltedCumulants cgf_at(double s, const F& f) {
+  try {
+    py::gil_scoped_release release;
+    return f();
+  } catch (const std::runtime_error& e) {
+    throw py::value_error("s = " + detail::fmt(s) + ": the CGF cannot be evaluated at this tilt (" + e.what() + ")");
+  }
+}
+
 py::dict tilted_dict(const TiltedCumulants& t) {
   py::dict d;
   d["s"] = t.s;
@@ -136,12 +149,7 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "tilted",
           [](const Composition& c, double s, int order) {
-            TiltedCumulants t;
-            {
-              py::gil_scoped_release release;
-              t = c.tilted(s, order);
-            }
-            return tilted_dict(t);
+            return tilted_dict(cgf_at(s, [&] { return c.tilted(s, order); }));
           },
           py::arg("s"), py::arg("order") = 5, "K(s) = sum n_i log E_P[exp(s l_i)] and its derivatives.")
       .def(
@@ -150,13 +158,10 @@ PYBIND11_MODULE(_core, m) {
             if (ordering != "remove" && ordering != "add")
               throw std::invalid_argument("ordering must be 'remove' or 'add', got '" + ordering + "'");
             if (loss != "x" && loss != "y") throw std::invalid_argument("loss must be 'x' or 'y', got '" + loss + "'");
-            TiltedCumulants t;
-            {
-              py::gil_scoped_release release;
-              t = loss_cgf(c, ordering == "remove" ? Ordering::Remove : Ordering::Add,
-                           loss == "x" ? Loss::X : Loss::Y, s, order);
-            }
-            return tilted_dict(t);
+            return tilted_dict(cgf_at(s, [&] {
+              return loss_cgf(c, ordering == "remove" ? Ordering::Remove : Ordering::Add,
+                              loss == "x" ? Loss::X : Loss::Y, s, order);
+            }));
           },
           py::arg("ordering"), py::arg("loss"), py::arg("s"), py::arg("order") = 5)
       .def("cumulants",
@@ -279,6 +284,8 @@ PYBIND11_MODULE(_core, m) {
       "Edgeworth approximation of P(S > x) from the cumulants kappa_1..kappa_5 of S.");
 
   m.attr("SIGMA_MIN") = kSigmaMin;
+  m.attr("Q_MIN") = kQMin;
+  m.attr("STEPS_MAX") = kStepsMax;
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
 

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 
 #include <boost/math/tools/toms748_solve.hpp>
 
@@ -48,35 +49,58 @@ inline double cgf_margin(const TiltedCumulants& g) {
 // Root of an increasing function phi on (0, inf), by bracket expansion from
 // `start` (by factors `factor`) and TOMS748 to a relative width `rtol`.
 // Returns the best t found (not necessarily the exact root: the callers
-// evaluate their objective at it, which is valid anyway).
+// evaluate their objective at it, which is valid anyway).  With
+// stop_where_cgf_fails, a CGF that cannot be evaluated at the next t
+// (std::runtime_error: its quadrature fails at t ~ 1e8 for sigma = 1e4, where
+// the optimal order runs off because delta(eps) is below e^-1e7) ends the
+// search at the last t that could be: any t is valid.
 template <class F>
-double increasing_root_in_t(const F& phi, double start = 1.0, double factor = 4.0, double rtol = 1e-7) {
+double increasing_root_in_t(const F& phi, double start = 1.0, double factor = 4.0, double rtol = 1e-7,
+                            bool stop_where_cgf_fails = false) {
   constexpr double kTmin = 1e-12, kTmax = 1e12;
   double lo = start, hi = start;
   double flo = phi(start), fhi = flo;
+  auto next = [&](double t, double& f) {  // false: the search stops before t
+    if (!stop_where_cgf_fails) {
+      f = phi(t);
+      return true;
+    }
+    try {
+      f = phi(t);
+      return true;
+    } catch (const std::runtime_error&) {
+      return false;
+    }
+  };
   if (flo < 0.0) {
     while (fhi < 0.0) {
       lo = hi;
       flo = fhi;
       hi *= factor;
-      if (hi > kTmax) return lo;
-      fhi = phi(hi);
+      if (hi > kTmax || !next(hi, fhi)) return lo;
     }
   } else {
     while (flo > 0.0) {
       hi = lo;
       fhi = flo;
       lo /= factor;
-      if (lo < kTmin) return hi;
-      flo = phi(lo);
+      if (lo < kTmin || !next(lo, flo)) return hi;
     }
   }
   if (flo == 0.0) return lo;
   if (fhi == 0.0) return hi;
   std::uintmax_t iters = 60;
   auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
-  const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
-  return 0.5 * (br.first + br.second);
+  if (!stop_where_cgf_fails) {
+    const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
+    return 0.5 * (br.first + br.second);
+  }
+  try {  // the quadrature can fail inside a bracket whose ends it evaluated (sigma = 1e4, t ~ 9e8)
+    const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
+    return 0.5 * (br.first + br.second);
+  } catch (const std::runtime_error&) {
+    return lo;
+  }
 }
 
 }  // namespace detail
@@ -127,7 +151,7 @@ inline Bound certified_epsilon(const Composition& c, Ordering o, double delta, d
     if (!(b.value >= best.value)) best = b;
     return t * g.derivative[1] - g.log_mgf + std::log1p(t) + log_delta;
   };
-  detail::increasing_root_in_t(h, t_hint > 0.0 ? t_hint : 1.0, t_hint > 0.0 ? 2.0 : 4.0, 1e-6);
+  detail::increasing_root_in_t(h, t_hint > 0.0 ? t_hint : 1.0, t_hint > 0.0 ? 2.0 : 4.0, 1e-6, true);
   return best;
 }
 
@@ -142,7 +166,7 @@ inline Bound certified_delta(const Composition& c, Ordering o, double eps, doubl
     if (!(b.value >= best.value)) best = b;
     return g.derivative[1] - eps - std::log1p(1.0 / t);
   };
-  detail::increasing_root_in_t(d, t_hint > 0.0 ? t_hint : 1.0, t_hint > 0.0 ? 2.0 : 4.0, 1e-6);
+  detail::increasing_root_in_t(d, t_hint > 0.0 ? t_hint : 1.0, t_hint > 0.0 ? 2.0 : 4.0, 1e-6, true);
   return best;
 }
 

@@ -194,6 +194,11 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
   return out;
 }
 
+// The most steps a composition may hold: 2^53, the last integer up to which
+// every count is a double.  Far beyond any training run; past it the solvers
+// met counts near 1e308 that overflowed (a hang at 7e307 steps).
+constexpr double kStepsMax = 9007199254740992.0;
+
 // A composition of heterogeneous segments: each is a mechanism run `count`
 // times.  K of the composition is sum_i count_i K_i.
 class Composition {
@@ -207,6 +212,9 @@ class Composition {
     detail::require(m != nullptr, "mechanism must not be None");
     detail::require(std::isfinite(count) && count >= 1.0 && std::floor(count) == count,
                     "steps (count) must be an integer >= 1, got " + detail::fmt(count));
+    detail::require(steps() + count <= kStepsMax,
+                    "steps must be at most 2^53 = " + detail::fmt(kStepsMax) + " in all, got " +
+                        detail::fmt(steps() + count) + "; beyond it not every count is a double");
     segments_.push_back({std::move(m), count});
   }
 

@@ -208,7 +208,28 @@ inline PllrCentredMoments pllr_centred_moments(const Mechanism& m, double s, dou
       const double d = l - c, ad = std::fabs(d), d2 = d * d;
       return {w, w * d, w * d2, w * ad * d2, w * d2 * d, w * d2 * d2, w * ad};
     };
-    const auto r = integrate_adaptive<7>(f, cuts, rtol, 4000);
+    // Each component to rtol of its L1 norm, but no finer than the rounding
+    // of d = l - c itself allows where l is near c: there d carries a few ulps
+    // of |c|, so a moment of degree k in d is uncertain by about
+    // k delta E|d|^(k-1).  Where the loss is almost constant (sigma = 0.05,
+    // q >= 0.9: Var X ~ 1e-22 about c ~ log(1 - q)) rtol alone asked for more
+    // digits than the integrand has, and the quadrature never converged.  For
+    // the usual small q, c is tiny and so is this floor.
+    const double delta_d = 8.0 * std::numeric_limits<double>::epsilon() * std::fabs(c);
+    auto tol = [rtol, delta_d](const QuadratureResult<7>& q) {
+      // components: w, w d, w d^2, w |d|^3, w d^3, w d^4, w |d|;  E|d|^(k-1) taken from the L1 norms
+      const std::array<double, 7> floor{0.0,
+                                        delta_d * q.l1[0],
+                                        2.0 * delta_d * q.l1[6],
+                                        3.0 * delta_d * q.l1[2],
+                                        3.0 * delta_d * q.l1[2],
+                                        4.0 * delta_d * q.l1[3],
+                                        delta_d * q.l1[0]};
+      Vec<7> t;
+      for (std::size_t j = 0; j < 7; ++j) t[j] = std::max(rtol * q.l1[j], floor[j]);
+      return t;
+    };
+    const auto r = integrate_to<7>(f, cuts, tol, 4000);
     if (!r.converged || !(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
       throw std::runtime_error("moment quadrature did not converge for " + m.describe() + " at s = " + detail::fmt(s));
     std::array<double, 7> mom{};
@@ -522,8 +543,8 @@ inline EdgeworthBoundInputs edgeworth_bound_inputs(const PllrCentredMoments& x, 
 }
 
 inline EdgeworthBoundResult edgeworth_bound(const Mechanism& m, double steps, double delta) {
-  detail::require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps,
-                  "steps must be an integer >= 1, got " + detail::fmt(steps));
+  detail::require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps && steps <= kStepsMax,
+                  "steps must be an integer in [1, 2^53 = " + detail::fmt(kStepsMax) + "], got " + detail::fmt(steps));
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   EdgeworthBoundResult res;
   res.steps = steps;

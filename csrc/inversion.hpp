@@ -56,8 +56,6 @@ struct Answer {
   double margin = 0.0;
 };
 
-constexpr double kSigmaMin = 1e-2;
-constexpr double kSigmaMax = 1e6;
 constexpr double kEpsMax = 1e3;
 
 namespace detail {
@@ -71,8 +69,8 @@ inline void check_eps(double eps, bool allow_zero) {
               "], got " + fmt(eps));
 }
 inline void check_steps(double steps) {
-  require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps,
-          "steps must be an integer >= 1, got " + fmt(steps));
+  require(std::isfinite(steps) && steps >= 1.0 && std::floor(steps) == steps && steps <= kStepsMax,
+          "steps must be an integer in [1, 2^53 = " + fmt(kStepsMax) + "], got " + fmt(steps));
 }
 
 // TOMS748 on [lo, hi] where f(lo) and f(hi) are known to differ in sign;
@@ -228,6 +226,34 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   return a.value > r.value ? a : r;
 }
 
+// The tilted estimate is a number in range or a named refusal: an answer that
+// is not (delta = inf at sigma = 0.05, q = 1e-7, 1000 steps, where the
+// saddle point runs off to the flat part of the loss), or a CGF that cannot be
+// evaluated at the saddle point (its quadrature fails at s ~ 1e7 for
+// sigma = 1000, q = 0.01, one step), becomes the same domain_error as the
+// estimate's own refusals.
+template <class F>
+double checked_tilted(const F& estimate, double low, double high, const char* what, double at) {
+  double v;
+  try {
+    v = estimate();
+  } catch (const std::runtime_error& e) {
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: ") + e.what() +
+                            "; use method='certified'");
+  } catch (const std::invalid_argument& e) {
+    // The caller's arguments were checked before; an invalid_argument from
+    // inside is the estimate feeding itself a nan (eps = -nan at sigma = 0.1,
+    // q = 1, 1000 steps), which must not read as a complaint about the input.
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here (internally: ") +
+                            e.what() + "); use method='certified'");
+  }
+  if (!(v >= low && v <= high))
+    throw std::domain_error(std::string("the tilted (saddle-point) estimate is unreliable here: it gives ") + what +
+                            " = " + fmt(v) + " at " + (what[0] == 'd' ? "eps" : "delta") + " = " + fmt(at) +
+                            ", outside [" + fmt(low) + ", " + fmt(high) + "]; use method='certified'");
+  return v;
+}
+
 }  // namespace detail
 
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
@@ -254,7 +280,10 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
       return a;
     }
     case Method::Tilted:
-      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_epsilon(c, o, delta); });
+      return detail::largest_over_orderings(m, [&](Ordering o) {
+        return detail::checked_tilted([&] { return tilted_epsilon(c, o, delta); }, 0.0,
+                                      std::numeric_limits<double>::max(), "eps", delta);
+      });
     case Method::Edgeworth:
       break;
   }
@@ -285,7 +314,9 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
       return a;
     }
     case Method::Tilted:
-      return detail::largest_over_orderings(m, [&](Ordering o) { return tilted_delta(c, o, eps); });
+      return detail::largest_over_orderings(m, [&](Ordering o) {
+        return detail::checked_tilted([&] { return tilted_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
+      });
     case Method::Edgeworth:
       break;
   }
@@ -455,7 +486,8 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   detail::check_eps(eps, false);
   detail::check_delta(delta);
   detail::check_steps(steps);
-  detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0, "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+  detail::require(std::isfinite(q) && q >= kQMin && q <= 1.0,
+                  "q (sampling rate) must be in [" + detail::fmt(kQMin) + ", 1], got " + detail::fmt(q));
   // An Edgeworth expansion that never reaches delta or is undefined (tiny
   // sigma) counts as too little noise.  The tilted estimate declines where it
   // is unreliable, which can happen on either side, so its errors propagate;

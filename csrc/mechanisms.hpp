@@ -81,6 +81,12 @@ inline void cumulants_from_moments(const std::array<double, 6>& m, std::array<do
 }
 }  // namespace detail
 
+// The range of noise multipliers and the smallest sampling rate the core
+// accepts (see SubsampledGaussian).
+constexpr double kSigmaMin = 1e-2;
+constexpr double kSigmaMax = 1e6;
+constexpr double kQMin = 1e-12;
+
 // l'(x) and the ratios l''(x) / l'(x), l'''(x) / l'(x) of a PLLR (the
 // ratios stay finite where l' underflows on a flat stretch of l).
 struct PllrSlopes {
@@ -108,7 +114,6 @@ class GaussianReferencePllr : public Mechanism {
   // negative mean is not, and the characteristic-function bound declines).
   virtual bool pllr_increasing() const { return true; }
 
-
  protected:
   static constexpr double kHalfLog2Pi = 0.91893853320467274178;
 };
@@ -122,10 +127,23 @@ class GaussianReferencePllr : public Mechanism {
 class SubsampledGaussian final : public GaussianReferencePllr {
  public:
   SubsampledGaussian(double sigma, double q) : sigma_(sigma), q_(q) {
-    detail::require(std::isfinite(sigma) && sigma > 0.0,
-                    "sigma (noise multiplier) must be finite and > 0, got " + detail::fmt(sigma));
-    detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0,
-                    "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
+    // The range is numerical, not mathematical.  Below it one step's privacy
+    // loss reaches 1/(2 sigma^2) > 5000 nats, and the CGF and moment
+    // quadratures overflow or stop converging (sigma = 1e-3 at q = 1, 1e-160
+    // anywhere).  Above it (the end of the noise_multiplier search) the loss
+    // is below 1e-6 nats and its cumulants lose their digits (the Edgeworth
+    // expansion fails at 1e150, the moments at 1e300).
+    detail::require(std::isfinite(sigma) && sigma >= kSigmaMin && sigma <= kSigmaMax,
+                    "sigma (noise multiplier) must be in [" + detail::fmt(kSigmaMin) + ", " + detail::fmt(kSigmaMax) +
+                        "], got " + detail::fmt(sigma) + "; outside it one step's privacy loss is too large (up to " +
+                        "1/(2 sigma^2) nats) or too small for the double-precision quadratures of the core");
+    // Likewise numerical: at q = 1e-100 the Edgeworth cumulants underflow and at
+    // denormal q the CGF quadrature fails; 1e-12 is far below any sampling rate
+    // in use and everything is tested there.
+    detail::require(std::isfinite(q) && q >= kQMin && q <= 1.0,
+                    "q (sampling rate) must be in [" + detail::fmt(kQMin) + ", 1], got " + detail::fmt(q) +
+                        "; below " + detail::fmt(kQMin) +
+                        " the privacy loss of a step underflows in the core's cumulants and quadratures");
     mu_ = 1.0 / sigma;
     log_q_ = std::log(q);
     log_1mq_ = std::log1p(-q);
@@ -139,7 +157,16 @@ class SubsampledGaussian final : public GaussianReferencePllr {
     if (q_ == 1.0) return z;
     // log(1 - q + q e^z): log1p form where q e^z is moderate, otherwise
     // factor out the dominant term so nothing overflows.
-    if (z < 30.0) return std::log1p(q_ * std::expm1(z));
+    if (z < 30.0) {
+      const double t = q_ * std::expm1(z);
+      if (t >= -0.5) return std::log1p(t);
+      // 1 + t cancels here (q > 1/2 and z far below 0, where l is near its
+      // floor log(1 - q)): at q = 1 - 1e-9 it lost 7 digits, enough to stall
+      // the moment quadratures.  log((1 - q) + q e^z) summed in logs is exact
+      // to a few ulps, and l <= log(1/2) keeps that relative.
+      const double a = log_1mq_, b = log_q_ + z;
+      return std::max(a, b) + std::log1p(std::exp(-std::fabs(a - b)));
+    }
     return z + log_q_ + std::log1p(std::exp(log_1mq_ - log_q_ - z));
   }
 

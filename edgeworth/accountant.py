@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Tuple, Union
 
 from . import _core
-from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps
+from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps, scalar
 from .accounting import AccountingResult
 from .mechanisms import MECHANISMS, Mechanism, PoissonSubsampledGaussian, from_dict, to_dict
 
@@ -45,8 +45,8 @@ class Accountant:
         """Records ``steps`` steps of the Poisson-subsampled Gaussian, or of ``mechanism``.
 
         Args:
-            noise_multiplier: sigma (noise std / clipping norm), > 0.
-            sample_rate: Poisson sampling rate q, in (0, 1].
+            noise_multiplier: sigma (noise std / clipping norm), in [0.01, 1e6].
+            sample_rate: Poisson sampling rate q, in [1e-12, 1].
             steps: number of steps, an integer >= 1.
             mechanism: instead of (noise_multiplier, sample_rate), any value of
                 :mod:`edgeworth.mechanisms` (e.g. ``Laplace(b)``,
@@ -69,9 +69,9 @@ class Accountant:
             return self
         if noise_multiplier is None or sample_rate is None:
             raise ValueError("noise_multiplier and sample_rate are required (or pass mechanism=)")
-        sigma = float(check_sigma(noise_multiplier))
-        q = float(check_q(sample_rate))
-        n = int(check_steps(steps))
+        sigma = scalar("noise_multiplier", check_sigma(noise_multiplier))
+        q = scalar("sample_rate", check_q(sample_rate))
+        n = int(scalar("steps", check_steps(steps)))
         if self.history and len(self.history[-1]) == 3 and self.history[-1][:2] == (sigma, q):
             self.history[-1] = (sigma, q, self.history[-1][2] + n)
         else:
@@ -132,7 +132,7 @@ class Accountant:
         """Like :meth:`epsilon`, with the label, the dominating ordering, the tilted
         estimate, the certified bound and their gap."""
         method, order, ordering = check_method(method, order, ordering)
-        return self._details("epsilon", float(check_delta(delta)), method, order, ordering)
+        return self._details("epsilon", scalar("delta", check_delta(delta)), method, order, ordering)
 
     def epsilon(self, delta: float, *, method: str = "certified", order: int = 2, ordering: str = None) -> float:
         """eps of everything recorded so far at ``delta`` (0 for an empty ledger).
@@ -142,19 +142,19 @@ class Accountant:
         "edgeworth" are estimates.
         """
         method, order, ordering = check_method(method, order, ordering)
-        answer = self._query("epsilon", float(check_delta(delta)), method, order, ordering)
+        answer = self._query("epsilon", scalar("delta", check_delta(delta)), method, order, ordering)
         return 0.0 if answer is None else float(answer.value)
 
     def delta_details(self, eps: float, *, method: str = "certified", order: int = 2,
                       ordering: str = None) -> AccountingResult:
         """Like :meth:`delta`, with the label and the diagnostics of :meth:`epsilon_details`."""
         method, order, ordering = check_method(method, order, ordering)
-        return self._details("delta", float(check_eps(eps, allow_zero=True)), method, order, ordering)
+        return self._details("delta", scalar("eps", check_eps(eps, allow_zero=True)), method, order, ordering)
 
     def delta(self, eps: float, *, method: str = "certified", order: int = 2, ordering: str = None) -> float:
         """delta of everything recorded so far at ``eps`` (0 for an empty ledger)."""
         method, order, ordering = check_method(method, order, ordering)
-        answer = self._query("delta", float(check_eps(eps, allow_zero=True)), method, order, ordering)
+        answer = self._query("delta", scalar("eps", check_eps(eps, allow_zero=True)), method, order, ordering)
         return 0.0 if answer is None else float(answer.value)
 
     # -- persistence -------------------------------------------------------------

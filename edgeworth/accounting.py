@@ -50,7 +50,7 @@ import numpy as np
 
 from . import _core
 from ._validate import (broadcast, check_delta, check_eps, check_method, check_q, check_sigma,
-                        check_steps)
+                        check_steps, scalar)
 
 ArrayLike = Union[float, np.ndarray]
 
@@ -282,10 +282,10 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
     """eps of DP-SGD at a given delta.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), > 0.
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
         delta: target delta, in (0, 1).
         steps: number of DP-SGD steps (an integer >= 1); steps = epochs / q.
-        q: Poisson sampling rate, in (0, 1].
+        q: Poisson sampling rate, in [1e-12, 1].
         method: "certified" (rigorous upper bound, both orderings; default),
             "tilted" (saddle-point estimate, both orderings) or "edgeworth"
             (point estimate of the given order, not a bound).
@@ -342,10 +342,10 @@ def delta(sigma, eps, steps, q, *, method: str = "certified", order: int = 2, or
     """delta of DP-SGD at a given eps.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), > 0.
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
         eps: epsilon, in [0, 1000].
         steps: number of DP-SGD steps (an integer >= 1).
-        q: Poisson sampling rate, in (0, 1].
+        q: Poisson sampling rate, in [1e-12, 1].
         method, order, ordering: as in :func:`epsilon`.
 
     Returns:
@@ -392,7 +392,7 @@ def noise_multiplier(eps, delta, steps, q, *, method: str = "certified", order: 
         eps: target epsilon, in (0, 1000].
         delta: target delta, in (0, 1).
         steps: number of DP-SGD steps (an integer >= 1).
-        q: Poisson sampling rate, in (0, 1].
+        q: Poisson sampling rate, in [1e-12, 1].
         method, order, ordering: as in :func:`epsilon`.
 
     Returns:
@@ -414,9 +414,9 @@ def privacy_loss_cumulants(sigma: float, q: float, steps: int = 1) -> dict:
     ordering swaps P and Q, so X_add = -Y_remove and Y_add = -X_remove).
     Computed by adaptive Gauss-Kronrod quadrature to ~1e-13 relative.
     """
-    sigma = float(check_sigma(sigma))
-    q = float(check_q(q))
-    steps = float(check_steps(steps))
+    sigma = scalar("sigma", check_sigma(sigma))
+    q = scalar("q", check_q(q))
+    steps = scalar("steps", check_steps(steps))
     comp = _core.Composition()
     comp.add(_core.SubsampledGaussian(sigma, q), steps)
     return comp.cumulants()

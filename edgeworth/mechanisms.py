@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Tuple, Union
 import numpy as np
 
 from . import _core
-from ._validate import check_q, check_range, check_sigma
+from ._validate import check_q, check_range, check_sigma, scalar
 
 #: Tolerance on the sum of a mixture's weights (the C++ core checks the same).
 WEIGHT_SUM_TOL = 1e-12
@@ -49,7 +49,7 @@ class PoissonSubsampledGaussian:
         noise_multiplier: sigma, the noise standard deviation divided by the
             clipping norm (L2 sensitivity); must be > 0.
         sampling_rate: q, the probability that each example is in the batch
-            (Poisson sampling); in (0, 1].  q = 1 is the plain Gaussian
+            (Poisson sampling); in [1e-12, 1].  q = 1 is the plain Gaussian
             mechanism.
 
     The neighbouring relation is add/remove one example.  In the "remove"
@@ -61,8 +61,8 @@ class PoissonSubsampledGaussian:
     sampling_rate: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", float(check_sigma(self.noise_multiplier)))
-        object.__setattr__(self, "sampling_rate", float(check_q(self.sampling_rate)))
+        object.__setattr__(self, "noise_multiplier", scalar("noise_multiplier", check_sigma(self.noise_multiplier)))
+        object.__setattr__(self, "sampling_rate", scalar("sampling_rate", check_q(self.sampling_rate)))
 
     def to_core(self) -> "_core.Mechanism":
         return _core.SubsampledGaussian(self.noise_multiplier, self.sampling_rate)

@@ -34,7 +34,7 @@ import opacus.accountants.utils as _opacus_utils
 import opacus.privacy_engine as _opacus_engine
 from opacus.accountants import IAccountant, create_accountant, register_accountant
 
-from ._validate import check_delta, check_method, check_q, check_steps
+from ._validate import check_delta, check_method, check_q, check_steps, scalar
 from .accountant import Accountant
 from .accounting import AccountingResult, epsilon, epsilon_details, noise_multiplier
 
@@ -54,7 +54,7 @@ def _check_entry(entry) -> Entry:
     if not isinstance(entry, (list, tuple)) or len(entry) != 3:
         raise ValueError(f"history entries must be (noise_multiplier, sample_rate, num_steps), got {entry!r}")
     sigma, q, n = entry
-    return _check_noise_multiplier(sigma), float(check_q(q)), int(check_steps(n))
+    return _check_noise_multiplier(sigma), scalar("sample_rate", check_q(q)), int(scalar("num_steps", check_steps(n)))
 
 
 class EdgeworthAccountant(IAccountant):
@@ -86,9 +86,9 @@ class EdgeworthAccountant(IAccountant):
 
         Args:
             noise_multiplier: sigma, the noise std divided by the clipping norm, >= 0.
-            sample_rate: Poisson sampling rate q, in (0, 1].
+            sample_rate: Poisson sampling rate q, in [1e-12, 1].
         """
-        sigma, q = _check_noise_multiplier(noise_multiplier), float(check_q(sample_rate))
+        sigma, q = _check_noise_multiplier(noise_multiplier), scalar("sample_rate", check_q(sample_rate))
         if self.history and tuple(self.history[-1][:2]) == (sigma, q):
             self.history[-1] = (sigma, q, self.history[-1][2] + 1)
         else:
@@ -146,7 +146,7 @@ class EdgeworthAccountant(IAccountant):
                 estimate that declines where it is unreliable
                 (``edgeworth.UnreachableTargetError``).
         """
-        delta = float(check_delta(delta))
+        delta = scalar("delta", check_delta(delta))
         method, order, _ = check_method(method, order, None)
         ledger = self._ledger()
         if ledger is None:
@@ -199,7 +199,7 @@ def get_noise_multiplier(*, target_epsilon: float, target_delta: float, sample_r
     if (steps is None) == (epochs is None):
         raise ValueError("steps: get_noise_multiplier takes EITHER a number of steps or a number of epochs")
     if steps is None:
-        steps = int(epochs / float(check_q(sample_rate)))
+        steps = int(epochs / scalar("sample_rate", check_q(sample_rate)))
     return float(noise_multiplier(target_epsilon, target_delta, steps, sample_rate, method=method))
 
 

@@ -40,8 +40,8 @@ def test_epsilon_and_delta_commands(capsys):
 
 @pytest.mark.parametrize("argv,needle", [
     (["sigma", "--delta", "2"], "delta must be in (0, 1)"),
-    (["sigma", "--q", "0"], "q must be in (0, 1]"),
-    (["epsilon", "--sigma", "-1"], "sigma must be in (0, inf)"),
+    (["sigma", "--q", "0"], "q must be in [1e-12, 1]"),
+    (["epsilon", "--sigma", "-1"], "sigma must be in [0.01, 1e+06]"),
     (["sigma", "--order", "5", "--method", "edgeworth"], "order must be 1, 2 or 3"),
 ])
 def test_bad_input_exits_2_with_a_message(argv, needle, capsys):

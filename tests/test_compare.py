@@ -350,8 +350,8 @@ def test_noise_multipliers_match_each_library():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs,needle", [
-    (dict(sigma=-1, q=0.01, steps=10, delta=1e-5), "sigma must be in (0, inf)"),
-    (dict(sigma=1, q=0, steps=10, delta=1e-5), "q must be in (0, 1]"),
+    (dict(sigma=-1, q=0.01, steps=10, delta=1e-5), "sigma must be in [0.01, 1e+06]"),
+    (dict(sigma=1, q=0, steps=10, delta=1e-5), "q must be in [1e-12, 1]"),
     (dict(sigma=1, q=0.01, steps=1.5, delta=1e-5), "steps must be an integer >= 1"),
     (dict(sigma=1, q=0.01, steps=10, delta=1.0), "delta must be in (0, 1)"),
     (dict(sigma=[1, 2], q=0.01, steps=10, delta=1e-5), "sigma must be a single number"),
@@ -362,7 +362,7 @@ def test_noise_multipliers_match_each_library():
     (dict(sigma=1, q=0.01, steps=10, delta=1e-5, backends=["nope"]), "backends: unknown name 'nope'"),
     (dict(sigma=1, q=0.01, steps=10, delta=1e-5, history=[(1, 0.01, 10)]), "history: give either"),
     (dict(history=[(1, 0.01)], delta=1e-5), "history entries must be (noise_multiplier, sample_rate, steps)"),
-    (dict(history=[(1, 2, 10)], delta=1e-5), "q must be in (0, 1]"),
+    (dict(history=[(1, 2, 10)], delta=1e-5), "q must be in [1e-12, 1]"),
     (dict(sigma=1, q=0.01, steps=10, delta=1e-5, settings=PeerSettings(prv_eps_error=0)),
      "settings.prv_eps_error must be in (0, inf)"),
 ])
@@ -429,7 +429,7 @@ def test_cli_compare(tmp_path, capsys):
     assert main(["compare", "--eps", "8", "--sigma", "1"]) == 2
     assert "not both" in capsys.readouterr().err
     assert main(["compare", "--q", "2"]) == 2
-    assert "q must be in (0, 1]" in capsys.readouterr().err
+    assert "q must be in [1e-12, 1]" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------

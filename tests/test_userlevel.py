@@ -143,7 +143,7 @@ def test_contribution_bound_uls_fills_the_budget():
     (lambda: userlevel.epsilon(sigma=1.0, delta=1e-5, steps=10, q=0.1, contribution_bound=0), "contribution_bound"),
     (lambda: userlevel.epsilon(sigma=1.0, delta=1e-5, steps=10, q=0.1, contribution_bound=2, sampling="x"),
      "sampling must be one of"),
-    (lambda: userlevel.epsilon(sigma=1.0, delta=1e-5, steps=10, q=1.5, contribution_bound=2), r"q must be in \(0, 1\]"),
+    (lambda: userlevel.epsilon(sigma=1.0, delta=1e-5, steps=10, q=1.5, contribution_bound=2), r"q must be in \[1e-12, 1\]"),
     (lambda: userlevel.epsilon(sigma=-1.0, delta=1e-5, steps=10, q=0.1, contribution_bound=2), "sigma must be"),
     (lambda: userlevel.noise_multiplier(eps=0.0, delta=1e-5, steps=10, q=0.1, contribution_bound=2), "eps must be"),
     (lambda: userlevel.noise_multiplier(eps=1.0, delta=1.0, steps=10, q=0.1, contribution_bound=2), "delta must be"),

@@ -140,3 +140,126 @@ def test_degenerate_privacy_loss_has_no_edgeworth_expansion():
         edgeworth.epsilon(0.01, 1e-5, 1, 1e-7, method="edgeworth")
     # the certified bound is still a finite number there
     assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 1, 1e-7))
+
+
+# Findings of the fuzzer (fuzz/fuzz_api.py, docs/robustness.md) and the extreme sweep, kept as regressions.
+
+@pytest.mark.parametrize("sigma", [0.009, 1e-3, 1e-160, 5e-324, 1.01e6, 1e150, 1.7976931348623157e308])
+def test_sigma_outside_the_numerical_range_is_named(sigma):
+    # Below 0.01 the CGF and moment quadratures overflow or stop converging,
+    # above 1e6 the cumulants lose their digits (both raised RuntimeError, at
+    # 1e-160 and 1e150 for instance); now every entry point refuses by name.
+    for call in (lambda: edgeworth.epsilon(sigma, 1e-5, 10, 0.5), lambda: edgeworth.delta(sigma, 1.0, 10, 0.5),
+                 lambda: edgeworth.privacy_loss_cumulants(sigma, 0.5)):
+        with pytest.raises(ValueError, match=r"^sigma must be in \[0\.01, 1e\+06\].*quadratures"):
+            call()
+    for call in (lambda: _core.edgeworth_bound_moments(sigma, 1.0), lambda: _core.SubsampledGaussian(sigma, 0.5),
+                 lambda: _core.cf_delta(sigma, 0.5, 10.0, 1.0, "remove")):
+        with pytest.raises(ValueError, match=r"^sigma \(noise multiplier\) must be in \[0\.01, 1e\+06\]"):
+            call()
+    # both ends are served
+    assert math.isfinite(edgeworth.epsilon(0.01, 1e-5, 10, 0.5))
+    assert 0 <= edgeworth.epsilon(1e6, 1e-5, 10, 0.5) < edgeworth.epsilon(1e3, 1e-5, 10, 0.5)
+
+
+@pytest.mark.parametrize("q", [9e-13, 1e-100, 5e-324])
+def test_q_below_the_numerical_floor_is_named(q):
+    with pytest.raises(ValueError, match=r"^q must be in \[1e-12, 1\].*underflows"):
+        edgeworth.epsilon(1.0, 1e-5, 10, q)
+    with pytest.raises(ValueError, match=r"^q \(sampling rate\) must be in \[1e-12, 1\]"):
+        _core.edgeworth_bound_moments(0.5, q)
+    # the floor itself is served, below the full-batch value
+    assert 0 <= edgeworth.epsilon(1.0, 1e-5, 10, 1e-12) < edgeworth.epsilon(1.0, 1e-5, 10, 1.0)
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda: edgeworth.privacy_loss_cumulants([1.0, 2.0], 0.1), "sigma"),
+    (lambda: edgeworth.Accountant().compose(1.0, np.array([0.1, 0.2]), 10), "sample_rate"),
+    (lambda: edgeworth.Accountant().compose(1.0, 0.1, [10, 20]), "steps"),
+    (lambda: edgeworth.Accountant().compose(1.0, 0.1, 10).epsilon(np.array([1e-5, 1e-6])), "delta"),
+    (lambda: edgeworth.PoissonSubsampledGaussian(np.ones(2), 0.1), "noise_multiplier"),
+])
+def test_an_array_where_one_number_is_meant_is_named(call, name):
+    # float() of a 1-d array raised numpy's TypeError before
+    with pytest.raises(ValueError, match=rf"^{name} must be a single number here"):
+        call()
+
+
+def test_a_non_finite_tilted_estimate_is_a_named_refusal():
+    # The saddle point ran off to the flat part of the loss and returned delta = inf.
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"gives delta = inf at eps = 1, outside \[0, 1\]"):
+        edgeworth.delta(0.05, 1.0, 1000, 1e-7, method="tilted")
+    assert 0 <= edgeworth.delta(0.05, 1.0, 1000, 1e-7) <= 1  # the certified bound answers there
+
+
+def test_pllr_keeps_its_digits_near_its_floor_when_q_is_near_one():
+    # l(x) = log(1 - q + q e^z) with z = x/sigma - 1/(2 sigma^2).  log1p(q expm1(z))
+    # cancelled there (7 digits lost at q = 1 - 1e-9), which stalled the moment
+    # quadratures; checked against 50-digit mpmath.
+    import mpmath
+    mpmath.mp.dps = 50
+    for sigma, q, x in [(0.1, 1 - 1e-9, 2.0), (0.1, 1 - 1e-9, -3.0), (0.05, 0.9, 5.0), (1.0, 0.999, -2.0)]:
+        z = mpmath.mpf(x) / sigma - 1 / (2 * mpmath.mpf(sigma) ** 2)
+        want = float(mpmath.log(1 - mpmath.mpf(q) + mpmath.mpf(q) * mpmath.exp(z)))
+        got = _core.SubsampledGaussian(sigma, q).pllr(x)
+        assert abs(got - want) <= 1e-14 * abs(want), (sigma, q, x, got, want)
+
+
+@pytest.mark.parametrize("sigma,q", [(0.05, 0.9), (0.05, 0.999), (0.1, 1 - 1e-9), (0.2, 1 - 1e-12)])
+def test_edgeworth_moments_of_an_almost_constant_loss(sigma, q):
+    # X under P sits at log(1 - q) but for a tail beyond x ~ 1/sigma; the moment
+    # quadrature raised RuntimeError (did not converge) here.
+    # Checked against kappa_1, kappa_2 of X from the CGF (cgf.hpp, a separate quadrature).
+    m = _core.edgeworth_bound_moments(sigma, q)["x"]
+    kappa = edgeworth.privacy_loss_cumulants(sigma, q)["remove"]["x"]
+    assert m["mean"] == pytest.approx(kappa[0], rel=1e-12)
+    assert m["variance"] == pytest.approx(kappa[1], rel=1e-9)
+    assert m["fourth"] > 0 and math.isfinite(m["fourth"])
+    b = edgeworth.epsilon(sigma, 1e-5, 1000, q, method="edgeworth", bound=True)
+    assert b.lower <= b.upper
+
+
+def test_a_huge_noise_multiplier_gives_a_certified_delta_of_zero():
+    # The optimal Chernoff order runs off to t ~ 1e9 where the CGF quadrature
+    # fails (RuntimeError before); any order gives a valid bound, so the search
+    # stops at the last one that could be evaluated.  The true delta is below
+    # e^-1e7, so the bound is 0 in double.
+    assert edgeworth.delta(1e4, 1.0, 1, 0.01) == 0.0
+    assert edgeworth.delta(1e4, 1.0, 1, 0.5) == 0.0
+    # and the estimate that cannot evaluate its CGF there refuses by name
+    with pytest.raises(edgeworth.UnreachableTargetError, match="tilted .* unreliable here: CGF quadrature failed"):
+        edgeworth.delta(1e3, 1.0, 1, 0.01, method="tilted")
+
+
+@pytest.mark.parametrize("steps", [2.0 ** 53 + 2, 7.190772265886733e307])
+def test_steps_beyond_two_to_the_53_are_named(steps):
+    # 7.19e307 steps hung the certified delta (fuzzer); 2^53 is the last integer
+    # up to which every count is a double.
+    with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
+        edgeworth.delta(0.5, 0.0, steps, 0.5)
+    for call in (lambda: _core.cf_delta(0.5, 0.9999999999999999, steps, 0.0, "remove"),
+                 lambda: _core.edgeworth_bound(0.5, 0.5, steps, 1e-5)):
+        with pytest.raises(ValueError, match=r"^steps must be an integer in \[1, 2\^53"):
+            call()
+    acc = edgeworth.Accountant().compose(1.0, 0.01, 2 ** 52)
+    acc.compose(0.9, 0.01, 2 ** 52)  # 2^53 in all: still served
+    assert math.isfinite(acc.epsilon(1e-5))
+    with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
+        acc.compose(0.8, 0.01, 2).epsilon(1e-5)  # (2^53 + 1 would round to 2^53 in double)
+
+
+def test_a_tilt_where_the_cgf_cannot_be_evaluated_is_named():
+    # Composition.tilted(4.2e306) raised RuntimeError from the quadrature (fuzzer).
+    comp = _core.Composition()
+    comp.add(_core.SubsampledGaussian(0.5, 0.001), 10.0)
+    assert comp.tilted(1.0, 3)["cgf"] == pytest.approx(0.0, abs=1e-12)  # K_X(1) = log E_P[q/p] = 0
+    with pytest.raises(ValueError, match=r"^s = 4\.2320103025253525e\+306: the CGF cannot be evaluated"):
+        comp.tilted(4.2320103025253525e306, 3)
+
+
+def test_an_internal_nan_of_the_tilted_estimate_is_not_blamed_on_the_input():
+    # epsilon(0.1, delta, 1000, 1, method="tilted") raised "eps must be finite and
+    # >= 0, got -nan" (found by the extreme sweep): the estimate fed itself a nan.
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted .* unreliable here \(internally: "):
+        edgeworth.epsilon(0.1, 1e-5, 1000, 1.0, method="tilted")
+    assert math.isfinite(edgeworth.epsilon(0.1, 1e-5, 1000, 1.0))

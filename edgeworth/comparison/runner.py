@@ -150,8 +150,8 @@ def compare(sigma: float = None, q: float = None, steps: int = None, delta: floa
     noise std ``sigma`` times the clipping norm.
 
     Args:
-        sigma: noise multiplier (noise std / clipping norm), > 0.
-        q: Poisson sampling rate, in (0, 1].
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
+        q: Poisson sampling rate, in [1e-12, 1].
         steps: number of steps, an integer >= 1 (steps = epochs / q).
         delta: the delta at which eps is computed, in (0, 1).
         history: instead of sigma, q and steps, a heterogeneous run: a list of
@@ -232,7 +232,7 @@ def compare_noise_multipliers(eps: float = None, delta: float = None, steps: int
         eps: target epsilon, in (0, 1000].
         delta: target delta, in (0, 1).
         steps: number of steps, an integer >= 1.
-        q: Poisson sampling rate, in (0, 1].
+        q: Poisson sampling rate, in [1e-12, 1].
         backends, time_limit, memory_limit, settings: as in :func:`compare`.
 
     Returns:
