@@ -45,6 +45,14 @@ def sampled_runs(draw, count=1):
     return q, ns
 
 
+@st.composite
+def sampled_rate_pairs(draw):
+    """(q1, q2, steps): q1 < q2 with q1 * steps >= MIN_SAMPLED (drawn so)."""
+    q1, q2 = draw(_ordered(qs))
+    n = draw(st.integers(max(10, math.ceil(MIN_SAMPLED / q1)), 100_000))
+    return q1, q2, n
+
+
 @monotone
 @given(s=_ordered(sigmas), run=sampled_runs(), d=deltas)
 def test_eps_decreases_in_sigma(s, run, d):
@@ -53,12 +61,9 @@ def test_eps_decreases_in_sigma(s, run, d):
 
 
 @monotone
-@given(s=sigmas, run=sampled_runs(), q2=qs, d=deltas)
-def test_eps_increases_in_q(s, run, q2, d):
-    q1, (n,) = run
-    assume(q1 != q2)
-    q1, q2 = sorted((q1, q2))
-    assume(q1 * n >= MIN_SAMPLED)
+@given(s=sigmas, run=sampled_rate_pairs(), d=deltas)
+def test_eps_increases_in_q(s, run, d):
+    q1, q2, n = run
     assert edgeworth.epsilon(s, d, n, q1) <= edgeworth.epsilon(s, d, n, q2) * (1 + REL)
 
 
@@ -91,12 +96,9 @@ def test_sigma_decreases_in_eps(e, run, d):
 
 
 @monotone
-@given(e=epss, run=sampled_runs(), q2=qs, d=deltas)
-def test_sigma_increases_in_q(e, run, q2, d):
-    q1, (n,) = run
-    assume(q1 != q2)
-    q1, q2 = sorted((q1, q2))
-    assume(q1 * n >= MIN_SAMPLED)
+@given(e=epss, run=sampled_rate_pairs(), d=deltas)
+def test_sigma_increases_in_q(e, run, d):
+    q1, q2, n = run
     assert edgeworth.noise_multiplier(e, d, n, q1) <= edgeworth.noise_multiplier(e, d, n, q2) * (1 + REL)
 
 
