@@ -16,6 +16,7 @@
 #include "expansions.hpp"
 #include "inversion.hpp"
 #include "mechanisms.hpp"
+#include "sampled_count.hpp"
 #include "saddlepoint.hpp"
 #include "edgeworth_bounds.hpp"
 
@@ -319,6 +320,40 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
       "Certified upper bound on eps(delta) of one ordering by the characteristic-function inversion, or None.");
+  // --- sampled_count ---
+  auto ordering_of = [](const std::string& ordering) {
+    detail::require(ordering == "remove" || ordering == "add", "ordering must be 'remove' or 'add', got '" + ordering + "'");
+    return ordering == "add" ? Ordering::Add : Ordering::Remove;
+  };
+  m.def(
+      "count_delta",
+      [ordering_of](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {
+        const Ordering o = ordering_of(ordering);
+        std::optional<double> v;
+        {
+          py::gil_scoped_release release;
+          v = sampled_count_delta(dpsgd(sigma, q, steps), o, eps);
+        }
+        if (!v) return py::none();
+        return py::float_(*v);
+      },
+      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
+      "Certified upper bound on delta(eps) of one ordering by the sampled-count bound (csrc/sampled_count.hpp), or "
+      "None where it is not tried (more than 64 sampled steps expected).");
+  m.def(
+      "count_epsilon",
+      [ordering_of](double sigma, double q, double steps, double delta, const std::string& ordering) -> py::object {
+        const Ordering o = ordering_of(ordering);
+        std::optional<double> v;
+        {
+          py::gil_scoped_release release;
+          v = sampled_count_epsilon(dpsgd(sigma, q, steps), o, delta);
+        }
+        if (!v) return py::none();
+        return py::float_(*v);
+      },
+      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
+      "Certified upper bound on eps(delta) of one ordering by the sampled-count bound, or None.");
   // --- edgeworth_bounds (DGG) ---
   // Certified Edgeworth-accountant bounds (csrc/edgeworth_bounds.hpp).
   {

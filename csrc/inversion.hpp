@@ -21,6 +21,7 @@
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "mechanisms.hpp"
+#include "sampled_count.hpp"
 #include "saddlepoint.hpp"
 
 namespace edgeworth {
@@ -193,14 +194,39 @@ Answer tightest(const Bound& chernoff, const CfFn& cf) {
   return a;
 }
 
+// The smaller of the sampled-count bound's value v (where it applies) and a.
+inline Answer with_count_bound(Answer a, const std::optional<double>& v) {
+  if (v && *v < a.value) {
+    a.value = *v;  // t stays the Chernoff order computed alongside
+    a.margin = 0.0;
+  }
+  return a;
+}
+
+// The certified eps: per ordering, the smallest of the Chernoff bound, the
+// characteristic-function bound and the sampled-count bound; then the larger
+// ordering.
 inline Answer certified_epsilon_tight(const Composition& c, double delta) {
+  const auto law = sampled_count_law(c);
+  std::optional<double> count[2];
+  if (law)
+    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_epsilon(*law, o, delta);
   auto one = [&](Ordering o, const Bound& b) {
-    return tightest(b, [&] { return b.value > 0.0 ? cf_epsilon(c, o, delta, b.value, b.t) : std::optional<double>(); });
+    const auto& v = count[static_cast<int>(o)];
+    return with_count_bound(tightest(b, [&] {
+                              // (nothing beats a count bound of 0)
+                              return b.value > 0.0 && !(v && *v == 0.0) ? cf_epsilon(c, o, delta, b.value, b.t)
+                                                                        : std::optional<double>();
+                            }),
+                            v);
   };
   const Bound remove = certified_epsilon(c, Ordering::Remove, delta);
   const Answer r = one(Ordering::Remove, remove);
-  // The add ordering's Chernoff bound at the remove ordering's t first: where
-  // that is already below, the add ordering cannot be the larger.
+  // The add ordering's bounds first where they are cheap (the count bound, the
+  // Chernoff bound at the remove ordering's t): where one is already below,
+  // the add ordering cannot be the larger.
+  const auto& count_add = count[static_cast<int>(Ordering::Add)];
+  if (count_add && *count_add <= r.value) return r;
   if (chernoff_epsilon_at(c, Ordering::Add, delta, remove.t).value <= r.value) return r;
   const Bound add = certified_epsilon(c, Ordering::Add, delta, remove.t);
   if (add.value <= r.value) return r;  // the add ordering's own bound is below: it cannot be the larger
@@ -209,16 +235,24 @@ inline Answer certified_epsilon_tight(const Composition& c, double delta) {
 }
 
 inline Answer certified_delta_tight(const Composition& c, double eps) {
+  const auto law = sampled_count_law(c);
+  std::optional<double> count[2];
+  if (law)
+    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_delta(*law, o, eps);
   auto one = [&](Ordering o, const Bound& b) {
-    return tightest(b, [&]() -> std::optional<double> {
-      if (!(b.value > 0.0)) return std::nullopt;
-      // (the Chernoff t is a good tilt only where its bound is not vacuous)
-      const auto v = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
-      return v ? std::optional<double>(v->upper) : std::nullopt;
-    });
+    const auto& v = count[static_cast<int>(o)];
+    return with_count_bound(tightest(b, [&]() -> std::optional<double> {
+                              if (!(b.value > 0.0) || (v && *v == 0.0)) return std::nullopt;
+                              // (the Chernoff t is a good tilt only where its bound is not vacuous)
+                              const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
+                              return d ? std::optional<double>(d->upper) : std::nullopt;
+                            }),
+                            v);
   };
   const Bound remove = certified_delta(c, Ordering::Remove, eps);
   const Answer r = one(Ordering::Remove, remove);
+  const auto& count_add = count[static_cast<int>(Ordering::Add)];
+  if (count_add && *count_add <= r.value) return r;
   if (chernoff_delta_at(c, Ordering::Add, eps, remove.t).value <= r.value) return r;
   const Bound add = certified_delta(c, Ordering::Add, eps, remove.t);
   if (add.value <= r.value) return r;

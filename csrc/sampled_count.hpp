@@ -1,0 +1,254 @@
+// The sampled-count bound: a certified delta(eps) for compositions of
+// Gaussian-reference mechanisms whose Q is a mixture of unit Gaussians
+// (the Poisson-subsampled Gaussian, ELS's mixture), tight where few steps
+// sample the example in all, which is exactly where the characteristic-
+// function bound (cf_bound.hpp) declines and the Chernoff bound (bounds.hpp)
+// is loose.  docs/certified.md ("The sampled-count bound") has the argument.
+//
+// Each step's Q_i is sum_j w_ij N(m_ij, 1) against P_i = N(0, 1).  Expand the
+// product over which component every step drew: Q^T = sum_S w_S Q_S, where S
+// runs over the assignments, Q_S = N(v_S, I) is a product of unit Gaussians,
+// and the empty assignment (every step drew a mean-0 component: nothing was
+// sampled) gives Q_none = P^T with weight w0 = prod_i f_i^(n_i), f_i the
+// weight of the mean-0 components.  With W = 1 - w0, alpha = e^eps >= 1, and
+// the hockey-stick divergence H_a(A || B) = integral (dA - a dB)_+:
+//
+// Remove (delta = H_alpha(Q^T || P^T)).  Q^T - alpha P^T
+//   = sum_{S != none} w_S (Q_S - beta P^T),  beta = 1 + (alpha - 1) / W,
+// and the positive part of a sum is at most the sum of the positive parts, so
+//   delta <= sum_{S != none} w_S H_beta(N(v_S, I) || N(0, I))
+//          = sum_{S != none} w_S delta_G(log beta; |v_S|),
+// delta_G(e; mu) = Phi(mu/2 - e/mu) - e^e Phi(-mu/2 - e/mu), the Gaussian
+// mechanism's exact curve.  (The first step is exact: it is the "advanced
+// joint convexity" of Balle, Barthe and Gaboardi, arXiv 1807.01647.)
+//
+// Add (delta = H_alpha(P^T || Q^T)).  If alpha w0 >= 1 the integrand
+// P^T (1 - alpha w0) - alpha sum w_S Q_S is <= 0 and delta = 0.  Otherwise,
+// with g = 1 - alpha w0 and beta' = alpha W / g (>= 1),
+//   delta <= (g / W) sum_{S != none} w_S delta_G(log beta'; |v_S|).
+//
+// delta_G grows with mu, and |v_S|^2 = sum over the sampled steps of m_ij^2
+// <= K m^2, K the number of steps that drew a component with a non-zero mean
+// and m the largest |mean| of the composition, so both sums are at most
+// sum_{k >= 1} P(K = k) delta_G(., sqrt(k) m); K is a sum of independent
+// binomials, Bin(n_i, 1 - f_i).  Both bounds are exact for one step of the
+// subsampled Gaussian, and nearly so while E[K] is small; they ignore the
+// amplification among sampled steps, so with many sampled steps they are
+// loose and the other bounds answer.
+//
+// Numerics.  P(K = k) comes from the binomials' ratio recursion in logs
+// (no lgamma of 2^53), truncated where the rest of the law is below 1e-40 and
+// that rest charged in full (delta_G <= 1).  delta_G is an upper bound with
+// its rounding: the two terms are erfc values and their difference carries
+// 16 ulps of both plus the rounding of the exponent e + log Phi; where
+// e / mu - mu / 2 > 37 only Gordon's bound Phi(-a) <= phi(a) / a is used
+// (below 1e-290).  The sum is widened by 1e-9 relative for the recursion.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <boost/math/tools/toms748_solve.hpp>
+
+#include "cgf.hpp"
+#include "mechanisms.hpp"
+
+namespace edgeworth {
+
+namespace detail {
+
+constexpr double kCountMaxMean = 64.0;     // E[K] above which the bound is not tried (it is loose there)
+constexpr std::size_t kCountMaxTerms = 4096;  // the longest law of K kept
+constexpr double kCountTail = 1e-40;       // truncation of each binomial (charged in full)
+constexpr std::size_t kCountMaxSegments = 64;
+
+// An upper bound on the Gaussian mechanism's delta_G(e; mu), e >= 0, mu > 0,
+// with its rounding (see above).
+inline double gaussian_delta_upper(double e, double mu) {
+  constexpr double kSqrt1_2 = 0.70710678118654752440, kLogSqrt2Pi = 0.91893853320467274178;
+  constexpr double kUlp = std::numeric_limits<double>::epsilon();
+  const double a = e / mu - 0.5 * mu, b = a + mu;
+  if (a > 37.0) return std::exp(-0.5 * a * a - std::log(a) - kLogSqrt2Pi);  // Gordon: >= Phi(-a) >= delta_G
+  const double t1 = 0.5 * std::erfc(a * kSqrt1_2);
+  double log_phi_b;  // log Phi(-b), or a lower bound on it (which only raises delta_G's bound)
+  if (b <= 37.0) {
+    log_phi_b = std::log(0.5 * std::erfc(b * kSqrt1_2));
+  } else {
+    log_phi_b = -0.5 * b * b - kLogSqrt2Pi + std::log(b / (b * b + 1.0));  // Gordon's lower bound
+  }
+  const double x = e + log_phi_b;
+  const double t2 = std::exp(x);
+  const double err = (16.0 + 4.0 * (std::fabs(e) + std::fabs(log_phi_b))) * kUlp * (t1 + t2);
+  return std::min(1.0, std::max(0.0, t1 - t2) + err);
+}
+
+// The law of K, the number of steps that drew a component with a non-zero
+// mean, kept as P(K = 0) in logs (exact), P(K = k) for k >= 1, and an upper
+// bound on the mass dropped by truncation; and m, the largest |mean|.
+struct SampledCountLaw {
+  double log_w0 = 0.0;     // log P(K = 0)
+  double w_some = 0.0;     // W = P(K >= 1) = -expm1(log_w0)
+  std::vector<double> pk;  // pk[k] = P(K = k) for k >= 1 (pk[0] = 0: K = 0 is the term the bound removes)
+  double tail = 0.0;       // >= the mass of K beyond pk (charged with delta_G = 1)
+  double m = 0.0;          // the largest |mean|: |v_S|^2 <= K m^2
+};
+
+// The weight p of the components with a non-zero mean (the step "samples"
+// the example) and the largest |mean| of one step, for the mechanisms the
+// bound covers; false for the others.  p is summed directly, never as 1 - f:
+// at q = 1e-7 the rounding of 1 - q would move P(K >= 1) by 1e-9 relative.
+inline bool sampled_weight_and_reach(const Mechanism& mech, double& p, double& m) {
+  if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(&mech)) {
+    p = sg->q();
+    m = 1.0 / sg->sigma();
+    return true;
+  }
+  if (const auto* gm = dynamic_cast<const GaussianMixture*>(&mech)) {
+    p = 0.0;
+    m = 0.0;
+    for (std::size_t j = 0; j < gm->weights().size(); ++j) {
+      if (gm->means()[j] != 0.0) p += gm->weights()[j];
+      m = std::max(m, std::fabs(gm->means()[j]));
+    }
+    p = std::min(p, 1.0);
+    return true;
+  }
+  return false;
+}
+
+// Bin(n, p) from k = 0, truncated where the rest is below kCountTail; the
+// pmf's first entry is P(K = 0) = (1 - p)^n.  Returns the dropped mass bound.
+inline double binomial_pmf(double n, double p, std::vector<double>& pmf) {
+  pmf.clear();
+  if (p <= 0.0) {
+    pmf.push_back(1.0);
+    return 0.0;
+  }
+  if (p >= 1.0) {  // K = n for sure (n <= kCountMaxMean here)
+    pmf.assign(static_cast<std::size_t>(n) + 1, 0.0);
+    pmf.back() = 1.0;
+    return 0.0;
+  }
+  const double log_odds = std::log(p) - std::log1p(-p);
+  double lp = n * std::log1p(-p);
+  pmf.push_back(std::exp(lp));
+  for (double k = 1.0; k <= n; k += 1.0) {
+    lp += std::log((n - k + 1.0) / k) + log_odds;
+    pmf.push_back(std::exp(lp));
+    // the ratio P(k + 1) / P(k) falls in k; past the mode the rest is a geometric series
+    const double r = (n - k) / (k + 1.0) * std::exp(log_odds);
+    if (r < 1.0) {
+      const double rest = pmf.back() * r / (1.0 - r);
+      if (rest <= kCountTail) return rest;
+    }
+    if (pmf.size() > kCountMaxTerms) return std::numeric_limits<double>::infinity();
+  }
+  return 0.0;  // k reached n: nothing dropped
+}
+
+// The law of K for the composition, or nullopt when a mechanism is not
+// covered, E[K] > kCountMaxMean, or the composition has too many segments.
+inline std::optional<SampledCountLaw> sampled_count_law(const Composition& c) {
+  if (c.empty() || c.segments().size() > kCountMaxSegments) return std::nullopt;
+  SampledCountLaw law;
+  double mean = 0.0;
+  std::vector<double> total{1.0}, seg, next;
+  for (const auto& s : c.segments()) {
+    double p, m;
+    if (!sampled_weight_and_reach(*s.mechanism, p, m)) return std::nullopt;
+    law.m = std::max(law.m, m);
+    mean += s.count * p;
+    if (!(mean <= kCountMaxMean)) return std::nullopt;
+    law.log_w0 += p >= 1.0 ? -std::numeric_limits<double>::infinity() : s.count * std::log1p(-p);
+    const double dropped = binomial_pmf(s.count, p, seg);
+    if (!std::isfinite(dropped)) return std::nullopt;
+    law.tail += dropped;
+    next.assign(std::min(total.size() + seg.size() - 1, kCountMaxTerms), 0.0);
+    for (std::size_t i = 0; i < total.size(); ++i)
+      for (std::size_t j = 0; j < seg.size(); ++j) {
+        if (i + j < next.size()) {
+          next[i + j] += total[i] * seg[j];
+        } else {
+          law.tail += total[i] * seg[j];  // beyond the kept length: charged in full
+        }
+      }
+    total.swap(next);
+  }
+  if (!(law.m > 0.0)) return std::nullopt;  // P = Q: nothing to bound
+  law.w_some = -std::expm1(law.log_w0);
+  if (!(law.w_some > 0.0)) return std::nullopt;
+  total[0] = 0.0;
+  law.pk = std::move(total);
+  return law;
+}
+
+// sum_{k >= 1} P(K = k) delta_G(e; sqrt(k) m) + the tail, widened for rounding.
+inline double count_sum(const SampledCountLaw& law, double e) {
+  double s = 0.0;
+  for (std::size_t k = 1; k < law.pk.size(); ++k)
+    if (law.pk[k] > 0.0) s += law.pk[k] * gaussian_delta_upper(e, std::sqrt(static_cast<double>(k)) * law.m);
+  return std::min(1.0, (s + law.tail) * (1.0 + 1e-9));
+}
+
+}  // namespace detail
+
+// The sampled-count bound on delta(eps) for one ordering, from the law of K.
+inline double sampled_count_delta(const detail::SampledCountLaw& law, Ordering o, double eps) {
+  if (o == Ordering::Remove) {
+    const double log_beta = std::log1p(std::expm1(eps) / law.w_some);
+    return detail::count_sum(law, log_beta);
+  }
+  if (eps + law.log_w0 >= 0.0) return 0.0;  // alpha w0 >= 1
+  const double g = -std::expm1(eps + law.log_w0);
+  const double log_beta = eps + std::log(law.w_some) - std::log(g);
+  return std::min(1.0, g / law.w_some * detail::count_sum(law, std::max(0.0, log_beta)));
+}
+
+inline std::optional<double> sampled_count_delta(const Composition& c, Ordering o, double eps) {
+  detail::require(std::isfinite(eps) && eps >= 0.0 && eps <= 1e3, "eps must be finite and in [0, 1000], got " + detail::fmt(eps));
+  const auto law = detail::sampled_count_law(c);
+  if (!law) return std::nullopt;
+  return sampled_count_delta(*law, o, eps);
+}
+
+// The smallest eps the sampled-count bound certifies at delta, for one
+// ordering (the bound falls in eps): 0 if it holds at eps = 0, nullopt if not
+// even at eps = 1000.  The answer is the safe end of the final bracket, so
+// sampled_count_delta(answer) <= delta exactly.
+inline std::optional<double> sampled_count_epsilon(const detail::SampledCountLaw& law, Ordering o, double delta) {
+  const double log_delta = std::log(delta);
+  auto f = [&](double eps) {
+    const double d = sampled_count_delta(law, o, eps);
+    return (d > 0.0 ? std::log(d) : -745.0) - log_delta;
+  };
+  const double f0 = f(0.0);
+  if (f0 <= 0.0) return 0.0;
+  double lo = 0.0, flo = f0, hi = 1.0 / 64.0, fhi = f(hi);
+  while (fhi > 0.0) {
+    if (hi >= 1e3) return std::nullopt;
+    lo = hi;
+    flo = fhi;
+    hi = std::min(4.0 * hi, 1e3);
+    fhi = f(hi);
+  }
+  if (fhi == 0.0) return hi;
+  std::uintmax_t iters = 100;
+  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-11 * std::max(std::fabs(a), std::fabs(b)); };
+  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  // f(lo) > 0 >= f(hi) throughout, so the upper end is the safe one; checked, as it costs one evaluation
+  return f(br.second) <= 0.0 ? br.second : hi;
+}
+
+inline std::optional<double> sampled_count_epsilon(const Composition& c, Ordering o, double delta) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  const auto law = detail::sampled_count_law(c);
+  if (!law) return std::nullopt;
+  return sampled_count_epsilon(*law, o, delta);
+}
+
+}  // namespace edgeworth
