@@ -18,6 +18,8 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <array>
 #include <stdexcept>
 #include <string>
 
@@ -60,7 +62,29 @@ struct TiltedPoint {
 // there the order-2 Edgeworth tail at the mean is accurate and is used.
 constexpr double kNearMean = 0.3;
 
-inline TiltedPoint tilted_point(const Composition& c, Ordering o, double w) {
+// The cumulants of S_X and S_Y at their own means (tilt 0), which
+// tilted_point needs near the mean at every w: computed once per search.
+class MeanCumulants {
+ public:
+  MeanCumulants(const Composition& c, Ordering o) : c_(c), o_(o) {}
+  const std::array<double, 6>& of(Loss w) {
+    auto& slot = w == Loss::X ? x_ : y_;
+    if (!slot) {
+      const TiltedCumulants m = loss_cgf(c_, o_, w, 0.0, 4);
+      std::array<double, 6> k{};
+      for (int j = 1; j <= 4; ++j) k[j] = m.derivative[j];
+      slot = k;
+    }
+    return *slot;
+  }
+
+ private:
+  const Composition& c_;
+  Ordering o_;
+  std::optional<std::array<double, 6>> x_, y_;
+};
+
+inline TiltedPoint tilted_point(const Composition& c, Ordering o, double w, MeanCumulants& mean) {
   const TiltedCumulants g = loss_cgf(c, o, Loss::X, w, 4);
   const double g2 = g.derivative[2];
   if (!(g2 > 0.0) || !std::isfinite(g2))
@@ -87,19 +111,13 @@ inline TiltedPoint tilted_point(const Composition& c, Ordering o, double w) {
     // Edgeworth tail at the mean of S_Y where the saddle is close to it.
     double py;
     if (uy > -kNearMean) {
-      const TiltedCumulants m = loss_cgf(c, o, Loss::Y, 0.0, 4);
-      std::array<double, 6> k{};
-      for (int j = 1; j <= 4; ++j) k[j] = m.derivative[j];
-      py = edgeworth_scaled_sf(eps, k, 2);
+      py = edgeworth_scaled_sf(eps, mean.of(Loss::Y), 2);
     } else {
       py = 0.5 * std::erfc(ry / std::sqrt(2.0)) + std::exp(log_phi_ry) * lr_bracket(ry, uy, l3, l4);
     }
     double px_scaled;  // e^eps P(S_X > eps)
     if (u < kNearMean) {
-      const TiltedCumulants m = loss_cgf(c, o, Loss::X, 0.0, 4);
-      std::array<double, 6> k{};
-      for (int j = 1; j <= 4; ++j) k[j] = m.derivative[j];
-      px_scaled = edgeworth_scaled_sf(eps, k, 2, eps);
+      px_scaled = edgeworth_scaled_sf(eps, mean.of(Loss::X), 2, eps);
     } else {
       px_scaled = std::exp(eps + log_normal_sf(r)) + std::exp(log_phi_ry) * lr_bracket(r, u, l3, l4);
     }
@@ -348,7 +366,8 @@ inline double tilted_delta(const Composition& c, Ordering o, double eps) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
   if (o == Ordering::Add && eps >= detail::add_loss_ceiling(c)) return 0.0;
   const double w = detail::saddle_point(c, o, eps);
-  const detail::TiltedPoint p = detail::tilted_point(c, o, w);
+  detail::MeanCumulants mean(c, o);
+  const detail::TiltedPoint p = detail::tilted_point(c, o, w, mean);
   if (o != Ordering::Remove || detail::is_accurate_remove(p)) return detail::check_reliable(p).delta;
   try {
     return detail::inverted_remove_delta(c, eps, w);
@@ -369,6 +388,7 @@ inline double tilted_delta(const Composition& c, Ordering o, double eps) {
 // over both; otherwise it declines.
 inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  detail::MeanCumulants mean(c, o);
   // A root of the remove ordering is trusted only where the estimate stays
   // sane a little above it: where the expansion breaks down, its delta can
   // dive through zero, and the root it then crosses is an artefact (at
@@ -378,7 +398,7 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
     if (!(p.eps > 0.0)) return true;
     const double eps2 = 1.25 * p.eps;
     try {
-      const double d2 = detail::tilted_point(c, o, detail::saddle_point(c, o, eps2)).delta;
+      const double d2 = detail::tilted_point(c, o, detail::saddle_point(c, o, eps2), mean).delta;
       return d2 > 0.0 && d2 < delta;
     } catch (const std::domain_error&) {
       return false;
@@ -401,12 +421,21 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
     return detail::check_reliable(p), eps;
   };
   const double w0 = detail::saddle_point(c, o, 0.0);  // the point where eps = 0
+  // (the smallest log(delta_est / delta) seen where the estimate is positive,
+  // and whether it was seen to collapse to <= 0)
+  double g_positive_min = std::numeric_limits<double>::infinity();
+  bool collapsed = false;
   auto g = [&](double w) {
-    const double d = detail::tilted_point(c, o, w).delta;
-    return d > 0.0 ? std::log(d / delta) : -745.0;
+    const double d = detail::tilted_point(c, o, w, mean).delta;
+    if (!(d > 0.0)) {
+      collapsed = true;
+      return -745.0;
+    }
+    g_positive_min = std::min(g_positive_min, std::log(d / delta));
+    return std::log(d / delta);
   };
   const double g0 = g(w0);
-  if (g0 <= 0.0) return finish(detail::tilted_point(c, o, w0), 0.0);
+  if (g0 <= 0.0) return finish(detail::tilted_point(c, o, w0, mean), 0.0);
   double lo = w0, glo = g0, hi = std::max(1.0, 2.0 * w0), ghi = g(hi);
   while (ghi > 0.0) {
     lo = hi;
@@ -416,9 +445,19 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
     ghi = g(hi);
   }
   std::uintmax_t iters = 100;
-  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-12 * std::max(1.0, std::fabs(a)); };
+  // Where the estimate collapses (delta <= 0) while every positive value
+  // seen is still far above the target, the sign change is the collapse, not
+  // a root (q = 1e-7, sigma = 10, delta = 1e-15: the estimate stays ~1.26e-7
+  // from w = 1 to 3222, then turns negative), and the point found there is
+  // not sane; converging on it to 1e-12 cost ~40 evaluations at huge tilts,
+  // so the search stops once the bracket is 1e-4 wide there.
+  auto tol = [&](double a, double b) {
+    const double width = std::fabs(b - a);
+    return width <= 1e-12 * std::max(1.0, std::fabs(a)) ||
+           (collapsed && g_positive_min > 1.0 && width <= 1e-4 * std::max(1.0, std::fabs(a)));
+  };
   const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
-  const detail::TiltedPoint p = detail::tilted_point(c, o, br.second);
+  const detail::TiltedPoint p = detail::tilted_point(c, o, br.second, mean);
   return finish(p, p.eps);
 }
 

@@ -383,10 +383,14 @@ def noise_multiplier(eps, delta, steps, q, *, method: str = "certified", order: 
     *estimate* reaches eps; the Edgeworth one may truly give a larger eps
     (EW-Tune's published sigmas give up to 9.6 for a target of 8).
 
-    The root is found by TOMS748 on a bracket [sigma_lo, sigma_hi] that has
-    been evaluated and seen to straddle the target; the smallest sigma seen
-    whose eps met the target is returned once the bracket is narrower than
-    1e-10 relative.  sigma is searched in [0.01, 1e6].
+    The root is found by secant steps on log eps against log sigma, then
+    TOMS748 on a bracket [sigma_lo, sigma_hi] that has been evaluated and seen
+    to straddle the target; the smallest sigma seen whose eps met the target
+    is returned once the bracket is narrower than 1e-9 relative (1e-10 for the
+    estimates) or, for "certified", once a sigma meets the target with eps
+    within 1e-5 of it: the certified eps jitters by up to ~3e-5 relative
+    between nearby sigmas (the tight bound's discrete choices), so sigma is
+    then within ~1e-5 of the least.  sigma is searched in [0.01, 1e6].
 
     Args:
         eps: target epsilon, in (0, 1000].

@@ -135,7 +135,9 @@ def noise_multiplier(*, eps: float, delta: float, steps: int, q: float, contribu
 
     Returns:
         sigma in [0.01, 1e6] with ``epsilon(sigma=sigma, ...) <= eps`` exactly
-        (the safe end of a bracket of relative width 1e-9 for "certified").
+        (the safe end of the final bracket; for "certified" the search stops
+        once eps is within 1e-5 of the target, as in
+        :func:`edgeworth.noise_multiplier`).
         For ELS with k = 1 and for ULS it is :func:`edgeworth.noise_multiplier`.
 
     Raises:

@@ -108,7 +108,7 @@ def test_calibrated_sigma_meets_target(e, q, n, d):
     got = edgeworth.epsilon(sigma, d, n, q)
     assert got <= e  # everywhere: the calibration solves on epsilon itself
     if q * n >= MIN_SAMPLED:  # calibrated, not merely safe, where the bound is continuous
-        assert got >= e * (1 - 1e-6)
+        assert got >= e * (1 - 1e-5)  # the certified calibration's tolerance on eps (kCalibrateEpsRtol)
 
 
 @given(s=sigmas, q=qs, n=steps, d=deltas)

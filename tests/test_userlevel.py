@@ -73,7 +73,8 @@ def test_els_noise_multiplier_meets_the_target_and_is_tight(k):
     sigma = userlevel.noise_multiplier(eps=8.0, delta=DELTA, steps=1000, q=0.01, contribution_bound=k)
     at = userlevel.epsilon(sigma=sigma, delta=DELTA, steps=1000, q=0.01, contribution_bound=k)
     assert at <= 8.0
-    assert userlevel.epsilon(sigma=sigma * (1 - 1e-6), delta=DELTA, steps=1000, q=0.01, contribution_bound=k) > 8.0
+    # the certified calibration stops within 1e-5 of the target eps (its jitter): sigma is within ~1e-5 of the least
+    assert userlevel.epsilon(sigma=sigma * (1 - 1e-4), delta=DELTA, steps=1000, q=0.01, contribution_bound=k) > 8.0
 
 
 @pytest.mark.parametrize("k", [2, 4, 16])

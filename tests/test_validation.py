@@ -187,7 +187,10 @@ def test_an_array_where_one_number_is_meant_is_named(call, name):
 
 def test_a_non_finite_tilted_estimate_is_a_named_refusal():
     # The saddle point ran off to the flat part of the loss and returned delta = inf.
-    with pytest.raises(edgeworth.UnreachableTargetError, match=r"gives delta = inf at eps = 1, outside \[0, 1\]"):
+    # (Since the Laplace-inversion fallback's work budget was cut to keep every
+    # call under 100 ms, the estimate declines here before it gets that far;
+    # either way the answer is a named refusal, never inf.)
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted \(saddle-point\) estimate is unreliable here"):
         edgeworth.delta(0.05, 1.0, 1000, 1e-7, method="tilted")
     assert 0 <= edgeworth.delta(0.05, 1.0, 1000, 1e-7) <= 1  # the certified bound answers there
 
@@ -260,6 +263,7 @@ def test_a_tilt_where_the_cgf_cannot_be_evaluated_is_named():
 def test_an_internal_nan_of_the_tilted_estimate_is_not_blamed_on_the_input():
     # epsilon(0.1, delta, 1000, 1, method="tilted") raised "eps must be finite and
     # >= 0, got -nan" (found by the extreme sweep): the estimate fed itself a nan.
-    with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted .* unreliable here \(internally: "):
+    # (It now declines on its work budget before that; the refusal is named either way.)
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted \(saddle-point\) estimate is unreliable here"):
         edgeworth.epsilon(0.1, 1e-5, 1000, 1.0, method="tilted")
     assert math.isfinite(edgeworth.epsilon(0.1, 1e-5, 1000, 1.0))
