@@ -290,14 +290,25 @@ PYBIND11_MODULE(_core, m) {
   m.attr("SIGMA_MAX") = kSigmaMax;
   m.attr("EPS_MAX") = kEpsMax;
 
+  auto ordering_of = [](const std::string& ordering) {
+    detail::require(ordering == "remove" || ordering == "add", "ordering must be 'remove' or 'add', got '" + ordering + "'");
+    return ordering == "add" ? Ordering::Add : Ordering::Remove;
+  };
   m.def(
       "cf_delta",
-      [](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {
-        const Ordering o = ordering == "add" ? Ordering::Add : Ordering::Remove;
+      [ordering_of](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {
+        const Ordering o = ordering_of(ordering);
         std::optional<CfInversion::Value> v;
         {
           py::gil_scoped_release release;
-          v = cf_delta(dpsgd(sigma, q, steps), o, eps);
+          const Composition c = dpsgd(sigma, q, steps);
+          try {
+            v = cf_delta(c, o, eps);
+          } catch (const std::runtime_error&) {
+            // a quadrature that fails inside (sigma 1e3..1e6, one step) is a
+            // decline, as in the public API, where the other bounds answer
+            v = std::nullopt;
+          }
         }
         if (!v) return py::none();
         return py::make_tuple(v->lower, v->upper);
@@ -307,13 +318,18 @@ PYBIND11_MODULE(_core, m) {
       "where it declines.");
   m.def(
       "cf_epsilon",
-      [](double sigma, double q, double steps, double delta, const std::string& ordering) -> py::object {
-        const Ordering o = ordering == "add" ? Ordering::Add : Ordering::Remove;
+      [ordering_of](double sigma, double q, double steps, double delta, const std::string& ordering) -> py::object {
+        const Ordering o = ordering_of(ordering);
         std::optional<double> v;
         {
           py::gil_scoped_release release;
           const Composition c = dpsgd(sigma, q, steps);
-          v = cf_epsilon(c, o, delta, certified_epsilon(c, o, delta).value);
+          const double chernoff = certified_epsilon(c, o, delta).value;
+          try {
+            v = cf_epsilon(c, o, delta, chernoff);
+          } catch (const std::runtime_error&) {
+            v = std::nullopt;  // a decline, as in cf_delta
+          }
         }
         if (!v) return py::none();
         return py::float_(*v);
@@ -321,10 +337,6 @@ PYBIND11_MODULE(_core, m) {
       py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
       "Certified upper bound on eps(delta) of one ordering by the characteristic-function inversion, or None.");
   // --- sampled_count ---
-  auto ordering_of = [](const std::string& ordering) {
-    detail::require(ordering == "remove" || ordering == "add", "ordering must be 'remove' or 'add', got '" + ordering + "'");
-    return ordering == "add" ? Ordering::Add : Ordering::Remove;
-  };
   m.def(
       "count_delta",
       [ordering_of](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {

@@ -28,7 +28,7 @@ def _as_float_array(name: str, value) -> np.ndarray:
 
 def _first_bad(arr: np.ndarray, ok: np.ndarray):
     bad = arr[~ok]
-    return bad.flat[0] if bad.size else None
+    return bad.flat[0].item() if bad.size else None  # a Python number: its repr is "0.0", not "np.float64(0.0)"
 
 
 def check_range(name: str, value, *, low: float, high: float, low_open: bool, high_open: bool,

@@ -267,3 +267,19 @@ def test_an_internal_nan_of_the_tilted_estimate_is_not_blamed_on_the_input():
     with pytest.raises(edgeworth.UnreachableTargetError, match=r"tilted \(saddle-point\) estimate is unreliable here"):
         edgeworth.epsilon(0.1, 1e-5, 1000, 1.0, method="tilted")
     assert math.isfinite(edgeworth.epsilon(0.1, 1e-5, 1000, 1.0))
+
+
+def test_cf_diagnostic_bindings_decline_rather_than_raise_at_huge_sigma():
+    # _core.cf_delta / cf_epsilon passed a RuntimeError of the CGF quadrature
+    # through at sigma 1e3..1e6 with one step (the fuzzer's one tolerated
+    # exception); a failing quadrature is now a decline (None), as in the API.
+    for sigma in (1e3, 3e4, 1e6):
+        for q in (1e-12, 1e-3, 0.5, 1.0):
+            for eps in (1e-9, 1e-3, 1.0, 100.0):
+                for ordering in ("remove", "add"):
+                    v = edgeworth._core.cf_delta(sigma, q, 1, eps, ordering)
+                    assert v is None or (0.0 <= v[0] <= v[1] <= 1.0)
+                    e = edgeworth._core.cf_epsilon(sigma, q, 1, min(eps, 0.5), ordering)
+                    assert e is None or (math.isfinite(e) and e >= 0.0)
+    with pytest.raises(ValueError, match="ordering must be 'remove' or 'add'"):
+        edgeworth._core.cf_delta(1.0, 0.01, 100, 1.0, "both")
