@@ -140,7 +140,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("ordering", [](const Answer& a) { return std::string(ordering_name(a.ordering)); })
       .def_readonly("certified", &Answer::certified)
       .def_readonly("t", &Answer::t)
-      .def_readonly("margin", &Answer::margin);
+      .def_readonly("margin", &Answer::margin)
+      .def_property_readonly("source", [](const Answer& a) { return std::string(source_name(a.source)); });
 
   py::class_<Composition>(m, "Composition")
       .def(py::init<>())

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -35,6 +36,10 @@ struct MethodSpec {
   Method method = Method::Certified;
   int order = 2;               // Edgeworth order 1, 2 or 3
   int orderings = kBoth;       // Edgeworth only; certified and tilted always cover both
+  // Certified only, internal: leave out the characteristic-function bound
+  // (a looser but ~10-50x cheaper valid bound; calibrate_noise's first phase
+  // where that bound declines).
+  bool without_cf = false;
 
   void validate() const {
     detail::require(method == Method::Certified || method == Method::Edgeworth || method == Method::Tilted,
@@ -49,7 +54,21 @@ struct MethodSpec {
 
 // One answer: the value, the ordering that gave it, and for certified
 // answers the optimal order t and the numerical margin.
+// Which bound or estimate gave an answer.
+enum class Source : int { Estimate = 0, Chernoff = 1, CharacteristicFunction = 2, SampledCount = 3, EdgeworthBound = 4 };
+
+inline const char* source_name(Source s) {
+  switch (s) {
+    case Source::Chernoff: return "chernoff";
+    case Source::CharacteristicFunction: return "characteristic_function";
+    case Source::SampledCount: return "sampled_count";
+    case Source::EdgeworthBound: return "edgeworth_bound";
+    default: return "estimate";
+  }
+}
+
 struct Answer {
+  Source source = Source::Estimate;
   double value = 0.0;
   Ordering ordering = Ordering::Remove;
   bool certified = false;
@@ -172,6 +191,7 @@ inline Answer certified_answer(const Bound& b) {
   a.value = b.value;
   a.ordering = b.ordering;
   a.certified = true;
+  a.source = Source::Chernoff;
   a.t = b.t;
   a.margin = b.margin;
   return a;
@@ -189,6 +209,7 @@ Answer tightest(const Bound& chernoff, const CfFn& cf) {
     if (v && *v < a.value) {
       a.value = *v;  // t stays the Chernoff order computed alongside; the CF bound's margins are inside it
       a.margin = 0.0;
+      a.source = Source::CharacteristicFunction;
     }
   } catch (const std::exception&) {
     // the Chernoff bound stands
@@ -201,6 +222,7 @@ inline Answer with_count_bound(Answer a, const std::optional<double>& v) {
   if (v && *v < a.value) {
     a.value = *v;  // t stays the Chernoff order computed alongside
     a.margin = 0.0;
+    a.source = Source::SampledCount;
   }
   return a;
 }
@@ -208,7 +230,7 @@ inline Answer with_count_bound(Answer a, const std::optional<double>& v) {
 // The certified eps: per ordering, the smallest of the Chernoff bound, the
 // characteristic-function bound and the sampled-count bound; then the larger
 // ordering.
-inline Answer certified_epsilon_tight(const Composition& c, double delta) {
+inline Answer certified_epsilon_tight(const Composition& c, double delta, bool try_cf = true) {
   const auto law = sampled_count_law(c);
   std::optional<double> count[2];
   if (law)
@@ -217,8 +239,9 @@ inline Answer certified_epsilon_tight(const Composition& c, double delta) {
     const auto& v = count[static_cast<int>(o)];
     return with_count_bound(tightest(b, [&] {
                               // (nothing beats a count bound of 0)
-                              return b.value > 0.0 && !(v && *v == 0.0) ? cf_epsilon(c, o, delta, b.value, b.t)
-                                                                        : std::optional<double>();
+                              return try_cf && b.value > 0.0 && !(v && *v == 0.0)
+                                         ? cf_epsilon(c, o, delta, b.value, b.t)
+                                         : std::optional<double>();
                             }),
                             v);
   };
@@ -298,7 +321,7 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   switch (m.method) {
     case Method::Certified: {
       // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
-      Answer a = detail::certified_epsilon_tight(c, delta);
+      Answer a = detail::certified_epsilon_tight(c, delta, !m.without_cf);
       if (detail::paper_bound_may_help(c, delta)) {
         try {
           const auto& seg = c.segments()[0];
@@ -308,6 +331,7 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
             a.ordering = e.ordering;
             a.t = std::numeric_limits<double>::quiet_NaN();
             a.margin = 0.0;
+            a.source = Source::EdgeworthBound;
           }
         } catch (const std::exception&) {
           // degenerate moments (e.g. sigma ~ 0.01 at tiny q): the optional bound is simply not used
@@ -342,6 +366,7 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
             a.value = d;
             a.t = std::numeric_limits<double>::quiet_NaN();
             a.margin = 0.0;
+            a.source = Source::EdgeworthBound;
           }
         } catch (const std::exception&) {
           // as above: the optional bound is not used
@@ -419,11 +444,17 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
   Answer best;
   const double eps_rtol = m.method == Method::Certified ? std::max(rtol, kCalibrateEpsRtol) : rtol;
   auto close_enough = [&] { return std::isfinite(best_safe) && best.value >= eps * (1.0 - eps_rtol); };
+  // r(sigma) = eps(sigma) - target under the method; memoised, so that a
+  // point the search returns to costs nothing.
+  std::map<double, double> seen;
+  Source last_source = Source::Estimate;
   auto r = [&](double sigma) {
+    if (const auto it = seen.find(sigma); it != seen.end()) return it->second;
     double v;
     try {
       const Answer a = edgeworth::epsilon(make(sigma), delta, m);
       v = a.value - eps;
+      last_source = a.source;
       if (v <= 0.0 && sigma < best_safe) {
         best_safe = sigma;
         best = a;
@@ -432,6 +463,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       if (m.method == Method::Tilted) throw;
       v = 2.0 * kEpsMax;
     }
+    seen.emplace(sigma, v);
     return v;
   };
   auto solve = [&](double lo, double hi, double flo, double fhi) {
@@ -449,56 +481,99 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
     // Every point is an evaluation of r, so whatever the steps do, the answer
     // is the smallest sigma seen to meet the target; the steps only make that
     // sigma close to the crossing.  They stop once the bracket [unsafe, safe]
-    // is rtol wide relative, or a safe sigma's eps is within rtol of the
-    // target (then sigma is within ~rtol of the crossing); otherwise the
+    // is rtol wide relative, or a safe sigma's eps is within eps_rtol of the
+    // target (then sigma is within ~eps_rtol of the crossing); otherwise the
     // bracket search below takes over from the last point (or from the
     // bracket, if there is one).
     auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
       return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
     };
     // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
-    double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
-    auto record = [&](double sigma, double v) {
-      if (v <= 0.0 && sigma < safe) {
-        safe = sigma;
-        r_safe = v;
-      } else if (!(v <= 0.0) && sigma > unsafe) {
-        unsafe = sigma;
-        r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+    struct Bracket {
+      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
+      void record(double sigma, double v) {
+        if (v <= 0.0 && sigma < safe) {
+          safe = sigma;
+          r_safe = v;
+        } else if (!(v <= 0.0) && sigma > unsafe) {
+          unsafe = sigma;
+          r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+        }
       }
+      double width() const { return safe / unsafe - 1.0; }
+      bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
     };
     // secant steps stay strictly inside the searched range
     const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
-    double x0 = std::log(start), v0 = r(start), y0 = log_ratio(v0);
-    record(start, v0);
-    double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
-    for (int it = 0; it < 12; ++it) {
-      const double sigma = std::exp(x1);
-      const double v1 = r(sigma), y1 = log_ratio(v1);
-      record(sigma, v1);
-      if (safe / unsafe - 1.0 <= rtol || close_enough()) break;
-      double slope = (y1 - y0) / (x1 - x0);
-      if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
-      // aim a hair to the safe side once close, so the last step lands safe
-      const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
-      double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
-      if (unsafe > 0.0 && std::isfinite(safe) && !(x2 > std::log(unsafe) && x2 < std::log(safe)))
-        x2 = 0.5 * (std::log(unsafe) + std::log(safe));  // outside the bracket: bisect it
-      if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
-      x0 = x1;
-      y0 = y1;
-      x1 = x2;
+    // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br,
+    // until done(); returns the last x.
+    auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done) {
+      double y0 = log_ratio(v0);
+      double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
+      for (int it = 0; it < 12; ++it) {
+        const double sigma = std::exp(x1);
+        const double v1 = f(sigma), y1 = log_ratio(v1);
+        br.record(sigma, v1);
+        if (br.width() <= rtol || done(br)) break;
+        double slope = (y1 - y0) / (x1 - x0);
+        if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+        // aim a hair to the safe side once close, so the last step lands safe
+        const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
+        double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
+        if (br.both() && !(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)))
+          x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));  // outside the bracket: bisect it
+        if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
+        x0 = x1;
+        y0 = y1;
+        x1 = x2;
+      }
+      return x1;
+    };
+    Bracket br;
+    const double v_start = r(start);
+    br.record(start, v_start);
+    double x_from = std::log(start), v_from = v_start;
+    MethodSpec cheap = m;
+    cheap.without_cf = true;
+    auto r_cheap = [&](double sigma) {
+      try {
+        return edgeworth::epsilon(make(sigma), delta, cheap).value - eps;
+      } catch (const std::domain_error&) {
+        return 2.0 * kEpsMax;
+      }
+    };
+    if (last_source != Source::CharacteristicFunction && !close_enough()) {
+      // The tight bound did not answer at the start (few sampled steps, where
+      // it can take 20-90 ms to decline).  Converge first on the cheaper
+      // bounds alone, which lie above the certified eps, so their crossing is
+      // at or above the answer; then evaluate in full there: where the tight
+      // bound still does not help, that point is the answer (one full
+      // evaluation instead of five), and otherwise the search goes on from it.
+      Bracket cheap_br;
+      const double vc = r_cheap(start);
+      cheap_br.record(start, vc);
+      secant(r_cheap, std::log(start), vc, cheap_br,
+             [&](const Bracket& b) { return std::isfinite(b.safe) && b.r_safe >= -eps * eps_rtol; });
+      if (std::isfinite(cheap_br.safe)) {
+        x_from = std::log(cheap_br.safe);
+        v_from = r(cheap_br.safe);
+        br.record(cheap_br.safe, v_from);
+      }
     }
-    if (std::isfinite(best_safe) && (safe / unsafe - 1.0 <= rtol || close_enough())) {
+    if (!close_enough() && !(br.width() <= rtol)) {
+      const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); });
+      start = std::exp(x_last);
+    }
+    if (std::isfinite(best_safe) && (br.width() <= rtol || close_enough())) {
       best.value = best_safe;
       return best;
     }
-    if (unsafe > 0.0 && std::isfinite(safe)) {
-      solve(unsafe, safe, r_unsafe, r_safe);
+    if (br.both()) {
+      solve(br.unsafe, br.safe, br.r_unsafe, br.r_safe);
       best.value = best_safe;
       return best;
     }
-    start = std::exp(x1);  // (the bracket search below takes over from here)
+    // (the bracket search below takes over from `start`)
   }
   double lo = start, hi = start, flo = r(start), fhi = flo;
   if (flo > 0.0) {

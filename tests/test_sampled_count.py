@@ -124,3 +124,18 @@ def test_not_tried_with_many_sampled_steps():
 def test_bad_input_is_a_named_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _core.count_delta(**kwargs)
+
+
+def test_answers_say_which_bound_gave_them():
+    def answer(sigma, q, steps, delta, method="certified"):
+        comp = _core.Composition()
+        comp.add(_core.SubsampledGaussian(sigma, q), steps)
+        return comp.epsilon(delta, method)
+    one = answer(1.0, 1e-3, 1, 1e-5)
+    assert one.source == "sampled_count" and one.certified
+    assert one.value == max(_core.count_epsilon(1.0, 1e-3, 1, 1e-5, o) for o in ("remove", "add"))
+    many = answer(1.0, 0.01, 1000, 1e-5)
+    assert many.source == "characteristic_function" and many.certified
+    assert many.value == edgeworth.epsilon(1.0, 1e-5, 1000, 0.01)
+    est = answer(1.0, 0.01, 1000, 1e-5, "tilted")
+    assert est.source == "estimate" and not est.certified
