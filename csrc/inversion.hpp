@@ -230,11 +230,31 @@ inline Answer with_count_bound(Answer a, const std::optional<double>& v) {
 // The certified eps: per ordering, the smallest of the Chernoff bound, the
 // characteristic-function bound and the sampled-count bound; then the larger
 // ordering.
+// One step of the subsampled Gaussian: there the sampled-count bound is the
+// exact curve (sampled_count.hpp), and no other bound can be smaller.
+inline bool count_bound_is_exact(const Composition& c) {
+  return c.segments().size() == 1 && c.segments()[0].count == 1.0 &&
+         dynamic_cast<const SubsampledGaussian*>(c.segments()[0].mechanism.get()) != nullptr;
+}
+
+// The answer of the exact one-step curve: the larger ordering.
+inline Answer exact_one_step(const std::optional<double> (&count)[2]) {
+  Answer a;
+  a.certified = true;
+  a.source = Source::SampledCount;
+  a.t = std::numeric_limits<double>::quiet_NaN();
+  const double rm = *count[static_cast<int>(Ordering::Remove)], ad = *count[static_cast<int>(Ordering::Add)];
+  a.value = std::max(rm, ad);
+  a.ordering = ad > rm ? Ordering::Add : Ordering::Remove;
+  return a;
+}
+
 inline Answer certified_epsilon_tight(const Composition& c, double delta, bool try_cf = true) {
   const auto law = sampled_count_law(c);
   std::optional<double> count[2];
   if (law)
     for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_epsilon(*law, o, delta);
+  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
   auto one = [&](Ordering o, const Bound& b) {
     const auto& v = count[static_cast<int>(o)];
     return with_count_bound(tightest(b, [&] {
@@ -264,6 +284,7 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   std::optional<double> count[2];
   if (law)
     for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_delta(*law, o, eps);
+  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
   auto one = [&](Ordering o, const Bound& b) {
     const auto& v = count[static_cast<int>(o)];
     return with_count_bound(tightest(b, [&]() -> std::optional<double> {
