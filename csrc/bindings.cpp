@@ -338,35 +338,28 @@ PYBIND11_MODULE(_core, m) {
       py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
       "Certified upper bound on eps(delta) of one ordering by the characteristic-function inversion, or None.");
   // --- sampled_count ---
-  m.def(
-      "count_delta",
-      [ordering_of](double sigma, double q, double steps, double eps, const std::string& ordering) -> py::object {
-        const Ordering o = ordering_of(ordering);
-        std::optional<double> v;
-        {
-          py::gil_scoped_release release;
-          v = sampled_count_delta(dpsgd(sigma, q, steps), o, eps);
-        }
-        if (!v) return py::none();
-        return py::float_(*v);
-      },
-      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
-      "Certified upper bound on delta(eps) of one ordering by the sampled-count bound (csrc/sampled_count.hpp), or "
-      "None where it is not tried (more than 64 sampled steps expected).");
-  m.def(
-      "count_epsilon",
-      [ordering_of](double sigma, double q, double steps, double delta, const std::string& ordering) -> py::object {
-        const Ordering o = ordering_of(ordering);
-        std::optional<double> v;
-        {
-          py::gil_scoped_release release;
-          v = sampled_count_epsilon(dpsgd(sigma, q, steps), o, delta);
-        }
-        if (!v) return py::none();
-        return py::float_(*v);
-      },
-      py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
-      "Certified upper bound on eps(delta) of one ordering by the sampled-count bound, or None.");
+  // bound(dpsgd(sigma, q, steps), ordering, x) as None or a float, without the GIL
+  auto one_ordering_bound = [ordering_of](auto bound) {
+    return [ordering_of, bound](double sigma, double q, double steps, double x, const std::string& ordering) {
+      const Ordering o = ordering_of(ordering);
+      std::optional<double> v;
+      {
+        py::gil_scoped_release release;
+        v = bound(dpsgd(sigma, q, steps), o, x);
+      }
+      return v ? py::object(py::float_(*v)) : py::object(py::none());
+    };
+  };
+  m.def("count_delta",
+        one_ordering_bound([](const Composition& c, Ordering o, double eps) { return sampled_count_delta(c, o, eps); }),
+        py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
+        "Certified upper bound on delta(eps) of one ordering by the sampled-count bound (csrc/sampled_count.hpp), "
+        "or None where it is not tried (more than 64 sampled steps expected).");
+  m.def("count_epsilon",
+        one_ordering_bound(
+            [](const Composition& c, Ordering o, double delta) { return sampled_count_epsilon(c, o, delta); }),
+        py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
+        "Certified upper bound on eps(delta) of one ordering by the sampled-count bound, or None.");
   // --- edgeworth_bounds (DGG) ---
   // Certified Edgeworth-accountant bounds (csrc/edgeworth_bounds.hpp).
   {
