@@ -27,8 +27,12 @@
 // Only the subsampled Gaussian is supported (the TV and second-order bounds
 // use the explicit form of its loss); other mechanisms, and laws the bounds
 // cannot control within kCfMaxTerms terms and kCfMaxWork work (few sampled
-// steps in all), decline with std::nullopt, and the caller keeps its other
-// bounds.
+// steps in all), decline.  There two retries follow (docs/certified.md, "Few
+// sampled steps"): the split bound (R = R_A + R_B by a cut into a flat part
+// and the rest; CfInversion::build_split) and the truncated bound (the plain
+// inversion of the steps restricted below a cut, TruncatedPllr, plus the
+// union bound on the rest).  Where all decline, std::nullopt, and the caller
+// keeps its other bounds.
 #pragma once
 
 #include <algorithm>
@@ -1519,35 +1523,35 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   // below the hint that the flat part's bound matters there, once more with
   // the tilt and the cut for the answer.
   try {
-  double c_split = c, hint = guess;
-  for (int round = 0; round < 2; ++round) {
-    const auto sp = CfInversion::build_split(comp, o, c_split, delta, hint);
-    if (!sp) break;
-    const auto e = detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true);
-    keep(e);
-    if (!e || !(sp->flat_part(*e) > detail::kCfSplitFlatShare * delta) || !(*e > 0.0)) break;
-    hint = *e;
-    c_split = detail::cf_tilt(comp, o, hint, 0.0);
-  }
+    double c_split = c, hint = guess;
+    for (int round = 0; round < 2; ++round) {
+      const auto sp = CfInversion::build_split(comp, o, c_split, delta, hint);
+      if (!sp) break;
+      const auto e = detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true);
+      keep(e);
+      if (!e || !(sp->flat_part(*e) > detail::kCfSplitFlatShare * delta) || !(*e > 0.0)) break;
+      hint = *e;
+      c_split = detail::cf_tilt(comp, o, hint, 0.0);
+    }
   } catch (const std::exception&) {
   }
   if (best && *best == 0.0) return best;  // (nothing beats 0)
   try {
-  double delta_b = 0.0;
-  if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
-    // the saddle point's tilt; where that declines (a tilt that weights the
-    // truncated law's upper end into a near-atom), smaller ones
-    const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
-    for (double ct : {c0, c0 / 8.0, c0 / 64.0}) {
-      if (ct < detail::kCfMinTilt && ct != c0) break;
-      const auto ti = CfInversion::build(*tc, o, ct, delta, true);
-      if (!ti) continue;
-      const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ct, 1, kBoundRtol).derivative[1], eps_hi);
-      keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
-                                   best ? *best : eps_hi, gt, true));
-      break;
+    double delta_b = 0.0;
+    if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
+      // the saddle point's tilt; where that declines (a tilt that weights the
+      // truncated law's upper end into a near-atom), smaller ones
+      const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
+      for (double ct : {c0, c0 / 8.0, c0 / 64.0}) {
+        if (ct < detail::kCfMinTilt && ct != c0) break;
+        const auto ti = CfInversion::build(*tc, o, ct, delta, true);
+        if (!ti) continue;
+        const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ct, 1, kBoundRtol).derivative[1], eps_hi);
+        keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
+                                     best ? *best : eps_hi, gt, true));
+        break;
+      }
     }
-  }
   } catch (const std::exception&) {
   }
   return best;

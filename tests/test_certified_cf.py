@@ -8,7 +8,10 @@ Checked against independent references computed here:
 * certified eps is never below the optimistic PLD (a rigorous lower bound at
   any discretisation, so a coarse and cheap one serves) on 300 random
   configurations;
-* it is as tight as a fine PLD where at least ~10 steps are sampled in all.
+* it is as tight as a fine PLD where at least ~10 steps are sampled in all;
+* with few sampled steps (the split and truncated retries), never below the
+  optimistic PLD and within 1 % of a fine pessimistic PLD on the examples
+  where it used to decline.
 """
 import math
 import random
