@@ -27,8 +27,12 @@
 // Only the subsampled Gaussian is supported (the TV and second-order bounds
 // use the explicit form of its loss); other mechanisms, and laws the bounds
 // cannot control within kCfMaxTerms terms and kCfMaxWork work (few sampled
-// steps in all), decline with std::nullopt, and the caller keeps its other
-// bounds.
+// steps in all), decline.  There two retries follow (docs/certified.md, "Few
+// sampled steps"): the split bound (R = R_A + R_B by a cut into a flat part
+// and the rest; CfInversion::build_split) and the truncated bound (the plain
+// inversion of the steps restricted below a cut, TruncatedPllr, plus the
+// union bound on the rest).  Where all decline, std::nullopt, and the caller
+// keeps its other bounds.
 #pragma once
 
 #include <algorithm>
@@ -38,10 +42,14 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
 #include <optional>
 #include <vector>
 
 #include <boost/math/quadrature/gauss.hpp>
+#include <boost/math/special_functions/erf.hpp>
 #include <boost/math/quadrature/gauss_kronrod.hpp>
 #include <boost/math/tools/toms748_solve.hpp>
 
@@ -50,6 +58,43 @@
 #include "quadrature.hpp"
 
 namespace edgeworth {
+
+// A Gaussian-reference mechanism restricted to x <= x_m: the sub-probability
+// measures p(x) 1{x <= x_m} (and q likewise) of the truncated bound
+// (docs/certified.md, "Few sampled steps").  Its "CGF" is
+// log int_{x <= x_m} p e^(s l); K(0) = K(1) = 0 no longer hold, so the
+// identity shortcuts are refused.
+class TruncatedPllr final : public GaussianReferencePllr {
+ public:
+  TruncatedPllr(std::shared_ptr<const Mechanism> owner, const GaussianReferencePllr& base, double x_m)
+      : owner_(std::move(owner)), base_(base), x_m_(x_m) {}
+  double log_p(double x) const override {
+    return x <= x_m_ ? base_.log_p(x) : -std::numeric_limits<double>::infinity();
+  }
+  double pllr(double x) const override { return base_.pllr(x); }
+  std::vector<double> breakpoints(double s) const override {
+    std::vector<double> b;
+    for (double x : base_.breakpoints(s))
+      if (x < x_m_) b.push_back(x);
+    b.push_back(x_m_);
+    return b;
+  }
+  bool closed_form(double s, int /*order*/, TiltedCumulants* /*out*/) const override {
+    if (s == 0.0 || s == 1.0) throw std::runtime_error("the truncated law has no CGF identity at s = 0, 1");
+    return false;
+  }
+  double pllr_infimum() const override { return base_.pllr_infimum(); }
+  std::string describe() const override { return base_.describe() + " restricted to x <= " + detail::fmt(x_m_); }
+  PllrSlopes pllr_slopes(double x) const override { return base_.pllr_slopes(x); }
+  double pllr_inverse(double v) const override { return base_.pllr_inverse(v); }
+  bool pllr_increasing() const override { return base_.pllr_increasing(); }
+  double x_m() const { return x_m_; }
+
+ private:
+  std::shared_ptr<const Mechanism> owner_;
+  const GaussianReferencePllr& base_;
+  double x_m_;
+};
 
 namespace detail {
 
@@ -155,13 +200,27 @@ inline LawMoments node_moments(const std::vector<double>& w, const std::vector<d
 // resolve e^(i u l) up to u_max.
 class TiltedStep {
  public:
-  TiltedStep(const GaussianReferencePllr& m, double count, double b, double sign)
+  // split_x (finite): the cut of the split bound (docs/certified.md, "Few
+  // sampled steps"): the law's part below split_x (F) and above (J) are
+  // summed apart, and the bounds on each part's CF are prepared.
+  TiltedStep(const GaussianReferencePllr& m, double count, double b, double sign,
+             double split_x = std::numeric_limits<double>::quiet_NaN())
       : m_(m), count_(count), b_(b), sign_(sign) {
     const TiltedRange range = tilted_range(m, b);
     shift_ = range.shift;
     cuts_ = range.cuts;
     std::sort(cuts_.begin(), cuts_.end());
     cuts_.erase(std::unique(cuts_.begin(), cuts_.end()), cuts_.end());
+    if (std::isfinite(split_x)) {
+      if (!(split_x > cuts_.front() && split_x < cuts_.back())) {
+        ok_ = false;
+        return;
+      }
+      split_x_ = split_x;
+      cuts_.push_back(split_x);
+      std::sort(cuts_.begin(), cuts_.end());
+      cuts_.erase(std::unique(cuts_.begin(), cuts_.end()), cuts_.end());
+    }
     if (!lay_nodes(0.0)) return;
     // The whole law, and splits of it by x into a lower part A and an upper
     // part B (nodes are in increasing x): |phi| <= m_A beta_A + m_B beta_B.
@@ -188,8 +247,21 @@ class TiltedStep {
       last = panel_start_[p];
       splits_.push_back({node_moments(w_, l, 0, last), node_moments(w_, l, last, l.size())});
     }
+    if (std::isfinite(split_x_)) {
+      part_f_ = node_moments(w_, l, 0, split_node_);
+      part_j_ = node_moments(w_, l, split_node_, l.size());
+      double df = 0.0, dj = 0.0;
+      for (std::size_t i = 0; i < l.size(); ++i) (i < split_node_ ? df : dj) += dw_[i];
+      f_mass_err_ = kCfErrorFactor * std::fabs(df);
+      j_mass_err_ = kCfErrorFactor * std::fabs(dj);
+      if (!(part_f_.mass > 0.0) || !(part_j_.mass > 0.0)) {
+        ok_ = false;
+        return;
+      }
+    }
     density_extrema();
     if (ok_) second_order_edges();
+    if (std::isfinite(split_x_) && !has_split_edge_) ok_ = false;
   }
 
   // The nodes for u <= u_max (false where too many panels would be needed).
@@ -229,22 +301,95 @@ class TiltedStep {
   // log phi(u_k) (centred, signed: conjugated for sign < 0) and the error
   // bound on |phi(u_k)| for u_k = k du, k = 1..K.
   void log_cf(double du, int K, std::vector<std::complex<double>>& logphi, std::vector<double>& err) const {
-    const std::size_t n = d_.size();
     const auto nk = static_cast<std::size_t>(K) + 1;
     logphi.assign(nk, 0.0);
     err.assign(nk, 0.0);
+    std::vector<std::array<double, 4>> acc;
+    node_sums(du, K, 0, d_.size(), acc);
+    for (int k = 1; k <= K; ++k) {
+      const auto& a = acc[static_cast<std::size_t>(k)];
+      const std::complex<double> phi_minus_1(a[0], sign_ * a[1]);
+      logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
+      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ +
+                                         16.0 * kReseed * std::numeric_limits<double>::epsilon();
+    }
+  }
+
+  // The split: the part below the cut (F, upper == false) or above it (J):
+  // phi_part(u_k) (centred on the whole law's mean, signed) and the error
+  // bound on it, for k = 0..K (k = 0: the part's mass).
+  void part_cf(double du, int K, bool upper, std::vector<std::complex<double>>& phi, std::vector<double>& err) const {
+    const auto nk = static_cast<std::size_t>(K) + 1;
+    const std::size_t first = upper ? split_node_ : 0, last = upper ? d_.size() : split_node_;
+    double mass = 0.0, dmass = 0.0;
+    for (std::size_t i = first; i < last; ++i) {
+      mass += w_[i];
+      dmass += dw_[i];
+    }
+    phi.assign(nk, 0.0);
+    err.assign(nk, 0.0);
+    std::vector<std::array<double, 4>> acc;
+    node_sums(du, K, first, last, acc);
+    const double rounding = 16.0 * kReseed * std::numeric_limits<double>::epsilon() + 64.0 * std::numeric_limits<double>::epsilon();
+    phi[0] = mass;
+    err[0] = kCfErrorFactor * std::fabs(dmass) + coarse_error_ + rounding;
+    for (int k = 1; k <= K; ++k) {
+      const auto& a = acc[static_cast<std::size_t>(k)];
+      // sum w (e^(i u d) - 1) = phi_part - mass; likewise for the Kronrod-Gauss differences
+      phi[static_cast<std::size_t>(k)] = std::complex<double>(mass + a[0], sign_ * a[1]);
+      err[static_cast<std::size_t>(k)] =
+          kCfErrorFactor * std::hypot(a[2] + dmass, a[3]) + coarse_error_ + rounding;
+    }
+  }
+
+  bool split() const { return std::isfinite(split_x_); }
+  double split_x() const { return split_x_; }
+  // Upper bounds on the masses of the parts (from the nodes of the base
+  // layout, widened by kCfMomentRtol, plus the Kronrod-Gauss difference).
+  double f_mass_upper() const { return part_f_.mass * (1.0 + kCfMomentRtol) + f_mass_err_ + coarse_error_; }
+  double j_mass_upper() const { return part_j_.mass * (1.0 + kCfMomentRtol) + j_mass_err_ + coarse_error_; }
+  double j_mass() const { return part_j_.mass; }
+
+  // a(u) >= |phi_F(u)|: the mass, or the mass times the Taylor bound (i) of
+  // the normalised part.
+  double flat_bound(double u) const {
+    const double m = f_mass_upper();
+    return std::min(m, m * detail::moment_bound(part_f_, u, kCfMomentRtol) + coarse_error_);
+  }
+
+  // b(u) >= |phi_J(u)|: the mass, the Taylor bound (i) of the normalised
+  // part, or (v) at the cut with nothing below: integrating by parts twice
+  // on v >= l(x_m), |phi_J(u)| <= f(l_m) / u + (|f'(l_m)| + ||f''||_1 above) / u^2.
+  double jump_bound(double u) const {
+    const double m = j_mass_upper();
+    return std::min({m, m * detail::moment_bound(part_j_, u, kCfMomentRtol) + coarse_error_, jump_second_order(u)});
+  }
+  double jump_second_order(double u) const {
+    return split_edge_.f / u + (split_edge_.fp + split_edge_.f2_above) / (u * u) + coarse_error_;
+  }
+  // C with jump_second_order(u) <= C / u for u >= u0 (coarse_error_ = 0: the base layout)
+  double jump_decay(double u0) const { return split_edge_.f + (split_edge_.fp + split_edge_.f2_above) / u0; }
+
+ private:
+  static constexpr int kReseed = 256;
+
+  // The sums over the nodes [first, last): acc[k] = (sum w E_r, sum w E_i,
+  // sum dw E_r, sum dw E_i) with E = e^(i u_k d) - 1, k = 1..K.
+  void node_sums(double du, int K, std::size_t first, std::size_t last,
+                 std::vector<std::array<double, 4>>& acc) const {
+    const std::size_t n = last;
+    const auto nk = static_cast<std::size_t>(K) + 1;
     // The sums over the nodes, accumulated chunk by chunk so that a chunk's
     // recurrence stays in the L1 cache for all K nodes of the sum.
-    std::vector<std::array<double, 4>> acc(nk, {0.0, 0.0, 0.0, 0.0});
+    acc.assign(nk, {0.0, 0.0, 0.0, 0.0});
     constexpr std::size_t kChunk = 256;
     // Each step of the recurrence adds at most ~4 ulp to |E| <= 2 per node,
     // and the seed E_1's own rounding (~2 ulp) propagates linearly, so over
     // kReseed steps a term drifts by at most ~12 kReseed eps; with the
-    // weights summing to 1, 16 kReseed eps is charged to err below (the
+    // weights summing to 1, 16 kReseed eps is charged to err (the
     // worst drift seen over 2e5 random phases was 366 eps).
-    constexpr int kReseed = 256;
     double e1r[kChunk], e1i[kChunk], er[kChunk], ei[kChunk];
-    for (std::size_t i0 = 0; i0 < n; i0 += kChunk) {
+    for (std::size_t i0 = first; i0 < n; i0 += kChunk) {
       const std::size_t len = std::min(kChunk, n - i0);
       auto seed = [&](int k, double* r, double* im) {
         for (std::size_t j = 0; j < len; ++j) {
@@ -267,14 +412,9 @@ class TiltedStep {
         for (int j = 0; j < 4; ++j) a[j] += sums[j];
       }
     }
-    for (int k = 1; k <= K; ++k) {
-      const auto& a = acc[static_cast<std::size_t>(k)];
-      const std::complex<double> phi_minus_1(a[0], sign_ * a[1]);
-      logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
-      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ +
-                                         16.0 * kReseed * std::numeric_limits<double>::epsilon();
-    }
   }
+
+ public:
 
   // Bound (i) on |phi(u)|: the whole law's moments, or a split's.  For a
   // split into parts of masses m_A + m_B = 1 with |phi_A| <= beta_A and
@@ -425,8 +565,10 @@ class TiltedStep {
         wgv.push_back(i % 2 == 0 ? w * wg[i / 2] : 0.0);
       }
     };
+    split_node_ = std::numeric_limits<std::size_t>::max();
     for (std::size_t p = 0; p < panels.size(); ++p) {
       const auto [a, b2] = panels[p];
+      if (split_node_ == std::numeric_limits<std::size_t>::max() && a >= split_x_) split_node_ = l.size();
       if (coarse[p]) {
         coarse_mass += 3.0 * panel_mass(a, b2);
         has_coarse_ = true;
@@ -442,6 +584,7 @@ class TiltedStep {
         emit(boost::math::quadrature::gauss_kronrod<double, 31>(), boost::math::quadrature::gauss<double, 15>(), a,
              b2);
     }
+    if (split_node_ == std::numeric_limits<std::size_t>::max()) split_node_ = l.size();
     double zk = 0.0, zg = 0.0, mean = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
       zk += wkv[i];
@@ -482,6 +625,8 @@ class TiltedStep {
   // its error estimate (times kCfErrorFactor) is added.  Masses come from
   // the nodes, widened by kCfMomentRtol.
   void second_order_edges() {
+    // (a truncated law's density jumps at x_m: (v) would need its boundary terms; not used)
+    if (dynamic_cast<const TruncatedPllr*>(&m_) != nullptr) return;
     auto integrand = [&](double x) -> Vec<1> {
       const PllrSlopes d = m_.pllr_slopes(x);
       const double lp = d.slope;
@@ -518,6 +663,10 @@ class TiltedStep {
       const double below = (1.0 - mass_above[p]) * widen, above = mass_above[p] * widen;
       edges_.push_back({below, above, g * widen, std::fabs(g * psi / lp) * widen, f2_above[p] * widen,
                         (total_f2 - f2_above[p]) * widen});
+      if (x == split_x_) {
+        split_edge_ = edges_.back();
+        has_split_edge_ = true;
+      }
     }
     // no split at all: ||f''||_1 / u^2 (mass 0 on the other side, f = f' = 0 at the ends)
     edges_.push_back({0.0, 0.0, 0.0, 0.0, total_f2 * widen, total_f2 * widen});
@@ -545,6 +694,8 @@ class TiltedStep {
       return std::isfinite(lg) ? std::exp(lg) : 0.0;
     };
     tv_ = r.value[0] + kCfErrorFactor * r.error[0] + end_value(cuts_.front()) + end_value(cuts_.back());
+    // a truncated law jumps to 0 at x_m: that jump is part of its variation
+    if (const auto* tr = dynamic_cast<const TruncatedPllr*>(&m_)) tv_ += end_value(tr->x_m()) * (1.0 + kCfMomentRtol);
     double best = -std::numeric_limits<double>::infinity();
     const double lo = cuts_.front(), hi = cuts_.back();
     constexpr int kGrid = 4096;
@@ -664,8 +815,62 @@ class TiltedStep {
   double coarse_error_ = 0.0;
   LawMoments whole_;
   std::vector<std::pair<LawMoments, LawMoments>> splits_;
+  // the split bound's cut, its first node (x >= split_x_), the parts' moments
+  // and mass errors (base layout), and the edge (v) at the cut
+  double split_x_ = std::numeric_limits<double>::quiet_NaN();
+  std::size_t split_node_ = 0;
+  LawMoments part_f_, part_j_;
+  double f_mass_err_ = 0.0, j_mass_err_ = 0.0;
+  Edge split_edge_{};
+  bool has_split_edge_ = false;
   std::vector<double> d_, w_, dw_;
 };
+
+// The split bound (docs/certified.md, "Few sampled steps").
+constexpr double kCfSplitTailRtol = 1e-4;   // its truncation + quadrature allowance, relative to the sum
+constexpr double kCfSplitFlatShare = 1e-3;  // the flat part's bound at the eps of interest, relative to delta
+constexpr int kCfSplitMaxTerms = 16384;
+
+// The cut of the split bound for one step under the tilt b: where the density
+// of the loss, p(x) e^(b l(x)) / l'(x) up to a constant, is smallest on
+// [max(lo, 0), x(l_cap)] (a grid of 512; any cut is valid).  NaN where that
+// is empty.
+inline double split_cut(const GaussianReferencePllr& m, double b, double l_cap, double lo, double hi) {
+  const double x_cap = std::min(m.pllr_inverse(l_cap), hi), x0 = std::max(lo, 0.0);
+  if (!(x_cap > x0) || !std::isfinite(x_cap)) return std::numeric_limits<double>::quiet_NaN();
+  double best = std::numeric_limits<double>::infinity(), x_best = std::numeric_limits<double>::quiet_NaN();
+  constexpr int kGrid = 512;
+  for (int i = 1; i <= kGrid; ++i) {
+    const double x = x0 + (x_cap - x0) * i / kGrid;
+    const double v = m.log_p(x) + b * m.pllr(x) - std::log(m.pllr_slopes(x).slope);
+    if (v < best) {
+      best = v;
+      x_best = x;
+    }
+  }
+  return x_best;
+}
+
+// An upper bound on log int_{-inf}^{x_m} p(x) e^(s l(x)) dx, s > 0: adaptive
+// Gauss-Kronrod on [lo, x_m] plus 10 times its error estimate, plus the part
+// below lo, at most e^(s l(lo)) Phi(lo) <= e^(s l(lo)) p(lo) / |lo| (l increases).
+inline double flat_log_mgf_upper(const GaussianReferencePllr& m, double s, double x_m) {
+  const double lo = std::min(-13.0, x_m - 13.0);
+  auto logg = [&](double x) { return m.log_p(x) + s * m.pllr(x); };
+  std::vector<double> cuts{lo, x_m};
+  for (double x : m.breakpoints(s))
+    if (x > lo && x < x_m) cuts.push_back(x);
+  double shift = -std::numeric_limits<double>::infinity();
+  constexpr int kGrid = 64;
+  for (int i = 0; i <= kGrid; ++i) shift = std::max(shift, logg(lo + (x_m - lo) * i / kGrid));
+  for (double x : cuts) shift = std::max(shift, logg(x));
+  if (!std::isfinite(shift)) return std::numeric_limits<double>::infinity();
+  auto f = [&](double x) -> Vec<1> { return {std::exp(logg(x) - shift)}; };
+  const auto r = integrate_adaptive<1>(f, cuts, 1e-10);
+  if (!r.converged || !(r.value[0] > 0.0)) return std::numeric_limits<double>::infinity();
+  const double below = std::exp(s * m.pllr(lo) + m.log_p(lo) - std::log(-lo) - shift);
+  return shift + std::log(r.value[0] * (1.0 + 1e-12) + kCfErrorFactor * r.error[0] + below);
+}
 
 }  // namespace detail
 
@@ -680,11 +885,30 @@ class CfInversion {
   // Tilt c > 0 (best near the saddle point of G(c) - c eps for the eps of
   // interest); delta_scale: the order of the deltas that will be asked for
   // (sets the period so that the aliases are negligible next to it).
-  static std::optional<CfInversion> build(const Composition& comp, Ordering o, double c, double delta_scale) {
+  // The split bound (the first retry where the plain inversion declines;
+  // docs/certified.md, "Few sampled steps"): eps_hint, the eps of interest,
+  // places its cut.
+  static std::optional<CfInversion> build_split(const Composition& comp, Ordering o, double c, double delta_scale,
+                                                double eps_hint) {
     CfInversion inv;
+    inv.wide_alias_ = true;
+    if (!inv.init_split(comp, o, c, delta_scale, eps_hint)) return std::nullopt;
+    return inv;
+  }
+
+  // wide_alias: the right alias is also tried at t = c / 8 .. c (a bounded
+  // law under a large tilt; the retries only, so the plain path keeps its digits).
+  static std::optional<CfInversion> build(const Composition& comp, Ordering o, double c, double delta_scale,
+                                          bool wide_alias = false) {
+    CfInversion inv;
+    inv.wide_alias_ = wide_alias;
     if (!inv.init(comp, o, c, delta_scale)) return std::nullopt;
     return inv;
   }
+
+  bool split() const { return split_; }
+  // the split bound's flat part at eps (0 for the plain inversion)
+  double flat_part(double eps) const { return split_ ? flat_delta(eps) : 0.0; }
 
   double c() const { return c_; }
   int terms() const { return K_; }
@@ -694,7 +918,7 @@ class CfInversion {
     const double theta = du_ * (mean_ - eps);
     const std::complex<double> step(std::cos(theta), std::sin(theta));
     std::complex<double> rot = step;
-    double sum = 0.5 / (c_ * (c_ + 1.0));
+    double sum = split_ ? 0.5 / (c_ * (c_ + 1.0)) * psi_b0_ : 0.5 / (c_ * (c_ + 1.0));
     for (int k = 1; k <= K_; ++k) {
       if (k % 64 == 0) rot = std::polar(1.0, k * theta);
       sum += (a_[static_cast<std::size_t>(k)] * rot).real();
@@ -702,7 +926,7 @@ class CfInversion {
     }
     const double t = du_ / detail::kCfPi * sum;
     const double slack = slack_ + du_ / detail::kCfPi * 64.0 * std::numeric_limits<double>::epsilon() * K_ * l1_;
-    const double upper = std::exp(g_ + g_margin_ - c_ * eps) * (t + slack);
+    const double upper = std::exp(g_ + g_margin_ - c_ * eps) * (t + slack) + (split_ ? flat_delta(eps) : 0.0);
     const double alias = std::exp(-c_ * period_) / -std::expm1(-c_ * period_) +
                          std::exp(g1_ + g1_margin_ - (c_ + alias_t_) * eps - alias_t_ * period_) /
                              -std::expm1(-alias_t_ * period_);
@@ -714,35 +938,8 @@ class CfInversion {
   using Steps = std::vector<detail::TiltedStep>;
 
   bool init(const Composition& comp, Ordering o, double c, double delta_scale) {
-    if (!(c > 0.0) || !std::isfinite(c)) return false;
-    c_ = c;
+    if (!setup_line(comp, o, c, delta_scale)) return false;
     const double b = o == Ordering::Remove ? c + 1.0 : -c, sign = o == Ordering::Remove ? 1.0 : -1.0;
-    const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 2, kBoundRtol);
-    if (!std::isfinite(g.log_mgf) || !(g.derivative[2] > 0.0)) return false;
-    g_ = g.log_mgf;
-    g_margin_ = detail::cgf_margin(g);
-    const double s = std::sqrt(g.derivative[2]);
-    // The period: aliases below 1e-7 of delta_scale.  Left: e^(-c P).  Right,
-    // for any t > 0: e^(G(c+t) - (c+t) eps - t P), about
-    // delta e^(G(c+t) - G(c) - t M) e^(-t P) near eps = M; the t that needs
-    // the shortest period is kept (a heavy right tail favours a small t).
-    const double log_target = std::log(std::max(delta_scale, 1e-300)) - std::log(1e7);
-    double right = std::numeric_limits<double>::infinity();
-    for (double t : {0.25, 0.5, 1.0, 2.0}) {
-      const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
-      if (!std::isfinite(gt.log_mgf)) continue;
-      const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
-      if (p < right) {
-        right = p;
-        alias_t_ = t;
-        g1_ = gt.log_mgf;
-        g1_margin_ = detail::cgf_margin(gt);
-      }
-    }
-    if (!std::isfinite(right)) return false;
-    period_ = std::max({-log_target / c, right, 8.0 * s, 1.0});
-    du_ = 2.0 * detail::kCfPi / period_;
-
     Steps steps;
     for (const auto& seg : comp.segments()) {
       const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
@@ -766,6 +963,248 @@ class CfInversion {
     }
     if (work > detail::kCfMaxWork) return false;  // declined: the Chernoff bound stands
     return evaluate(steps, K);
+  }
+
+  // The tilt, the CGF at it and the period (shared by both inversions).
+  bool setup_line(const Composition& comp, Ordering o, double c, double delta_scale) {
+    if (!(c > 0.0) || !std::isfinite(c)) return false;
+    c_ = c;
+    const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 2, kBoundRtol);
+    if (!std::isfinite(g.log_mgf) || !(g.derivative[2] > 0.0)) return false;
+    g_ = g.log_mgf;
+    g_margin_ = detail::cgf_margin(g);
+    const double s = std::sqrt(g.derivative[2]);
+    // The period: aliases below 1e-7 of delta_scale.  Left: e^(-c P).  Right,
+    // for any t > 0: e^(G(c+t) - (c+t) eps - t P), about
+    // delta e^(G(c+t) - G(c) - t M) e^(-t P) near eps = M; the t that needs
+    // the shortest period is kept (a heavy right tail favours a small t).
+    const double log_target = std::log(std::max(delta_scale, 1e-300)) - std::log(1e7);
+    double right = std::numeric_limits<double>::infinity();
+    std::vector<double> ts{0.25, 0.5, 1.0, 2.0};
+    if (wide_alias_)
+      for (double f : {0.125, 0.25, 0.5, 1.0})
+        if (f * c > 2.0) ts.push_back(f * c);
+    for (double t : ts) {
+      const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
+      if (!std::isfinite(gt.log_mgf)) continue;
+      const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
+      if (p < right) {
+        right = p;
+        alias_t_ = t;
+        g1_ = gt.log_mgf;
+        g1_margin_ = detail::cgf_margin(gt);
+      }
+    }
+    if (!std::isfinite(right)) return false;
+    period_ = std::max({-log_target / c, right, 8.0 * s, wide_alias_ ? 0.0 : 1.0});
+    du_ = 2.0 * detail::kCfPi / period_;
+    return true;
+  }
+
+  // ---- The split bound (docs/certified.md, "Few sampled steps") ----
+  // Each step's tilted law is cut at x_m into F (x < x_m) and J; A is the
+  // event that every step falls in F, B its complement.  R = R_A + R_B with
+  // both >= 0.  R_B is inverted as R is (Poisson summation, now with the
+  // transform hh (Psi - Psi_F)); R_A is 0 where eps >= sum n l(x_m) and
+  // otherwise bounded by the Chernoff bound of the flat measures (flat_delta).
+  bool init_split(const Composition& comp, Ordering o, double c, double delta_scale, double eps_hint) {
+    // (the add ordering's loss is largest on the flat part: nothing to split off)
+    if (o != Ordering::Remove || !(eps_hint > 0.0) || !std::isfinite(eps_hint)) return false;
+    if (!setup_line(comp, o, c, delta_scale)) return false;
+    const double b = c + 1.0;
+    for (double frac : {0.5, 0.25, 0.125}) {
+      Steps steps;
+      double zero_above = 0.0;
+      flat_.clear();
+      bool ok = true;
+      for (const auto& seg : comp.segments()) {
+        const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+        if (m == nullptr || !m->pllr_increasing()) return false;
+        const detail::TiltedRange range = detail::tilted_range(*m, b);
+        const double x_m = detail::split_cut(*m, b, frac * eps_hint, range.cuts.front(), range.cuts.back());
+        if (!std::isfinite(x_m)) {
+          ok = false;
+          break;
+        }
+        steps.emplace_back(*m, seg.count, b, 1.0, x_m);
+        if (!steps.back().ok()) {
+          ok = false;
+          break;
+        }
+        flat_.push_back({m, seg.count, x_m});
+        zero_above += seg.count * m->pllr(x_m);
+      }
+      if (!ok) continue;
+      // (l(x_m) rounded: a relative 1e-12 on the sum covers it)
+      zero_above_ = zero_above + 1e-12 * std::fabs(zero_above);
+      flat_grid_.clear();
+      if (flat_delta(eps_hint) > detail::kCfSplitFlatShare * delta_scale) continue;
+      split_ = true;
+      return evaluate_split_steps(steps, c);
+    }
+    return false;
+  }
+
+  bool evaluate_split_steps(Steps& steps, double c) {
+    // psi_B(0) = 1 - prod m_F^n (its scale; the allowance is relative to it)
+    double log_f = 0.0;
+    for (const auto& st : steps) log_f += st.count() * std::log1p(-st.j_mass());
+    const double scale = -std::expm1(log_f);
+    if (!(scale > 0.0)) return false;
+    const double allowance = detail::kCfSplitTailRtol * 0.5 / (c * (c + 1.0)) * scale;
+    const int K = terms_needed_split(steps, allowance);
+    if (K < 0) return false;
+    double estimate = 0.0;
+    for (const auto& st : steps) estimate += static_cast<double>(K) * st.estimate_nodes(K * du_);
+    if (estimate > 2.0 * detail::kCfMaxWork) return false;
+    double work = 0.0;
+    for (auto& st : steps) {
+      if (!st.prepare(K * du_)) return false;
+      work += static_cast<double>(K) * static_cast<double>(st.nodes());
+    }
+    if (work > detail::kCfMaxWork) return false;
+    return evaluate_split(steps, K);
+  }
+
+  // P(a, b) = prod (a_j + b_j)^(n_j) - prod a_j^(n_j) from la = sum n log a,
+  // lr = sum n log1p(b / a): the bound on |Psi - Psi_F| by |phi_F| <= a, |phi_J| <= b.
+  static double split_p(double la, double lr) { return std::exp(la) * std::expm1(lr); }
+
+  // Closed-form bound on the terms k > K of the split sum: for u >= u0 =
+  // (K + 1) du, b_j(u) <= C_j / u (jump_decay), so with a_j the part F's mass,
+  // P <= A e^(D / u0) D / u (expm1(x) <= x e^x, D = sum n_j C_j / a_j,
+  // A = prod a_j^(n_j)), and |hh| <= 1 / u^2: the sum is at most
+  // A e^(D / u0) D / (2 du (K du)^2).
+  double split_closed_tail(const Steps& steps, int K) const {
+    const double u0 = (K + 1.0) * du_, uK = K * du_;
+    double la = 0.0, d = 0.0;
+    for (const auto& st : steps) {
+      const double a = st.f_mass_upper();
+      la += st.count() * std::log(a);
+      d += st.count() * st.jump_decay(u0) / a;
+    }
+    if (d / u0 > 50.0) return std::numeric_limits<double>::infinity();
+    return std::exp(la + d / u0) * d / (2.0 * du_ * uK * uK);
+  }
+
+  // The split's K: node bounds |hh| P(a(u), b(u)) until the closed-form tail
+  // fits; then the last nodes whose bounds fit the rest of the allowance go.
+  int terms_needed_split(const Steps& steps, double allowance) {
+    const int k_cap = 8 * detail::kCfMaxTerms;
+    std::vector<double> term;
+    double rest = std::numeric_limits<double>::infinity();
+    int next_try = 16;
+    for (int k = 1; k <= k_cap; ++k) {
+      const double u = k * du_;
+      double la = 0.0, lr = 0.0;
+      for (const auto& st : steps) {
+        const double a = st.flat_bound(u), bj = st.jump_bound(u);
+        la += st.count() * std::log(a);
+        lr += st.count() * std::log1p(bj / a);
+      }
+      term.push_back(habs(u) * split_p(la, lr));
+      if (k >= next_try) {
+        rest = split_closed_tail(steps, k);
+        if (rest <= 0.5 * allowance) break;
+        next_try = static_cast<int>(1.25 * k) + 1;
+      }
+    }
+    if (!(rest <= 0.5 * allowance)) return -1;
+    double tail = rest;
+    int K = static_cast<int>(term.size());
+    while (K > 8 && tail + term[static_cast<std::size_t>(K - 1)] <= allowance) tail += term[static_cast<std::size_t>(--K)];
+    if (K > detail::kCfSplitMaxTerms) return -1;
+    tail_ = tail;
+    return K;
+  }
+
+  // Psi_B = Psi - Psi_F on the nodes k = 0..K and its error bound:
+  // Psi_F expm1(sum n log1p(phi_J / phi_F)) while every |phi_F| >= 1/2 (no
+  // cancellation), else the plain difference; the error of the computed
+  // phis (|dF| <= eF, |dJ| <= eJ) moves P's polynomial (non-negative
+  // coefficients) by at most P(|F| + eF, |J| + eJ) - P(|F|, |J|).
+  bool evaluate_split(const Steps& steps, int K) {
+    const auto nk = static_cast<std::size_t>(K) + 1;
+    std::vector<std::complex<double>> lf(nk, 0.0), lr(nk, 0.0), lall(nk, 0.0), pf, pj;
+    std::vector<double> la_lo(nk, 0.0), lr_lo(nk, 0.0), la_hi(nk, 0.0), lr_hi(nk, 0.0), ef, ej;
+    std::vector<char> direct(nk, 0);
+    double mean = 0.0;
+    for (const auto& st : steps) {
+      const double n = st.count();
+      mean += n * st.sign() * st.mean();
+      st.part_cf(du_, K, false, pf, ef);
+      st.part_cf(du_, K, true, pj, ej);
+      for (std::size_t k = 0; k < nk; ++k) {
+        const std::complex<double> F = pf[k], J = pj[k];
+        const double aF = std::abs(F), aJ = std::abs(J);
+        if (!(aF > 0.0)) return false;
+        lf[k] += n * std::log(F);
+        lall[k] += n * std::log(F + J);
+        if (aF >= 0.5)
+          lr[k] += n * detail::complex_log1p(J / F);
+        else
+          direct[k] = 1;
+        la_lo[k] += n * std::log(aF);
+        lr_lo[k] += n * std::log1p(aJ / aF);
+        la_hi[k] += n * std::log(aF + ef[k]);
+        lr_hi[k] += n * std::log1p((aJ + ej[k]) / (aF + ef[k]));
+      }
+    }
+    mean_ = mean;
+    a_.assign(nk, 0.0);
+    const double eps = std::numeric_limits<double>::epsilon();
+    double l1 = 0.0, qerr = 0.0;
+    for (std::size_t k = 0; k < nk; ++k) {
+      const double u = static_cast<double>(k) * du_;
+      const std::complex<double> hh = 1.0 / (std::complex<double>(c_, u) * std::complex<double>(c_ + 1.0, u));
+      std::complex<double> psi_b;
+      double rounding;
+      if (!direct[k]) {
+        const double x = lr[k].real(), y = lr[k].imag(), sh = std::sin(0.5 * y);
+        const std::complex<double> em1(std::expm1(x) * std::cos(y) - 2.0 * sh * sh, std::exp(x) * std::sin(y));
+        psi_b = std::exp(lf[k]) * em1;
+        rounding = 64.0 * eps * std::abs(psi_b) * (1.0 + std::abs(lr[k]) + std::abs(lf[k]));
+      } else {
+        const std::complex<double> psi = std::exp(lall[k]), psi_f = std::exp(lf[k]);
+        psi_b = psi - psi_f;
+        rounding = 64.0 * eps * (std::abs(psi) + std::abs(psi_f)) * (1.0 + std::abs(lall[k]) + std::abs(lf[k]));
+      }
+      const double p_hi = split_p(la_hi[k], lr_hi[k]), p_lo = split_p(la_lo[k], lr_lo[k]);
+      const double e = std::max(0.0, p_hi - p_lo) + 1e-14 * p_hi + rounding;
+      if (!std::isfinite(e) || !std::isfinite(psi_b.real()) || !std::isfinite(psi_b.imag())) return false;
+      qerr += std::abs(hh) * e;
+      if (k == 0) {
+        psi_b0_ = psi_b.real();
+        l1 += 0.5 * std::abs(hh) * std::fabs(psi_b0_);
+      } else {
+        a_[k] = hh * psi_b;
+        l1 += std::abs(a_[k]);
+      }
+    }
+    K_ = K;
+    l1_ = l1;
+    slack_ = du_ / detail::kCfPi * (tail_ + qerr);
+    return psi_b0_ > 0.0 && slack_ <= 10.0 * detail::kCfSplitTailRtol * du_ / detail::kCfPi * l1;
+  }
+
+  // delta_A(eps) <= E_Q[(1 - e^(eps - S))_+ ; every step below its cut]:
+  // 0 where eps >= sum n l(x_m) (S < eps on A); otherwise the Chernoff bound
+  // min_t exp(G_F(t) - t eps + c(t)) of the flat measures,
+  // G_F(t) = sum n log int_{x < x_m} p e^((t + 1) l), on a grid of t (any t
+  // is valid).
+  double flat_delta(double eps) const {
+    if (eps >= zero_above_) return 0.0;
+    if (flat_grid_.empty()) {
+      for (int i = -4; i <= 26; ++i) {
+        const double t = c_ * std::exp2(0.5 * i);
+        double g = 0.0;
+        for (const auto& f : flat_) g += f.count * detail::flat_log_mgf_upper(*f.m, t + 1.0, f.x_m);
+        if (std::isfinite(g)) flat_grid_.push_back({t, g + 64.0 * std::numeric_limits<double>::epsilon() * (1.0 + std::fabs(g))});
+      }
+    }
+    double best = 1.0;
+    for (const auto& [t, g] : flat_grid_) best = std::min(best, std::exp(g - t * eps + detail::chernoff_c(t)));
+    return best;
   }
 
   double habs(double u) const { return 1.0 / std::sqrt((c_ * c_ + u * u) * ((c_ + 1.0) * (c_ + 1.0) + u * u)); }
@@ -885,6 +1324,14 @@ class CfInversion {
     return slack_ <= 10.0 * detail::kCfTailRtol * du_ / detail::kCfPi * l1;
   }
 
+  struct Flat {
+    const GaussianReferencePllr* m;
+    double count, x_m;
+  };
+  bool split_ = false, wide_alias_ = false;
+  double psi_b0_ = 0.0, zero_above_ = 0.0;
+  std::vector<Flat> flat_;
+  mutable std::vector<std::pair<double, double>> flat_grid_;  // (t, upper bound on G_F(t))
   double c_ = 0.0, du_ = 0.0, period_ = 0.0, mean_ = 0.0;
   double g_ = 0.0, g_margin_ = 0.0, g1_ = 0.0, g1_margin_ = 0.0, alias_t_ = 1.0;  // g1_: G(c + alias_t_)
   double slack_ = 0.0, l1_ = 0.0, tail_ = 0.0;
@@ -932,34 +1379,59 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 // Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
 // the inversion declines.
 // t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
-inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps,
-                                                  double t_hint = 0.0) {
-  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
-  const double c = detail::cf_tilt(comp, o, eps, t_hint);
-  const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
-  const auto inv = CfInversion::build(comp, o, c, std::exp(g.log_mgf - c * eps) * 1e-2);
-  if (!inv) return std::nullopt;
-  return inv->delta(eps);
+namespace detail {
+
+// The truncated bound (docs/certified.md, "Few sampled steps"): every step
+// restricted to x <= x_m, where the step's law of x (Q = (1 - q) N(0, 1) +
+// q N(mu, 1) for the remove ordering, P = N(0, 1) for add) puts
+// kCfSplitFlatShare * delta_target / steps above x_m.  Returns the truncated
+// composition and sets delta_b to an upper bound on the probability that some
+// step is above its cut (the union bound), which bounds the rest of delta;
+// nullopt for mechanisms other than the subsampled Gaussian.
+inline std::optional<Composition> truncated_composition(const Composition& comp, Ordering o, double delta_target,
+                                                        double& delta_b) {
+  Composition out;
+  delta_b = 0.0;
+  const double n_total = comp.steps();
+  auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
+  for (const auto& seg : comp.segments()) {
+    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+    if (sg == nullptr || !(delta_target > 0.0)) return std::nullopt;
+    const double mu = 1.0 / sg->sigma(), q = sg->q();
+    auto tail = [&](double x) {
+      return o == Ordering::Add ? upper_tail(x) : (1.0 - q) * upper_tail(x) + q * upper_tail(x - mu);
+    };
+    const double target = kCfSplitFlatShare * delta_target / n_total;
+    // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi)
+    double lo = 0.0, hi = mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
+    if (!std::isfinite(hi) || tail(lo) <= target) return std::nullopt;
+    for (int i = 0; i < 60; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      (tail(mid) <= target ? hi : lo) = mid;
+    }
+    delta_b += seg.count * tail(hi) * (1.0 + 1e-12);
+    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, *sg, hi), seg.count);
+  }
+  return out;
 }
 
-// Certified upper bound on eps(delta) for one ordering: the smallest eps whose
-// certified upper delta is at most delta, searched below eps_hi (a certified
-// eps, e.g. the Chernoff bound's); nullopt where the inversion declines or
-// does not improve on eps_hi.
-inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
-                                        double t_hint = 0.0) {
-  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
-  if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
-  const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
-  const auto inv = CfInversion::build(comp, o, c, delta);
-  if (!inv) return std::nullopt;
+// The smallest eps whose upper(eps) is at most delta, searched below eps_hi
+// from the guess; nullopt where none below eps_hi is.
+// zero_ok: where the search runs down to eps ~ 0, eps = 0 itself is
+// returned if it meets delta (the retries; the plain path keeps its digits).
+template <class Upper>
+std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double eps_hi, double guess,
+                                      bool zero_ok = false) {
   const double log_delta = std::log(delta);
   auto f = [&](double eps) {
-    const double u = inv->delta(eps).upper;
+    const double u = upper(eps);
     return u > 0.0 ? std::log(u) - log_delta : -745.0;
   };
+  // (a truncated law's saddle point can sit at eps < 0, from where the search
+  // below would never climb)
+  if (!(eps_hi > 0.0)) return std::nullopt;
+  if (zero_ok) guess = std::max(guess, 0.0);
   // Bracket around the saddle point's eps G'(c), below eps_hi.
-  const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
   double hi = std::min(eps_hi, 1.02 * guess + 1e-3), fhi = f(hi);
   while (fhi > 0.0) {
     if (hi >= eps_hi) return std::nullopt;  // no better than eps_hi
@@ -970,7 +1442,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   while (flo <= 0.0) {
     hi = lo;
     fhi = flo;
-    if (lo < 1e-9 * eps_hi) return lo;  // the smallest eps seen to meet delta (0 itself is not checked)
+    if (lo < 1e-9 * eps_hi) return zero_ok && f(0.0) <= 0.0 ? 0.0 : lo;  // the smallest eps seen to meet delta
     lo *= 0.7;
     flo = f(lo);
   }
@@ -981,6 +1453,108 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   for (double e : {br.first, br.second, hi})
     if (f(e) <= 0.0) return e;
   return hi;
+}
+
+}  // namespace detail
+
+// Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
+// the inversion declines.  Where the plain inversion declines, the split
+// bound and the truncated bound are tried (the tighter upper is kept).
+// t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
+inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps,
+                                                  double t_hint = 0.0) {
+  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
+  const double c = detail::cf_tilt(comp, o, eps, t_hint);
+  const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
+  const double scale = std::exp(g.log_mgf - c * eps) * 1e-2;
+  const auto inv = CfInversion::build(comp, o, c, scale);
+  if (inv) return inv->delta(eps);
+  std::optional<CfInversion::Value> best;
+  auto keep = [&](const CfInversion::Value& v) {
+    if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
+    else best->lower = std::max(best->lower, v.lower);
+  };
+  // (each retry's failure, a throw included, only leaves the other's answer or the decline)
+  try {
+    if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
+  } catch (const std::exception&) {
+  }
+  try {
+    // The truncation aims below the Chernoff-scale delta; where the truncated
+    // part's bound lands far below its remainder delta_b, once or twice more
+    // with the cut for that delta.
+    double target = std::min(scale, 1e-2);
+    for (int round = 0; round < 3; ++round) {
+      double delta_b = 0.0;
+      const auto tc = detail::truncated_composition(comp, o, target, delta_b);
+      if (!tc) break;
+      const double ct = detail::cf_tilt(*tc, o, eps, 0.0);
+      const TiltedCumulants gt = loss_cgf(*tc, o, Loss::Y, ct, 0, kBoundRtol);
+      const auto ti = CfInversion::build(*tc, o, ct, std::exp(gt.log_mgf - ct * eps) * 1e-2, true);
+      if (!ti) break;
+      const CfInversion::Value v = ti->delta(eps);
+      keep({std::min(1.0, v.upper + delta_b), v.lower});
+      if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
+      target = std::max(v.upper, 1e-6 * target);
+    }
+  } catch (const std::exception&) {
+  }
+  return best;
+}
+
+// Certified upper bound on eps(delta) for one ordering: the smallest eps whose
+// certified upper delta is at most delta, searched below eps_hi (a certified
+// eps, e.g. the Chernoff bound's); nullopt where the inversion declines or
+// does not improve on eps_hi.  Where the plain inversion declines, the split
+// bound and the truncated bound are tried (the smaller eps is kept).
+inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
+                                        double t_hint = 0.0) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
+  const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
+  const auto inv = CfInversion::build(comp, o, c, delta);
+  const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
+  if (inv) return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess);
+  std::optional<double> best;
+  auto keep = [&](const std::optional<double>& e) {
+    if (e && (!best || *e < *best)) best = e;
+  };
+  // The split's cut follows the eps of interest; where the answer lands so far
+  // below the hint that the flat part's bound matters there, once more with
+  // the tilt and the cut for the answer.
+  try {
+    double c_split = c, hint = guess;
+    for (int round = 0; round < 2; ++round) {
+      const auto sp = CfInversion::build_split(comp, o, c_split, delta, hint);
+      if (!sp) break;
+      const auto e = detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true);
+      keep(e);
+      if (!e || !(sp->flat_part(*e) > detail::kCfSplitFlatShare * delta) || !(*e > 0.0)) break;
+      hint = *e;
+      c_split = detail::cf_tilt(comp, o, hint, 0.0);
+    }
+  } catch (const std::exception&) {
+  }
+  if (best && *best == 0.0) return best;  // (nothing beats 0)
+  try {
+    double delta_b = 0.0;
+    if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
+      // the saddle point's tilt; where that declines (a tilt that weights the
+      // truncated law's upper end into a near-atom), smaller ones
+      const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
+      for (double ct : {c0, c0 / 8.0, c0 / 64.0}) {
+        if (ct < detail::kCfMinTilt && ct != c0) break;
+        const auto ti = CfInversion::build(*tc, o, ct, delta, true);
+        if (!ti) continue;
+        const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ct, 1, kBoundRtol).derivative[1], eps_hi);
+        keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
+                                     best ? *best : eps_hi, gt, true));
+        break;
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return best;
 }
 
 }  // namespace edgeworth
