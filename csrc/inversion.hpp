@@ -487,11 +487,23 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
     seen.emplace(sigma, v);
     return v;
   };
+  // A jump: the certified eps is the smallest of several bounds, and where
+  // one of them starts to answer as sigma grows (the characteristic-function
+  // bound's retries with few sampled steps: eps 0.68 -> 0.0054 between sigmas
+  // 5e-10 apart at q = 1e-7, 1000 steps, delta = 1e-15) the crossing of the
+  // target sits on the jump.  Once the bracket is 1e-4 wide with both ends
+  // more than 1 % from the target there is nothing to converge to; the safe
+  // end is within 1e-4 of the least sigma.
+  auto at_jump = [&](double lo, double hi, double r_lo, double r_hi) {
+    return hi / lo - 1.0 <= 1e-4 && std::fabs(r_lo) > 0.01 * eps && std::fabs(r_hi) > 0.01 * eps;
+  };
   auto solve = [&](double lo, double hi, double flo, double fhi) {
     if (flo == 0.0 || fhi == 0.0) return;
     std::uintmax_t iters = 200;
     auto tol = [&](double a, double b) {
-      return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)) || close_enough();
+      if (std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)) || close_enough()) return true;
+      const auto ra = seen.find(std::min(a, b)), rb = seen.find(std::max(a, b));
+      return ra != seen.end() && rb != seen.end() && at_jump(ra->first, rb->first, ra->second, rb->second);
     };
     boost::math::tools::toms748_solve(r, lo, hi, flo, fhi, tol, iters);
   };
@@ -531,18 +543,23 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
     auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done) {
       double y0 = log_ratio(v0);
       double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
+      bool creeping = false;  // a step that stayed on its side of the target and closed less than half the gap
       for (int it = 0; it < 12; ++it) {
         const double sigma = std::exp(x1);
         const double v1 = f(sigma), y1 = log_ratio(v1);
         br.record(sigma, v1);
-        if (br.width() <= rtol || done(br)) break;
+        creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
+        if (br.width() <= rtol || done(br) || (br.both() && at_jump(br.unsafe, br.safe, br.r_unsafe, br.r_safe))) break;
         double slope = (y1 - y0) / (x1 - x0);
         if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
         // aim a hair to the safe side once close, so the last step lands safe
         const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
         double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
-        if (br.both() && !(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)))
-          x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));  // outside the bracket: bisect it
+        // outside the bracket, or creeping up on one end of it (across a jump
+        // between bounds the secant keeps landing on the same side, closing
+        // little of the gap each time): bisect it
+        if (br.both() && (!(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)) || creeping))
+          x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));
         if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
         x0 = x1;
         y0 = y1;
@@ -585,7 +602,8 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); });
       start = std::exp(x_last);
     }
-    if (std::isfinite(best_safe) && (br.width() <= rtol || close_enough())) {
+    if (std::isfinite(best_safe) &&
+        (br.width() <= rtol || close_enough() || (br.both() && at_jump(br.unsafe, br.safe, br.r_unsafe, br.r_safe)))) {
       best.value = best_safe;
       return best;
     }
