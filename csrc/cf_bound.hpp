@@ -1110,12 +1110,7 @@ class CfInversion {
       }
     }
     if (!(rest <= 0.5 * allowance)) return -1;
-    double tail = rest;
-    int K = static_cast<int>(term.size());
-    while (K > 8 && tail + term[static_cast<std::size_t>(K - 1)] <= allowance) tail += term[static_cast<std::size_t>(--K)];
-    if (K > detail::kCfSplitMaxTerms) return -1;
-    tail_ = tail;
-    return K;
+    return trim_terms(term, rest, allowance, detail::kCfSplitMaxTerms);
   }
 
   // Psi_B = Psi - Psi_F on the nodes k = 0..K and its error bound:
@@ -1284,10 +1279,17 @@ class CfInversion {
       tail_ = rest;
       return static_cast<int>(std::floor(a / du_));
     }
+    return trim_terms(term, rest, allowance, detail::kCfMaxTerms);
+  }
+
+  // The scanned term bounds, with `rest` bounding everything after them: drop
+  // terms from the end into the tail while it stays within the allowance;
+  // the number kept (-1 over max_terms), and the tail in tail_.
+  int trim_terms(const std::vector<double>& term, double rest, double allowance, int max_terms) {
     double tail = rest;
     int K = static_cast<int>(term.size());
     while (K > 8 && tail + term[static_cast<std::size_t>(K - 1)] <= allowance) tail += term[static_cast<std::size_t>(--K)];
-    if (K > detail::kCfMaxTerms) return -1;
+    if (K > max_terms) return -1;
     tail_ = tail;
     return K;
   }
