@@ -347,7 +347,7 @@ class RemoveInversion {
   // Work budget (evaluations of the x-integrand, ~0.1 us each): where the
   // relevant losses are far below the large losses that the tilt weights,
   // phi is needed at large u, where those oscillate fast; such cases decline.
-  static constexpr long kMaxEvaluations = 1500000;
+  static constexpr long kMaxEvaluations = 1000000;
 
   // c: the line; saddle: the conditioned saddle point it was lowered from
   // (about minus the slope of log delta there; informative for root searches).
