@@ -171,12 +171,12 @@ def test_peer_epsilon(benchmark, accountant, steps):
     eps = float(benchmark(fn))
     assert math.isfinite(eps) and eps > 0
     # Loose sanity check that everyone answers the same question: within a
-    # factor of the certified bound (RDP is 15 % above it at 1e3 steps, where
-    # certified is at the truth; at 10 steps, where certified is the Chernoff
-    # bound, the true eps (PLD, PRV) is 0.38 against 1.04, and the order-2
-    # Edgeworth estimate 0.23).
+    # factor of the certified bound, which is at the truth at every step count
+    # here (0.3799 at 10 steps, as PLD and PRV); RDP is 15 % above it at 1e3
+    # steps and 2.7 times it at 10 steps (1.035), and the order-2 Edgeworth
+    # estimate is 0.61 times it at 10 steps (0.23).
     reference = edgeworth.epsilon(SIGMA, DELTA, steps, Q)  # certified upper bound
-    assert 0.15 * reference <= eps <= reference * 1.3
+    assert 0.5 * reference <= eps <= reference * 3.0
 
 
 # --------------------------------------------------------------------------

@@ -274,6 +274,13 @@ class GaussianMixture final : public GaussianReferencePllr {
       detail::require(std::isfinite(weights[j]) && weights[j] >= 0.0,
                       "weights must be finite and >= 0, got " + detail::fmt(weights[j]));
       detail::require(std::isfinite(means[j]), "means must be finite, got " + detail::fmt(means[j]));
+      // Numerical, like sigma's range: a non-zero mean below 1e-100 (in units
+      // of the noise) moves nothing measurable, and at subnormal means the
+      // infimum and inverse of the loss came out NaN (hypothesis: means
+      // 2.2e-309 and -2.2e-308).
+      detail::require(means[j] == 0.0 || std::fabs(means[j]) >= 1e-100,
+                      "means must be 0 or at least 1e-100 in magnitude, got " + detail::fmt(means[j]) +
+                          "; a smaller shift moves nothing and its loss underflows in the core");
       total += weights[j];
     }
     detail::require(std::fabs(total - 1.0) <= 1e-12, "weights must sum to 1 (within 1e-12), got " + detail::fmt(total));

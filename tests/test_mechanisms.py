@@ -113,8 +113,13 @@ def test_mixture_of_two_is_the_subsampled_gaussian(sigma, q):
     assert Accountant().compose(mechanism=mog, steps=500).epsilon(1e-5) == edgeworth.epsilon(sigma, 1e-5, 500, q)
 
 
+def _mean(lo, hi):
+    """A mixture mean: 0, or of magnitude >= 1e-100 (the core refuses smaller non-zero means)."""
+    return st.floats(lo, hi).map(lambda m: m if abs(m) >= 1e-100 else 0.0)
+
+
 @given(weights=st.lists(st.floats(0.01, 1.0), min_size=1, max_size=6),
-       means=st.lists(st.floats(0.0, 3.0), min_size=6, max_size=6),
+       means=st.lists(_mean(0.0, 3.0), min_size=6, max_size=6),
        v=st.floats(-5.0, 20.0))
 def test_mixture_pllr_inverse_round_trip(weights, means, v):
     w = np.array(weights) / np.sum(weights)
@@ -129,7 +134,7 @@ def test_mixture_pllr_inverse_round_trip(weights, means, v):
         assert m.pllr_slope(x) >= 0.0
 
 
-@given(means=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=5), x1=st.floats(-10, 10), x2=st.floats(-10, 10))
+@given(means=st.lists(_mean(-3.0, 3.0), min_size=2, max_size=5), x1=st.floats(-10, 10), x2=st.floats(-10, 10))
 def test_mixture_pllr_is_convex_with_the_slope_between_the_means(means, x1, x2):
     if all(m == 0 for m in means):
         means[0] = 1.0
@@ -265,3 +270,10 @@ def test_weights_within_tolerance_are_accepted_and_renormalised():
     m = _core.GaussianMixture([0.5, 0.5 + 5e-13], [0.0, 1.0])
     assert math.fsum(m.weights) == pytest.approx(1.0, abs=1e-15)
     assert m.weights == [0.5, 0.5 + 5e-13] or m.weights[1] > m.weights[0]
+
+
+@pytest.mark.parametrize("means", [[0.0, 2.2e-309], [1e-101, 1.0], [-5e-324, 1.0]])
+def test_mixture_refuses_a_subnormal_or_negligible_mean(means):
+    # such means made the loss's infimum and inverse NaN; now a named range error
+    with pytest.raises(ValueError, match="means must be 0 or at least 1e-100 in magnitude"):
+        _core.GaussianMixture([0.5, 0.5], means)
