@@ -1553,7 +1553,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       // truncated law's upper end into a near-atom), halving it, down to
       // c0 / 64.  The first that answers is kept: the largest tilt that
       // answers gives the smallest eps here (sigma 0.66, q = 1e-7, 1e6 steps,
-      // delta = 1e-15: 0.134 at c0 / 2, 0.478 at c0 / 8), and a failed build
+      // delta = 1e-15: 0.109 at c0 / 2, 0.478 at c0 / 8), and a failed build
       // costs about 1.5 ms.
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
       for (int j = 0; j <= 6; ++j) {
