@@ -105,7 +105,12 @@ constexpr double kCfPanelWidth = 1.0;   // max b - a per panel (the tilted law h
 constexpr int kCfMaxPanels = 4096;
 constexpr double kCfCoarseMass = 1e-18;  // relative to the peak of the tilted density
 constexpr int kCfMaxTerms = 4096;
-constexpr double kCfMaxWork = 6e7;     // terms x nodes (complex multiply-adds, ~50 ms)
+// terms x nodes (complex multiply-adds; about 100 ms at the cap).  6e7 until
+// it was seen to cost most in the regime of one to three epochs at sigma ~0.6,
+// where the inversions need 0.6e8 to 1.2e8 (sigma 0.637, q 6.1e-3, 199 steps,
+// delta 1e-8: 5.82 by the Chernoff bound, 4.947 with the split bound at 1.16e8;
+// pessimistic PLD 4.949).
+constexpr double kCfMaxWork = 1.2e8;
 constexpr double kCfTailRtol = 1e-6;    // truncation + quadrature allowance, relative to the sum
 constexpr double kCfErrorFactor = 10.0; // safety factor on the Gauss-Kronrod error estimates
 constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by the tail bounds

@@ -1,13 +1,15 @@
 """Monotonicity and invariants of the certified accountant, by hypothesis.
 
-The certified value is the smaller of two rigorous bounds: the Chernoff (CGF)
-bound and the characteristic-function bound.  The latter is as tight as a fine
-PLD accountant but declines where the privacy-loss sum is far from any smooth
-law (fewer than about 5 sampled steps in all, q * steps < 5), and there the
-looser Chernoff bound answers alone.  Each is monotone; across the switch
-between them the minimum can step the wrong way, so the monotonicity
-properties are drawn where q * steps >= MIN_SAMPLED for every configuration
-compared (the finiteness and round-trip properties are drawn everywhere).
+The certified value is the smallest of several rigorous bounds: the Chernoff
+(CGF) bound, the sampled-count bound and the characteristic-function bound.
+The last is as tight as a fine PLD accountant but can decline where the
+privacy-loss sum is far from any smooth law (about one sampled step in all or
+fewer, more so at sigma ~0.5), and there the looser bounds answer.  Each is
+monotone; across a switch between them the minimum can step the wrong way, so
+the monotonicity properties are drawn where q * steps >= MIN_SAMPLED_MONOTONE
+for every configuration compared, and the calibration and round-trip checks
+where q * steps >= MIN_SAMPLED (the finiteness properties are drawn
+everywhere).  docs/robustness.md counts what happens below.
 """
 import math
 
@@ -27,7 +29,14 @@ steps = st.integers(10, 100_000)
 deltas = st.sampled_from([1e-3, 1e-5, 1e-8, 1e-12])
 epss = st.floats(0.5, 10.0)
 REL = 1e-9  # the Chernoff optimum over t is found to 1e-6 in t, ~1e-12 in the bound
-MIN_SAMPLED = 10  # q * steps: where the characteristic-function bound answers
+# The certified calibration stops once eps is within 1e-5 of the target
+# (kCalibrateEpsRtol), so its sigma is within ~1e-5 of the least (eps falls at
+# least like 1 / sigma); two calibrations of nearly equal settings can land in
+# either order within that (q = 1e-3 and q + 1 ulp at 3000 steps, eps 0.5,
+# delta 1e-12: sigma 1.1512151626 and 1.1512151564).
+REL_SIGMA = 2e-5
+MIN_SAMPLED_MONOTONE = 3  # q * steps: where the monotonicity properties are drawn
+MIN_SAMPLED = 10  # q * steps: where the calibration is continuous and the round trip tight
 
 
 def _ordered(strategy):
@@ -38,18 +47,18 @@ def _ordered(strategy):
 @st.composite
 def sampled_runs(draw, count=1):
     """(q, [steps, ...]): ``count`` distinct step counts, ascending, each with
-    q * steps >= MIN_SAMPLED (drawn so, rather than filtered)."""
+    q * steps >= MIN_SAMPLED_MONOTONE (drawn so, rather than filtered)."""
     q = draw(qs)
-    low = max(10, math.ceil(MIN_SAMPLED / q))
+    low = max(10, math.ceil(MIN_SAMPLED_MONOTONE / q))
     ns = draw(st.lists(st.integers(low, 100_000), min_size=count, max_size=count, unique=True).map(sorted))
     return q, ns
 
 
 @st.composite
 def sampled_rate_pairs(draw):
-    """(q1, q2, steps): q1 < q2 with q1 * steps >= MIN_SAMPLED (drawn so)."""
+    """(q1, q2, steps): q1 < q2 with q1 * steps >= MIN_SAMPLED_MONOTONE (drawn so)."""
     q1, q2 = draw(_ordered(qs))
-    n = draw(st.integers(max(10, math.ceil(MIN_SAMPLED / q1)), 100_000))
+    n = draw(st.integers(max(10, math.ceil(MIN_SAMPLED_MONOTONE / q1)), 100_000))
     return q1, q2, n
 
 
@@ -85,21 +94,21 @@ def test_eps_decreases_in_delta(s, run, d):
 @given(e=epss, run=sampled_runs(count=2), d=deltas)
 def test_sigma_increases_in_steps(e, run, d):
     q, (n1, n2) = run
-    assert edgeworth.noise_multiplier(e, d, n1, q) <= edgeworth.noise_multiplier(e, d, n2, q) * (1 + REL)
+    assert edgeworth.noise_multiplier(e, d, n1, q) <= edgeworth.noise_multiplier(e, d, n2, q) * (1 + REL_SIGMA)
 
 
 @monotone
 @given(e=_ordered(epss), run=sampled_runs(), d=deltas)
 def test_sigma_decreases_in_eps(e, run, d):
     (q, (n,)), (e1, e2) = run, e
-    assert edgeworth.noise_multiplier(e1, d, n, q) >= edgeworth.noise_multiplier(e2, d, n, q) * (1 - REL)
+    assert edgeworth.noise_multiplier(e1, d, n, q) >= edgeworth.noise_multiplier(e2, d, n, q) * (1 - REL_SIGMA)
 
 
 @monotone
 @given(e=epss, run=sampled_rate_pairs(), d=deltas)
 def test_sigma_increases_in_q(e, run, d):
     q1, q2, n = run
-    assert edgeworth.noise_multiplier(e, d, n, q1) <= edgeworth.noise_multiplier(e, d, n, q2) * (1 + REL)
+    assert edgeworth.noise_multiplier(e, d, n, q1) <= edgeworth.noise_multiplier(e, d, n, q2) * (1 + REL_SIGMA)
 
 
 @given(e=epss, q=qs, n=steps, d=deltas)
@@ -115,9 +124,11 @@ def test_calibrated_sigma_meets_target(e, q, n, d):
 def test_delta_at_certified_eps_is_at_most_delta(s, q, n, d):
     e = edgeworth.epsilon(s, d, n, q)
     assume(0 < e <= edgeworth._core.EPS_MAX and q * n >= MIN_SAMPLED)
-    # two separate bounds (eps at delta, delta at eps) that agree up to the
-    # inversion's slack, 1e-6 relative
-    assert edgeworth.delta(s, e, n, q) <= d * (1 + 1e-5)
+    # two separate bounds (eps at delta, delta at eps), each inverting the
+    # characteristic function on its own tilt, so each with its own slack:
+    # up to ~4e-6 relative on 387 random draws, 2.3e-5 at the domain's corner
+    # (sigma 1.5, q = 1e-3, 10000 steps, delta 1e-12), which hypothesis finds
+    assert edgeworth.delta(s, e, n, q) <= d * (1 + 1e-4)
 
 
 @given(s=sigmas, q=qs, n=steps, d=deltas)
