@@ -536,6 +536,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       double width() const { return safe / unsafe - 1.0; }
       bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
     };
+    auto bracket_at_jump = [&](const Bracket& b) { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); };
     // secant steps stay strictly inside the searched range
     const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
     // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br,
@@ -543,13 +544,13 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
     auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done) {
       double y0 = log_ratio(v0);
       double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
-      bool creeping = false;  // a step that stayed on its side of the target and closed less than half the gap
       for (int it = 0; it < 12; ++it) {
         const double sigma = std::exp(x1);
         const double v1 = f(sigma), y1 = log_ratio(v1);
         br.record(sigma, v1);
-        creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
-        if (br.width() <= rtol || done(br) || (br.both() && at_jump(br.unsafe, br.safe, br.r_unsafe, br.r_safe))) break;
+        // a step that stayed on its side of the target and closed less than half the gap
+        const bool creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
+        if (br.width() <= rtol || done(br) || bracket_at_jump(br)) break;
         double slope = (y1 - y0) / (x1 - x0);
         if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
         // aim a hair to the safe side once close, so the last step lands safe
@@ -603,7 +604,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       start = std::exp(x_last);
     }
     if (std::isfinite(best_safe) &&
-        (br.width() <= rtol || close_enough() || (br.both() && at_jump(br.unsafe, br.safe, br.r_unsafe, br.r_safe)))) {
+        (br.width() <= rtol || close_enough() || bracket_at_jump(br))) {
       best.value = best_safe;
       return best;
     }
