@@ -16,6 +16,7 @@
 #include "expansions.hpp"
 #include "inversion.hpp"
 #include "mechanisms.hpp"
+#include "rare_jump.hpp"
 #include "sampled_count.hpp"
 #include "saddlepoint.hpp"
 #include "edgeworth_bounds.hpp"
@@ -360,6 +361,19 @@ PYBIND11_MODULE(_core, m) {
             [](const Composition& c, Ordering o, double delta) { return sampled_count_epsilon(c, o, delta); }),
         py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
         "Certified upper bound on eps(delta) of one ordering by the sampled-count bound, or None.");
+  m.def("jump_delta",
+        one_ordering_bound([](const Composition& c, Ordering o, double eps) {
+          return o == Ordering::Remove ? rare_jump_delta(c, eps) : std::optional<double>();
+        }),
+        py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
+        "Certified upper bound on delta(eps) of the remove ordering by the rare-jump bound (csrc/rare_jump.hpp), "
+        "or None where it is not tried (another ordering, or more than one sampled step expected).");
+  m.def("jump_epsilon",
+        one_ordering_bound([](const Composition& c, Ordering o, double delta) {
+          return o == Ordering::Remove ? rare_jump_epsilon(c, delta, kEpsMax) : std::optional<double>();
+        }),
+        py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("delta"), py::arg("ordering") = "remove",
+        "Certified upper bound on eps(delta) of the remove ordering by the rare-jump bound, or None.");
   // --- edgeworth_bounds (DGG) ---
   // Certified Edgeworth-accountant bounds (csrc/edgeworth_bounds.hpp).
   {

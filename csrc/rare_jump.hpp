@@ -1,0 +1,388 @@
+// The rare-jump bound: a certified delta(eps) for the remove ordering of a
+// composition of Poisson-subsampled Gaussian steps, tight where the example
+// is sampled in far fewer than one step in all (q * steps << 1), which is
+// where the characteristic-function bound (cf_bound.hpp) declines or is slow
+// and the sampled-count bound (sampled_count.hpp) misses the amplification of
+// each step.  docs/certified.md ("The rare-jump bound") has the argument; in
+// short:
+//
+// Step i's loss is u_i = l(x_i), x_i ~ Q_i = (1 - q) N(0, 1) + q N(mu, 1),
+// and delta = E[(1 - alpha e^-U)_+], U = sum u_i, alpha = e^eps.  Cut every
+// step at x_s (so that a step is "big", x > x_s, with probability p, the
+// expected number of big steps being lambda), and let J be the number of big
+// steps.  Given J = j, the small steps' sum V and the big steps are
+// independent, and
+//   (0) J = 0:  E[(1 - alpha e^-U)_+; all small] <= e^(K_s(t) - t eps + C(t))
+//       for every t > 0 (the Chernoff bound of the restricted measure:
+//       K_s(t) = sum_i log E_Q[e^(t u_i); x_i <= x_s]);
+//   (1) J = j >= 1:  (1 - prod_i A_i)_+ <= sum_i (1 - A_i)_+ for A_i >= 0
+//       splits alpha e^-V over the j big steps as (alpha e^-V)^(1/j) each, so
+//       given V = a the big steps contribute at most
+//       sum_i E[(1 - e^((eps - a)/j) e^-u_i)_+; x_i > x_s] / p
+//         <= sum_i min(p, delta_1((eps - a)/j)) / p,
+//       delta_1 the exact one-step curve q delta_G(log(1 + (e^e - 1)/q); mu).
+//       Summed over j with P(J = j) and over which steps are big, this is
+//       Phi(a) = sum_steps sum_j P(J' = j - 1) min(p, delta_1((eps - a)/j)),
+//       J' the number of big steps among the others, stochastically below
+//       J (so P(J = j - 1) may stand in for it: the summand grows in j);
+//   (2) Phi grows in a, and the small steps' sum has P(V > a) <= T(a) =
+//       min(1, min_t e^(K_b(t) - t a)) for any subset of them (K_b sums
+//       max(0, log E[e^(t u); small] / P(small)) over all steps), so over a
+//       grid 0 = a_0 < ... < a_K < eps,
+//       E[Phi(V)] <= sum_k Phi(a_k) (T(a_(k-1)) - T(a_k)) + P(J >= 1) T(a_K)
+//       (T(a_(-1)) = 1): the Stieltjes sum of an increasing function against
+//       a dominated tail.
+// delta <= (0) + (2).  With few big steps the j = 1 term is N delta_1(eps - V)
+// averaged over the small steps' sum: every step alone, with the others'
+// losses only shifting eps by their (small, Chernoff-controlled) sum.  The
+// cut is tried at a few lambda; each gives a valid bound and the smallest is
+// kept.
+//
+// Numerics.  K_s and K_b come from loss_cgf of TruncatedPllr with
+// bounds.hpp's margin, on a geometric grid of t (any t is valid); delta_1 is
+// sampled_count.hpp's upper bound on delta_G with its rounding; the law of J
+// is the binomials' recursion truncated where the rest is below 1e-40, the
+// rest charged in full; the sum is widened by 1e-9 relative.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <boost/math/special_functions/erf.hpp>
+#include <boost/math/tools/toms748_solve.hpp>
+
+#include "bounds.hpp"
+#include "cf_bound.hpp"
+#include "cgf.hpp"
+#include "mechanisms.hpp"
+#include "sampled_count.hpp"
+
+namespace edgeworth {
+
+namespace detail {
+
+constexpr double kJumpMaxMean = 1.0;       // E[sampled steps] above which the bound is not tried
+constexpr std::size_t kJumpMaxSegments = 16;
+constexpr double kEpsMaxJump = 1e3;
+constexpr int kJumpGrid = 64;              // points a_k of the Stieltjes sum
+constexpr double kJumpTMin = 0.25, kJumpTMax = 1e9, kJumpTRatio = 1.4;  // the grid of t
+// The expected numbers of big steps at which the cut is tried: from
+// kJumpLambdaStart by factors of 10 in the direction that improves, while it
+// improves, within [kJumpLambdaMin, kJumpLambdaMax] (the bound is unimodal in
+// lambda in every case examined; any lambda gives a valid bound).
+constexpr double kJumpLambdaStart = 1e-2, kJumpLambdaMin = 1e-9, kJumpLambdaMax = 0.3;
+
+struct RareJumpSegment {
+  double q, mu, count, p;  // p: probability that one step is above its cut
+};
+
+// Everything of the bound that does not depend on eps, for one cut.
+struct RareJumpLaw {
+  std::vector<RareJumpSegment> segs;
+  std::vector<double> t, k_small, k_bulk;  // K_s(t) and K_b(t) with their margins (inf where not evaluated)
+  std::vector<double> pj;                  // P(J = j), j = 0, 1, ...
+  std::vector<double> pj_rest;             // pj_rest[j] >= P(J >= j) (suffix sums plus the dropped mass)
+  double big_mean = 0.0;                   // sum over steps of p (the weight of the term j)
+  double p_some = 0.0;                     // >= P(J >= 1)
+};
+
+// The subsampled Gaussian segments of c, or nullopt where another mechanism
+// is in it, or where the example is sampled in more than kJumpMaxMean steps
+// on average (there the other bounds are the tight ones).
+inline std::optional<std::vector<RareJumpSegment>> rare_jump_segments(const Composition& c) {
+  if (c.empty() || c.segments().size() > kJumpMaxSegments) return std::nullopt;
+  std::vector<RareJumpSegment> out;
+  double sampled = 0.0;
+  for (const auto& seg : c.segments()) {
+    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
+    if (sg == nullptr) return std::nullopt;
+    sampled += seg.count * sg->q();
+    out.push_back({sg->q(), 1.0 / sg->sigma(), seg.count, 0.0});
+  }
+  if (!(sampled <= kJumpMaxMean)) return std::nullopt;
+  return out;
+}
+
+// Q's upper tail (1 - q) Phi(-x) + q Phi(mu - x).
+inline double mixture_upper_tail(const RareJumpSegment& s, double x) {
+  auto upper = [](double z) { return 0.5 * std::erfc(z * 0.70710678118654752440); };
+  return (1.0 - s.q) * upper(x) + s.q * upper(x - s.mu);
+}
+
+// The law for the cut at which lambda steps are expected to be big (each
+// step's tail lambda / steps), or nullopt where that cannot be set up.
+// eps_cap: the largest eps the law will serve; t beyond the point where both
+// CGFs grow faster than eps_cap cannot improve either Chernoff bound.
+inline std::optional<RareJumpLaw> rare_jump_law(const Composition& c, std::vector<RareJumpSegment> segs,
+                                                double lambda, double eps_cap) {
+  RareJumpLaw law;
+  const double n_total = c.steps();
+  const double target = lambda / n_total;
+  Composition small;
+  std::vector<std::shared_ptr<const Mechanism>> keep;
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    auto& s = segs[i];
+    const auto& seg = c.segments()[i];
+    const auto& sg = dynamic_cast<const SubsampledGaussian&>(*seg.mechanism);
+    // the tail falls in x: bisect on [lo, hi] with tail(hi) <= target
+    double lo = 0.0, hi = s.mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
+    if (!std::isfinite(hi) || !(target < 0.5) || mixture_upper_tail(s, lo) <= target) return std::nullopt;
+    for (int k = 0; k < 60; ++k) {
+      const double mid = 0.5 * (lo + hi);
+      (mixture_upper_tail(s, mid) <= target ? hi : lo) = mid;
+    }
+    s.p = mixture_upper_tail(s, hi);
+    if (!(s.p > 0.0)) return std::nullopt;
+    law.big_mean += s.count * s.p;
+    small.add(std::make_shared<TruncatedPllr>(seg.mechanism, sg, hi), 1.0);
+  }
+  law.segs = segs;
+  // The law of J: a sum of binomials, truncated (the rest charged in full).
+  std::vector<double> total{1.0}, one, next;
+  double dropped = 0.0;
+  for (const auto& s : segs) {
+    dropped += binomial_pmf(s.count, s.p, one);
+    if (!std::isfinite(dropped)) return std::nullopt;
+    next.assign(std::min(total.size() + one.size() - 1, kCountMaxTerms), 0.0);
+    for (std::size_t i = 0; i < total.size(); ++i)
+      for (std::size_t j = 0; j < one.size(); ++j) {
+        if (i + j < next.size()) next[i + j] += total[i] * one[j];
+        else dropped += total[i] * one[j];
+      }
+    total.swap(next);
+  }
+  law.pj = total;
+  law.pj_rest.assign(total.size() + 1, dropped);
+  for (std::size_t j = total.size(); j-- > 0;) law.pj_rest[j] = law.pj_rest[j + 1] + total[j];
+  // P(J >= 1) = 1 - prod (1 - p)^n, in logs
+  double log_none = 0.0;
+  for (const auto& s : segs) log_none += s.count * std::log1p(-s.p);
+  law.p_some = std::min(1.0, -std::expm1(log_none) * (1.0 + 1e-12));
+  // K_s and K_b on the grid of t
+  for (double t = kJumpTMin; t <= kJumpTMax; t *= kJumpTRatio) {
+    double ks = 0.0, kb = 0.0;
+    bool ok = true;
+    try {
+      for (std::size_t i = 0; i < segs.size(); ++i) {
+        Composition one_seg;
+        one_seg.add(small.segments()[i].mechanism, segs[i].count);
+        const TiltedCumulants g = loss_cgf(one_seg, Ordering::Remove, Loss::Y, t, 0, kBoundRtol);
+        const double k = g.log_mgf + cgf_margin(g);
+        if (!std::isfinite(k)) {
+          ok = false;
+          break;
+        }
+        ks += k;
+        // conditioned on small: minus n log P(small), P(small) rounded down
+        kb += std::max(0.0, k - segs[i].count * std::log1p(-segs[i].p * (1.0 + 1e-12)));
+      }
+    } catch (const std::runtime_error&) {
+      ok = false;  // the quadrature failed at this t: the grid ends here (any t is valid)
+    }
+    if (!ok) break;
+    const bool past = !law.t.empty() && ks - law.k_small.back() > eps_cap * (t - law.t.back()) &&
+                      kb - law.k_bulk.back() > eps_cap * (t - law.t.back());
+    law.t.push_back(t);
+    law.k_small.push_back(ks);
+    law.k_bulk.push_back(kb);
+    if (past) break;  // (both are convex in t: every larger t is worse still)
+  }
+  if (law.t.empty()) return std::nullopt;
+  return law;
+}
+
+// The exact one-step curve of the remove ordering, an upper bound with its
+// rounding: q delta_G(log(1 + (e^e - 1)/q); mu).
+inline double one_step_delta(const RareJumpSegment& s, double e) {
+  if (s.q >= 1.0) return gaussian_delta_upper(e, s.mu);
+  return std::min(1.0, s.q * gaussian_delta_upper(std::log1p(std::expm1(e) / s.q), s.mu) * (1.0 + 1e-12));
+}
+
+// The bound on delta(eps) for one cut.
+inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
+  // (0) no big step
+  double log_b0 = std::numeric_limits<double>::infinity();
+  for (std::size_t i = 0; i < law.t.size(); ++i)
+    log_b0 = std::min(log_b0, law.k_small[i] - law.t[i] * eps + chernoff_c(law.t[i]));
+  const double b0 = std::exp(std::min(0.0, log_b0));
+  // (2) the Stieltjes sum over a_k = eps (k / K)^2
+  auto tail_bound = [&](double a) {
+    double lt = 0.0;
+    for (std::size_t i = 0; i < law.t.size(); ++i) lt = std::min(lt, law.k_bulk[i] - law.t[i] * a);
+    return std::exp(lt);
+  };
+  auto phi = [&](double a) {
+    double s = 0.0;
+    for (const auto& seg : law.segs) {
+      double part = 0.0;
+      for (std::size_t j = 1; j <= law.pj.size(); ++j) {
+        const double w = law.pj[j - 1];
+        // the rest (j and beyond) is at most P(J >= j - 1) p: charged in full once it is negligible
+        if (law.pj_rest[j - 1] * seg.p <= 1e-12 * part) {
+          part += law.pj_rest[j - 1] * seg.p;
+          break;
+        }
+        part += w * std::min(seg.p, one_step_delta(seg, (eps - a) / static_cast<double>(j)));
+        if (j == law.pj.size()) part += law.pj_rest[j] * seg.p;
+      }
+      s += seg.count * part;
+    }
+    return std::min(law.p_some, s);
+  };
+  double sum = 0.0, t_prev = 1.0;
+  for (int k = 0; k < kJumpGrid; ++k) {
+    const double r = static_cast<double>(k) / kJumpGrid;
+    const double a = eps * r * r;
+    const double tk = std::min(t_prev, tail_bound(a));
+    if (k == 0 || tk < t_prev) sum += phi(a) * (t_prev - tk);
+    t_prev = tk;
+  }
+  sum += law.p_some * t_prev;
+  return std::min(1.0, (b0 + sum) * (1.0 + 1e-9));
+}
+
+}  // namespace detail
+
+// The one-jump approximation (not a bound): the eps at which
+// sum over steps of delta_1(eps) = delta, every step alone with the others'
+// losses taken as 0.  Where the rare-jump bound is close to it, the bound is
+// close to the truth (the small steps' sum and the steps with two or more
+// jumps are what the approximation leaves out, and both only add to delta);
+// the caller uses it only to decide how much more work a tighter bound could
+// be worth.  nullopt where the bound does not apply.
+inline std::optional<double> one_jump_delta(const Composition& c, double eps) {
+  const auto segs = detail::rare_jump_segments(c);
+  if (!segs) return std::nullopt;
+  double s = 0.0;
+  for (const auto& seg : *segs) s += seg.count * detail::one_step_delta(seg, eps);
+  return std::min(1.0, s);
+}
+
+inline std::optional<double> one_jump_epsilon(const Composition& c, double delta) {
+  if (!detail::rare_jump_segments(c)) return std::nullopt;
+  auto f = [&](double e) {
+    const double s = *one_jump_delta(c, e);
+    return (s > 0.0 ? std::log(s) : -745.0) - std::log(delta);
+  };
+  double lo = 0.0, flo = f(lo);
+  if (flo <= 0.0) return 0.0;
+  double hi = 1e-3, fhi = f(hi);
+  while (fhi > 0.0) {
+    if (hi >= detail::kEpsMaxJump) return std::nullopt;
+    lo = hi;
+    flo = fhi;
+    hi *= 4.0;
+    fhi = f(hi);
+  }
+  std::uintmax_t iters = 60;
+  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-6 * std::fabs(b); };
+  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  return 0.5 * (br.first + br.second);
+}
+
+namespace detail {
+
+// The laws of one composition by cut, built as they are asked for.
+class RareJumpLaws {
+ public:
+  RareJumpLaws(const Composition& c, std::vector<RareJumpSegment> segs, double eps_cap)
+      : c_(c), segs_(std::move(segs)), eps_cap_(eps_cap) {}
+  const RareJumpLaw* at(double lambda) {
+    for (const auto& e : built_)
+      if (e.first == lambda) return e.second ? &*e.second : nullptr;
+    built_.emplace_back(lambda, rare_jump_law(c_, segs_, lambda, eps_cap_));
+    return built_.back().second ? &*built_.back().second : nullptr;
+  }
+
+ private:
+  const Composition& c_;
+  std::vector<RareJumpSegment> segs_;
+  double eps_cap_;
+  std::deque<std::pair<double, std::optional<RareJumpLaw>>> built_;  // (a handful; a deque keeps the pointers handed out valid)
+};
+
+// The cut (see kJumpLambdaStart) whose law gives the smallest delta bound at
+// eps_ref, and that bound; nullptr where no cut can be set up.
+inline std::pair<const RareJumpLaw*, double> best_cut(RareJumpLaws& laws, double eps_ref) {
+  std::pair<const RareJumpLaw*, double> best{nullptr, std::numeric_limits<double>::infinity()};
+  auto at = [&](double lambda) -> std::optional<double> {
+    const RareJumpLaw* law = laws.at(lambda);
+    if (law == nullptr) return std::nullopt;
+    const double v = rare_jump_delta(*law, eps_ref);
+    if (best.first == nullptr || v < best.second) best = {law, v};
+    return v;
+  };
+  const auto v0 = at(kJumpLambdaStart);
+  // downwards while it improves; upwards where the first step down did not
+  std::optional<double> prev = v0;
+  bool moved = false;
+  for (double lambda = kJumpLambdaStart / 10.0; lambda >= kJumpLambdaMin; lambda /= 10.0) {
+    const auto v = at(lambda);
+    if (!v || (prev && *v >= *prev)) break;
+    prev = v;
+    moved = true;
+  }
+  if (moved) return best;
+  prev = v0;
+  for (double lambda = std::min(10.0 * kJumpLambdaStart, kJumpLambdaMax);; lambda = std::min(10.0 * lambda, kJumpLambdaMax)) {
+    const auto v = at(lambda);
+    if (!v || (prev && *v >= *prev) || lambda >= kJumpLambdaMax) break;
+    prev = v;
+  }
+  return best;
+}
+
+}  // namespace detail
+
+// The rare-jump bound on delta(eps), remove ordering, at the best cut
+// searched; nullopt where it does not apply (a mechanism other than the
+// subsampled Gaussian, or more than kJumpMaxMean sampled steps expected).
+inline std::optional<double> rare_jump_delta(const Composition& c, double eps) {
+  detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
+  auto segs = detail::rare_jump_segments(c);
+  if (!segs) return std::nullopt;
+  detail::RareJumpLaws laws(c, std::move(*segs), eps);
+  const auto best = detail::best_cut(laws, eps);
+  if (best.first == nullptr) return std::nullopt;
+  return best.second;
+}
+
+// The rare-jump bound on eps(delta), remove ordering: the smallest eps whose
+// bound is at most delta, searched below eps_hi (a certified eps); nullopt
+// where it does not apply or does not improve on eps_hi.  The cut is the best
+// at the one-jump approximation's eps, then once more the best at the eps
+// found (the best cut moves with eps: sigma 0.5, q 1e-7, 1000 steps,
+// delta 1e-5: 1.8e-4 at the first cut, 6.9e-5 at the second).
+inline std::optional<double> rare_jump_epsilon(const Composition& c, double delta, double eps_hi) {
+  detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
+  if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
+  auto segs = detail::rare_jump_segments(c);
+  if (!segs) return std::nullopt;
+  const auto approx = one_jump_epsilon(c, delta);
+  detail::RareJumpLaws laws(c, std::move(*segs), eps_hi);
+  double guess = approx ? std::min(*approx, eps_hi) : 0.5 * eps_hi;
+  std::optional<double> best;
+  const detail::RareJumpLaw* tried = nullptr;
+  for (int round = 0; round < 2; ++round) {
+    const auto cut = detail::best_cut(laws, guess);
+    if (cut.first == nullptr || cut.first == tried) break;
+    tried = cut.first;
+    const auto e = detail::cf_epsilon_root([&](double x) { return detail::rare_jump_delta(*cut.first, x); }, delta,
+                                           best ? *best : eps_hi, best ? *best : guess, true);
+    if (!e) break;
+    best = e;
+    guess = *e;
+  }
+  return best;
+}
+
+}  // namespace edgeworth
