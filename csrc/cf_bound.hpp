@@ -1476,17 +1476,14 @@ std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double e
 // the inversion declines.  Where the plain inversion declines, the split
 // bound and the truncated bound are tried (the tighter upper is kept).
 // t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
-// retries = false: the plain inversion only (where a tighter bound has already
-// answered, e.g. the rare-jump bound, the retries' cost buys little).
 inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Ordering o, double eps,
-                                                  double t_hint = 0.0, bool retries = true) {
+                                                  double t_hint = 0.0) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
   const double c = detail::cf_tilt(comp, o, eps, t_hint);
   const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
   const double scale = std::exp(g.log_mgf - c * eps) * 1e-2;
   const auto inv = CfInversion::build(comp, o, c, scale);
   if (inv) return inv->delta(eps);
-  if (!retries) return std::nullopt;
   std::optional<CfInversion::Value> best;
   auto keep = [&](const CfInversion::Value& v) {
     if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
@@ -1526,14 +1523,13 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
 // does not improve on eps_hi.  Where the plain inversion declines, the split
 // bound and the truncated bound are tried (the smaller eps is kept).
 inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
-                                        double t_hint = 0.0, bool retries = true) {
+                                        double t_hint = 0.0) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
   const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
   const auto inv = CfInversion::build(comp, o, c, delta);
   const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
   if (inv) return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess);
-  if (!retries) return std::nullopt;
   std::optional<double> best;
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;

@@ -226,22 +226,13 @@ Answer tightest(const Bound& chernoff, const CfFn& cf) {
   return a;
 }
 
-// The smaller of the sampled-count bound's value v (where it applies) and a.
-inline Answer with_count_bound(Answer a, const std::optional<double>& v) {
+// The smaller of a and another bound's value v (where it answered), which
+// then names its source.
+inline Answer with_bound(Answer a, const std::optional<double>& v, Source source) {
   if (v && *v < a.value) {
     a.value = *v;  // t stays the Chernoff order computed alongside
     a.margin = 0.0;
-    a.source = Source::SampledCount;
-  }
-  return a;
-}
-
-// The smaller of the rare-jump bound's value v (where it answered) and a.
-inline Answer with_jump_bound(Answer a, const std::optional<double>& v) {
-  if (v && *v < a.value) {
-    a.value = *v;  // t stays the Chernoff order computed alongside
-    a.margin = 0.0;
-    a.source = Source::RareJump;
+    a.source = source;
   }
   return a;
 }
@@ -266,6 +257,26 @@ inline bool jump_regime(const Composition& c) {
     sampled += seg.count * sg->q();
   }
   return sampled <= kJumpSkipMean;
+}
+
+// The rare-jump bound's value (bound()) and whether, in jump_regime, it is
+// within `factor` of the one-jump approximation (approx()), so that the
+// characteristic-function bound is not tried.  A throw leaves no value.
+struct JumpAnswer {
+  std::optional<double> value;
+  bool tight = false;
+};
+template <class BoundFn, class ApproxFn>
+JumpAnswer rare_jump_answer(const Composition& c, const BoundFn& bound, const ApproxFn& approx, double factor) {
+  JumpAnswer j;
+  try {
+    j.value = bound();
+    const std::optional<double> a = j.value && jump_regime(c) ? approx() : std::nullopt;
+    j.tight = a && *j.value <= factor * *a;
+  } catch (const std::exception&) {
+    j = JumpAnswer{};  // the other bounds stand
+  }
+  return j;
 }
 
 // The certified eps: per ordering, the smallest of the Chernoff bound, the
@@ -299,26 +310,17 @@ inline Answer certified_epsilon_tight(const Composition& c, double delta, bool t
   auto one = [&](Ordering o, const Bound& b) {
     const auto& v = count[static_cast<int>(o)];
     const bool count_zero = v && *v == 0.0;  // (nothing beats a count bound of 0)
-    std::optional<double> jump;
-    bool jump_tight = false;
-    if (o == Ordering::Remove && b.value > 0.0 && !count_zero) {
-      try {
-        jump = rare_jump_epsilon(c, delta, b.value);
-        const auto approx = jump && jump_regime(c) ? one_jump_epsilon(c, delta) : std::nullopt;
-        jump_tight = approx && *jump <= kJumpTightEps * *approx;
-      } catch (const std::exception&) {
-        jump = std::nullopt;  // the other bounds stand
-      }
-    }
-    const double hi = jump ? std::min(b.value, *jump) : b.value;
-    return with_jump_bound(with_count_bound(tightest(b,
-                                                     [&] {
-                                                       return try_cf && hi > 0.0 && !count_zero && !jump_tight
-                                                                  ? cf_epsilon(c, o, delta, hi, b.t)
-                                                                  : std::optional<double>();
-                                                     }),
-                                            v),
-                           jump);
+    const JumpAnswer jump =
+        o == Ordering::Remove && b.value > 0.0 && !count_zero
+            ? rare_jump_answer(c, [&] { return rare_jump_epsilon(c, delta, b.value); },
+                               [&] { return one_jump_epsilon(c, delta); }, kJumpTightEps)
+            : JumpAnswer{};
+    const double hi = jump.value ? std::min(b.value, *jump.value) : b.value;
+    const Answer tight = tightest(b, [&] {
+      return try_cf && hi > 0.0 && !count_zero && !jump.tight ? cf_epsilon(c, o, delta, hi, b.t)
+                                                                : std::optional<double>();
+    });
+    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
   };
   const Bound remove = certified_epsilon(c, Ordering::Remove, delta);
   const Answer r = one(Ordering::Remove, remove);
@@ -343,26 +345,17 @@ inline Answer certified_delta_tight(const Composition& c, double eps) {
   auto one = [&](Ordering o, const Bound& b) {
     const auto& v = count[static_cast<int>(o)];
     const bool count_zero = v && *v == 0.0;
-    std::optional<double> jump;
-    bool jump_tight = false;
-    if (o == Ordering::Remove && b.value > 0.0 && !count_zero) {
-      try {
-        jump = rare_jump_delta(c, eps);
-        const auto approx = jump && jump_regime(c) ? one_jump_delta(c, eps) : std::nullopt;
-        jump_tight = approx && *jump <= kJumpTightDelta * *approx;
-      } catch (const std::exception&) {
-        jump = std::nullopt;
-      }
-    }
-    return with_jump_bound(with_count_bound(tightest(b,
-                                                     [&]() -> std::optional<double> {
-                                                       if (!(b.value > 0.0) || count_zero || jump_tight) return std::nullopt;
-                                                       // (the Chernoff t is a good tilt only where its bound is not vacuous)
-                                                       const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
-                                                       return d ? std::optional<double>(d->upper) : std::nullopt;
-                                                     }),
-                                            v),
-                           jump);
+    const JumpAnswer jump = o == Ordering::Remove && b.value > 0.0 && !count_zero
+                                ? rare_jump_answer(c, [&] { return rare_jump_delta(c, eps); },
+                                                   [&] { return one_jump_delta(c, eps); }, kJumpTightDelta)
+                                : JumpAnswer{};
+    const Answer tight = tightest(b, [&]() -> std::optional<double> {
+      if (!(b.value > 0.0) || count_zero || jump.tight) return std::nullopt;
+      // (the Chernoff t is a good tilt only where its bound is not vacuous)
+      const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
+      return d ? std::optional<double>(d->upper) : std::nullopt;
+    });
+    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
   };
   const Bound remove = certified_delta(c, Ordering::Remove, eps);
   const Answer r = one(Ordering::Remove, remove);
@@ -526,10 +519,10 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 // a sigma within ~1e-5 of the smallest.
 //
 // cheap_first (certified): converge on the cheap bounds before the first full
-// evaluation, for settings where the start is a poor guess and the full
-// bound is costly away from the answer (few sampled steps in all: at q = 1e-3,
-// 1000 steps, delta = 1e-5 the CLT start for eps = 1 is sigma 0.483, whose
-// full evaluation takes 74 ms, against 10 ms at the answer 0.641).
+// evaluation, for settings where they are nearly the full bound and the CLT
+// start is a poor guess (the rare-jump regime, detail::jump_regime: at q = 1e-7,
+// 1000 steps, delta = 1e-15 and eps = 0.1 the CLT start is sigma 0.21, the
+// answer 0.535).
 template <class Make>
 Answer calibrate_noise(double eps, double delta, const Make& make, const MethodSpec& m, double start, double down,
                        double rtol, const std::string& name = "noise parameter", const std::string& setting = "",
@@ -617,9 +610,11 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
     const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
     // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br,
     // until done(); returns the last x.
-    auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done) {
+    // slope: d log eps / d log sigma to take the first step with (eps ~ sigma^-1.5
+    // unless known better); on return, the last secant slope seen.
+    auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done, double& slope0) {
       double y0 = log_ratio(v0);
-      double x1 = std::clamp(x0 + std::clamp(y0 / 1.5, -0.7, 0.7), x_min, x_max);  // eps ~ sigma^-1.5 at first
+      double x1 = std::clamp(x0 + std::clamp(-y0 / slope0, -0.7, 0.7), x_min, x_max);
       for (int it = 0; it < 12; ++it) {
         const double sigma = std::exp(x1);
         const double v1 = f(sigma), y1 = log_ratio(v1);
@@ -629,6 +624,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
         if (br.width() <= rtol || done(br) || bracket_at_jump(br)) break;
         double slope = (y1 - y0) / (x1 - x0);
         if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+        slope0 = slope;
         // aim a hair to the safe side once close, so the last step lands safe
         const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
         double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
@@ -645,6 +641,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       return x1;
     };
     Bracket br;
+    double slope = -1.5;
     double v_start = 0.0;
     if (!cheap_first) {
       v_start = r(start);
@@ -671,7 +668,7 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       const double vc = r_cheap(start);
       cheap_br.record(start, vc);
       secant(r_cheap, std::log(start), vc, cheap_br,
-             [&](const Bracket& b) { return std::isfinite(b.safe) && b.r_safe >= -eps * eps_rtol; });
+             [&](const Bracket& b) { return std::isfinite(b.safe) && b.r_safe >= -eps * eps_rtol; }, slope);
       if (std::isfinite(cheap_br.safe)) {
         x_from = std::log(cheap_br.safe);
         v_from = r(cheap_br.safe);
@@ -682,7 +679,8 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
       }
     }
     if (!close_enough() && !(br.width() <= rtol)) {
-      const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); });
+      // (from the cheap bounds' crossing, their slope there is the better first guess)
+      const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); }, slope);
       start = std::exp(x_last);
     }
     if (std::isfinite(best_safe) &&
@@ -727,11 +725,6 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
   return best;
 }
 
-// Expected sampled steps up to which the DP-SGD calibration converges on the
-// cheap bounds first (calibrate_noise's cheap_first): there the CLT start is
-// poor and the characteristic-function bound slow away from the answer.
-constexpr double kCheapFirstMean = 2.0;
-
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most
 // `eps` under the method (certified: the bound; edgeworth: the estimate).
 // It solves epsilon(sigma) = eps with the very function `epsilon` above, so
@@ -775,6 +768,6 @@ inline Answer calibrate_sigma(double eps, double delta, double steps, double q, 
   return calibrate_noise(eps, delta, [&](double sigma) { return dpsgd(sigma, q, steps); }, m, start, down,
                          m.method == Method::Certified ? 1e-9 : 1e-10, "sigma",
                          "steps = " + detail::fmt(steps) + ", q = " + detail::fmt(q),
-                         q * steps <= kCheapFirstMean);
+                         detail::jump_regime(dpsgd(1.0, q, steps)));
 }
 }  // namespace edgeworth

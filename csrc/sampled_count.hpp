@@ -121,9 +121,9 @@ inline bool sampled_weight_and_reach(const Mechanism& mech, double& p, double& m
   return false;
 }
 
-// Bin(n, p) from k = 0, truncated where the rest is below kCountTail; the
+// Bin(n, p) from k = 0, truncated where the rest is below `tail`; the
 // pmf's first entry is P(K = 0) = (1 - p)^n.  Returns the dropped mass bound.
-inline double binomial_pmf(double n, double p, std::vector<double>& pmf) {
+inline double binomial_pmf(double n, double p, std::vector<double>& pmf, double tail = kCountTail) {
   pmf.clear();
   if (p <= 0.0) {
     pmf.push_back(1.0);
@@ -144,7 +144,7 @@ inline double binomial_pmf(double n, double p, std::vector<double>& pmf) {
     const double r = (n - k) / (k + 1.0) * std::exp(log_odds);
     if (r < 1.0) {
       const double rest = pmf.back() * r / (1.0 - r);
-      if (rest <= kCountTail) return rest;
+      if (rest <= tail) return rest;
     }
     if (pmf.size() > kCountMaxTerms) return std::numeric_limits<double>::infinity();
   }
