@@ -419,7 +419,8 @@ def main(argv=None):
         f"eps = {TARGET_EPS:g}.",
         "",
         "- **edgeworth certified**: `edgeworth.epsilon(...)` / `noise_multiplier(...)`, a rigorous upper bound "
-        "(the smaller of the characteristic-function bound and the optimal Chernoff/Renyi bound on the exact CGF, both orderings).",
+        "(the smallest of the characteristic-function bound, the optimal Chernoff/Renyi bound on the exact CGF, the "
+        "sampled-count bound and, with at most 0.3 sampled steps in all, the rare-jump bound; both orderings).",
         "- **edgeworth edgeworth order 2**: `method=\"edgeworth\", order=2`, the Edgeworth accountant's point "
         "estimate (remove ordering), not a bound. Its time includes the comparison with the tilted estimate that "
         "decides the `EdgeworthAccuracyWarning` (part of every public call).",

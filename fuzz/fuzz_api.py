@@ -181,8 +181,9 @@ def fuzz_core(fdp: atheris.FuzzedDataProvider) -> None:
             else:
                 comp.cumulants()
         elif which == 4:
-            # the characteristic-function and sampled-count bounds, one ordering
-            fn = choice(fdp, [_core.cf_delta, _core.cf_epsilon, _core.count_delta, _core.count_epsilon])
+            # the characteristic-function, sampled-count and rare-jump bounds, one ordering
+            fn = choice(fdp, [_core.cf_delta, _core.cf_epsilon, _core.count_delta, _core.count_epsilon,
+                              _core.jump_delta, _core.jump_epsilon])
             r = fn(number(fdp), number(fdp), steps_value(fdp), number(fdp), choice(fdp, ["remove", "add", "both"]))
             if r is not None:
                 check_value(fn.__name__, r, 0.0, 1.0 if fn.__name__.endswith("delta") else math.inf)
