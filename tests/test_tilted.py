@@ -156,3 +156,15 @@ def test_details_carry_estimate_bound_and_gap():
     arr = edgeworth.epsilon_details([0.7865, 1.0], 1e-5, 20_000, 5e-4)
     assert np.isnan(arr.estimate[0]) or arr.estimate[0] > 0  # nan where tilted declines
     assert np.all(arr.bound == arr.value)
+
+
+@pytest.mark.parametrize("sigma,q,delta", [(1.0, 0.1, 1e-8), (10.0, 1e-3, 1e-15), (0.5, 0.01, 1e-5)])
+def test_one_step_is_the_exact_curve(sigma, q, delta):
+    # For one step of the subsampled Gaussian the tilted estimate is the exact hockey-stick curve (the sampled-count
+    # bound is exact there, tests/test_sampled_count.py), where the single saddle point was 0.7 % low (sigma 1,
+    # q 0.1) or declined after 100 ms (sigma 10, q 1e-3, delta 1e-15).
+    from edgeworth import _core
+    est = edgeworth.epsilon(sigma, delta, 1, q, method="tilted")
+    assert est == max(_core.count_epsilon(sigma, q, 1, delta, o) for o in ("remove", "add"))
+    assert est == edgeworth.epsilon(sigma, delta, 1, q)  # the certified value is that curve too
+    assert edgeworth.delta(sigma, est, 1, q, method="tilted") == pytest.approx(delta, rel=1e-9)
