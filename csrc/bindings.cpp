@@ -367,7 +367,7 @@ PYBIND11_MODULE(_core, m) {
         }),
         py::arg("sigma"), py::arg("q"), py::arg("steps"), py::arg("eps"), py::arg("ordering") = "remove",
         "Certified upper bound on delta(eps) of the remove ordering by the rare-jump bound (csrc/rare_jump.hpp), "
-        "or None where it is not tried (another ordering, or more than one sampled step expected).");
+        "or None where it is not tried (another ordering, or more than 0.3 sampled steps expected).");
   m.def("jump_epsilon",
         one_ordering_bound([](const Composition& c, Ordering o, double delta) {
           return o == Ordering::Remove ? rare_jump_epsilon(c, delta, kEpsMax) : std::optional<double>();

@@ -1396,6 +1396,30 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 // t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
 namespace detail {
 
+// The cut x_m of one subsampled Gaussian step above which the step's law of
+// x (Q = (1 - q) N(0, 1) + q N(mu, 1) for the remove ordering, P = N(0, 1)
+// for add) leaves at most `target`, by bisection on the closed-form tail;
+// `above` is set to that law's mass above x_m.  nullopt where no x_m > 0
+// does (target at or above the mass above 0).  Shared by the truncated bound
+// and the rare-jump bound (rare_jump.hpp).
+inline std::optional<double> step_cut(const SubsampledGaussian& sg, Ordering o, double target, double& above) {
+  auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
+  const double mu = 1.0 / sg.sigma(), q = sg.q();
+  auto tail = [&](double x) {
+    return o == Ordering::Add ? upper_tail(x) : (1.0 - q) * upper_tail(x) + q * upper_tail(x - mu);
+  };
+  if (!(target > 0.0 && target < 0.5)) return std::nullopt;
+  // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi)
+  double lo = 0.0, hi = mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
+  if (!std::isfinite(hi) || tail(lo) <= target) return std::nullopt;
+  for (int i = 0; i < 60; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (tail(mid) <= target ? hi : lo) = mid;
+  }
+  above = tail(hi);
+  return hi;
+}
+
 // The truncated bound (docs/certified.md, "Few sampled steps"): every step
 // restricted to x <= x_m, where the step's law of x (Q = (1 - q) N(0, 1) +
 // q N(mu, 1) for the remove ordering, P = N(0, 1) for add) puts
@@ -1408,24 +1432,14 @@ inline std::optional<Composition> truncated_composition(const Composition& comp,
   Composition out;
   delta_b = 0.0;
   const double n_total = comp.steps();
-  auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
   for (const auto& seg : comp.segments()) {
     const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
     if (sg == nullptr || !(delta_target > 0.0)) return std::nullopt;
-    const double mu = 1.0 / sg->sigma(), q = sg->q();
-    auto tail = [&](double x) {
-      return o == Ordering::Add ? upper_tail(x) : (1.0 - q) * upper_tail(x) + q * upper_tail(x - mu);
-    };
-    const double target = kCfSplitFlatShare * delta_target / n_total;
-    // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi)
-    double lo = 0.0, hi = mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
-    if (!std::isfinite(hi) || tail(lo) <= target) return std::nullopt;
-    for (int i = 0; i < 60; ++i) {
-      const double mid = 0.5 * (lo + hi);
-      (tail(mid) <= target ? hi : lo) = mid;
-    }
-    delta_b += seg.count * tail(hi) * (1.0 + 1e-12);
-    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, *sg, hi), seg.count);
+    double above = 0.0;
+    const auto x_m = step_cut(*sg, o, kCfSplitFlatShare * delta_target / n_total, above);
+    if (!x_m) return std::nullopt;
+    delta_b += seg.count * above * (1.0 + 1e-12);
+    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, *sg, *x_m), seg.count);
   }
   return out;
 }

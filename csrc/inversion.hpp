@@ -540,7 +540,7 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 // cheap_first (certified): converge on the cheap bounds before the first full
 // evaluation, for settings where they are nearly the full bound and the CLT
 // start is a poor guess (the rare-jump regime, detail::jump_regime: at q = 1e-7,
-// 1000 steps, delta = 1e-15 and eps = 0.1 the CLT start is sigma 0.21, the
+// 1000 steps, delta = 1e-15 and eps = 0.1 the CLT start is sigma 0.244, the
 // answer 0.535).
 template <class Make>
 Answer calibrate_noise(double eps, double delta, const Make& make, const MethodSpec& m, double start, double down,

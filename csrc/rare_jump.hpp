@@ -46,7 +46,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <deque>
 #include <cmath>
@@ -57,7 +56,6 @@
 #include <utility>
 #include <vector>
 
-#include <boost/math/special_functions/erf.hpp>
 #include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
@@ -96,7 +94,6 @@ struct RareJumpLaw {
   std::vector<double> t, k_small, k_bulk;  // K_s(t) and K_b(t) with their margins (inf where not evaluated)
   std::vector<double> pj;                  // P(J = j), j = 0, 1, ...
   std::vector<double> pj_rest;             // pj_rest[j] >= P(J >= j) (suffix sums plus the dropped mass)
-  double big_mean = 0.0;                   // sum over steps of p (the weight of the term j)
   double p_some = 0.0;                     // >= P(J >= 1)
 };
 
@@ -117,12 +114,6 @@ inline std::optional<std::vector<RareJumpSegment>> rare_jump_segments(const Comp
   return out;
 }
 
-// Q's upper tail (1 - q) Phi(-x) + q Phi(mu - x).
-inline double mixture_upper_tail(const RareJumpSegment& s, double x) {
-  auto upper = [](double z) { return 0.5 * std::erfc(z * 0.70710678118654752440); };
-  return (1.0 - s.q) * upper(x) + s.q * upper(x - s.mu);
-}
-
 // The law for the cut at which lambda steps are expected to be big (each
 // step's tail lambda / steps), or nullopt where that cannot be set up.
 // eps_cap: the largest eps the law will serve; t beyond the point where both
@@ -133,38 +124,20 @@ inline std::optional<RareJumpLaw> rare_jump_law(const Composition& c, std::vecto
   const double n_total = c.steps();
   const double target = lambda / n_total;
   Composition small;
-  std::vector<std::shared_ptr<const Mechanism>> keep;
   for (std::size_t i = 0; i < segs.size(); ++i) {
     auto& s = segs[i];
     const auto& seg = c.segments()[i];
     const auto& sg = dynamic_cast<const SubsampledGaussian&>(*seg.mechanism);
-    // the tail falls in x: bisect on [lo, hi] with tail(hi) <= target
-    double lo = 0.0, hi = s.mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
-    if (!std::isfinite(hi) || !(target < 0.5) || mixture_upper_tail(s, lo) <= target) return std::nullopt;
-    for (int k = 0; k < 60; ++k) {
-      const double mid = 0.5 * (lo + hi);
-      (mixture_upper_tail(s, mid) <= target ? hi : lo) = mid;
-    }
-    s.p = mixture_upper_tail(s, hi);
-    if (!(s.p > 0.0)) return std::nullopt;
-    law.big_mean += s.count * s.p;
-    small.add(std::make_shared<TruncatedPllr>(seg.mechanism, sg, hi), 1.0);
+    const auto x_s = step_cut(sg, Ordering::Remove, target, s.p);
+    if (!x_s || !(s.p > 0.0)) return std::nullopt;
+    small.add(std::make_shared<TruncatedPllr>(seg.mechanism, sg, *x_s), 1.0);
   }
   law.segs = segs;
   // The law of J: a sum of binomials, truncated (the rest charged in full).
-  std::vector<double> total{1.0}, one, next;
+  std::vector<double> total{1.0};
   double dropped = 0.0;
-  for (const auto& s : segs) {
-    dropped += binomial_pmf(s.count, s.p, one, kJumpTail);
-    if (!std::isfinite(dropped)) return std::nullopt;
-    next.assign(std::min(total.size() + one.size() - 1, kCountMaxTerms), 0.0);
-    for (std::size_t i = 0; i < total.size(); ++i)
-      for (std::size_t j = 0; j < one.size(); ++j) {
-        if (i + j < next.size()) next[i + j] += total[i] * one[j];
-        else dropped += total[i] * one[j];
-      }
-    total.swap(next);
-  }
+  for (const auto& s : segs)
+    if (!add_binomial(total, s.count, s.p, kJumpTail, dropped)) return std::nullopt;
   law.pj = total;
   law.pj_rest.assign(total.size() + 1, dropped);
   for (std::size_t j = total.size(); j-- > 0;) law.pj_rest[j] = law.pj_rest[j + 1] + total[j];
@@ -264,18 +237,25 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
 // jumps are what the approximation leaves out, and both only add to delta);
 // the caller uses it only to decide how much more work a tighter bound could
 // be worth.  nullopt where the bound does not apply.
+namespace detail {
+inline double one_jump_delta(const std::vector<RareJumpSegment>& segs, double eps) {
+  double s = 0.0;
+  for (const auto& seg : segs) s += seg.count * one_step_delta(seg, eps);
+  return std::min(1.0, s);
+}
+}  // namespace detail
+
 inline std::optional<double> one_jump_delta(const Composition& c, double eps) {
   const auto segs = detail::rare_jump_segments(c);
   if (!segs) return std::nullopt;
-  double s = 0.0;
-  for (const auto& seg : *segs) s += seg.count * detail::one_step_delta(seg, eps);
-  return std::min(1.0, s);
+  return detail::one_jump_delta(*segs, eps);
 }
 
 inline std::optional<double> one_jump_epsilon(const Composition& c, double delta) {
-  if (!detail::rare_jump_segments(c)) return std::nullopt;
+  const auto segs = detail::rare_jump_segments(c);
+  if (!segs) return std::nullopt;
   auto f = [&](double e) {
-    const double s = *one_jump_delta(c, e);
+    const double s = detail::one_jump_delta(*segs, e);
     return (s > 0.0 ? std::log(s) : -745.0) - std::log(delta);
   };
   double lo = 0.0, flo = f(lo);

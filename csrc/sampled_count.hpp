@@ -151,13 +151,35 @@ inline double binomial_pmf(double n, double p, std::vector<double>& pmf, double 
   return 0.0;  // k reached n: nothing dropped
 }
 
+// total <- the law of (the sum total stood for) + Bin(n, p): the binomial
+// truncated where its rest is below `tail`, the product truncated at
+// kCountMaxTerms, and both rests added to `dropped` (charged in full by the
+// callers); false where the binomial alone is longer than kCountMaxTerms.
+inline bool add_binomial(std::vector<double>& total, double n, double p, double tail, double& dropped) {
+  std::vector<double> one, next;
+  const double rest = binomial_pmf(n, p, one, tail);
+  if (!std::isfinite(rest)) return false;
+  dropped += rest;
+  next.assign(std::min(total.size() + one.size() - 1, kCountMaxTerms), 0.0);
+  for (std::size_t i = 0; i < total.size(); ++i)
+    for (std::size_t j = 0; j < one.size(); ++j) {
+      if (i + j < next.size()) {
+        next[i + j] += total[i] * one[j];
+      } else {
+        dropped += total[i] * one[j];  // beyond the kept length: charged in full
+      }
+    }
+  total.swap(next);
+  return true;
+}
+
 // The law of K for the composition, or nullopt when a mechanism is not
 // covered, E[K] > kCountMaxMean, or the composition has too many segments.
 inline std::optional<SampledCountLaw> sampled_count_law(const Composition& c) {
   if (c.empty() || c.segments().size() > kCountMaxSegments) return std::nullopt;
   SampledCountLaw law;
   double mean = 0.0;
-  std::vector<double> total{1.0}, seg, next;
+  std::vector<double> total{1.0};
   for (const auto& s : c.segments()) {
     double p, m;
     if (!sampled_weight_and_reach(*s.mechanism, p, m)) return std::nullopt;
@@ -165,19 +187,7 @@ inline std::optional<SampledCountLaw> sampled_count_law(const Composition& c) {
     mean += s.count * p;
     if (!(mean <= kCountMaxMean)) return std::nullopt;
     law.log_w0 += p >= 1.0 ? -std::numeric_limits<double>::infinity() : s.count * std::log1p(-p);
-    const double dropped = binomial_pmf(s.count, p, seg);
-    if (!std::isfinite(dropped)) return std::nullopt;
-    law.tail += dropped;
-    next.assign(std::min(total.size() + seg.size() - 1, kCountMaxTerms), 0.0);
-    for (std::size_t i = 0; i < total.size(); ++i)
-      for (std::size_t j = 0; j < seg.size(); ++j) {
-        if (i + j < next.size()) {
-          next[i + j] += total[i] * seg[j];
-        } else {
-          law.tail += total[i] * seg[j];  // beyond the kept length: charged in full
-        }
-      }
-    total.swap(next);
+    if (!add_binomial(total, s.count, p, kCountTail, law.tail)) return std::nullopt;
   }
   if (!(law.m > 0.0)) return std::nullopt;  // P = Q: nothing to bound
   law.w_some = -std::expm1(law.log_w0);
