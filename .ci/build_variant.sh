@@ -27,7 +27,7 @@ suffix=$("$py" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'
 boost=$("$py" -c "import boost_headers; print(boost_headers.get_include())")
 # shellcheck disable=SC2207
 pybind=($("$py" -m pybind11 --includes))
-common=(-std=c++17 -shared -fPIC -fopenmp-simd -Wall -Wextra -Icsrc -isystem "$boost" "${pybind[@]}" -DBOOST_MATH_STANDALONE)
+common=(-std=c++17 -shared -fPIC -pthread -fopenmp-simd -Wall -Wextra -Icsrc -isystem "$boost" "${pybind[@]}" -DBOOST_MATH_STANDALONE)
 
 case "$variant" in
   asan)

@@ -46,6 +46,8 @@
 #include <stdexcept>
 #include <string>
 #include <optional>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include <boost/math/quadrature/gauss.hpp>
@@ -114,6 +116,10 @@ constexpr double kCfMaxWork = 1.2e8;
 constexpr double kCfTailRtol = 1e-6;    // truncation + quadrature allowance, relative to the sum
 constexpr double kCfErrorFactor = 10.0; // safety factor on the Gauss-Kronrod error estimates
 constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by the tail bounds
+// A node sum of at least kCfPartWork terms x nodes (about 1 ms) is cut into
+// kCfParts ranges that run on up to as many threads (TiltedStep::node_sums).
+constexpr int kCfParts = 4;
+constexpr double kCfPartWork = 2e6;
 
 // One node of the trapezoid sum, over the quadrature nodes i: optionally
 // advance E_i <- (1 + E1_i) E_i + E1_i (E = e^(i u d) - 1 from u - du to u),
@@ -380,14 +386,62 @@ class TiltedStep {
 
   // The sums over the nodes [first, last): acc[k] = (sum w E_r, sum w E_i,
   // sum dw E_r, sum dw E_i) with E = e^(i u_k d) - 1, k = 1..K.
+  // A large sum (K times the nodes at least kCfPartWork) is cut into
+  // kCfParts fixed ranges of whole chunks, each summed on its own and added
+  // in range order; the ranges run on up to kCfParts threads.  The cut does
+  // not depend on the threads (a thread that cannot start leaves its ranges
+  // to the caller), so the result is the same bits on any machine.
   void node_sums(double du, int K, std::size_t first, std::size_t last,
                  std::vector<std::array<double, 4>>& acc) const {
-    const std::size_t n = last;
     const auto nk = static_cast<std::size_t>(K) + 1;
+    const std::size_t chunks = (last - first + kChunk - 1) / kChunk;
+    const bool cut = static_cast<double>(K) * static_cast<double>(last - first) >= kCfPartWork &&
+                     chunks >= static_cast<std::size_t>(kCfParts);
+    if (!cut) {
+      acc.assign(nk, {0.0, 0.0, 0.0, 0.0});
+      chunk_sums(du, K, first, last, acc);
+      return;
+    }
+    std::array<std::vector<std::array<double, 4>>, kCfParts> part;
+    std::array<std::size_t, kCfParts + 1> edge{};
+    for (int p = 0; p <= kCfParts; ++p)
+      edge[static_cast<std::size_t>(p)] = std::min(last, first + kChunk * (chunks * static_cast<std::size_t>(p) / kCfParts));
+    for (auto& a : part) a.assign(nk, {0.0, 0.0, 0.0, 0.0});
+    auto run = [&](int p) {
+      chunk_sums(du, K, edge[static_cast<std::size_t>(p)], edge[static_cast<std::size_t>(p) + 1],
+                 part[static_cast<std::size_t>(p)]);
+    };
+    const unsigned hw = std::thread::hardware_concurrency();
+    const int workers = static_cast<int>(std::min<unsigned>(hw == 0 ? 1u : hw, kCfParts));
+    std::vector<std::thread> pool;
+    std::vector<char> taken(kCfParts, 0);
+    for (int t = 1; t < workers; ++t) {
+      try {
+        pool.emplace_back([&, t] {
+          for (int p = t; p < kCfParts; p += workers) run(p);
+        });
+        for (int p = t; p < kCfParts; p += workers) taken[static_cast<std::size_t>(p)] = 1;
+      } catch (const std::system_error&) {
+        break;  // (the caller sums what no thread took)
+      }
+    }
+    for (int p = 0; p < kCfParts; ++p)
+      if (!taken[static_cast<std::size_t>(p)]) run(p);
+    for (auto& th : pool) th.join();
+    acc = std::move(part[0]);
+    for (int p = 1; p < kCfParts; ++p)
+      for (std::size_t k = 0; k < nk; ++k)
+        for (int j = 0; j < 4; ++j) acc[k][static_cast<std::size_t>(j)] += part[static_cast<std::size_t>(p)][k][static_cast<std::size_t>(j)];
+  }
+
+  static constexpr std::size_t kChunk = 256;
+
+  // node_sums over [first, last) in chunks of kChunk nodes, added into acc.
+  void chunk_sums(double du, int K, std::size_t first, std::size_t last,
+                  std::vector<std::array<double, 4>>& acc) const {
+    const std::size_t n = last;
     // The sums over the nodes, accumulated chunk by chunk so that a chunk's
     // recurrence stays in the L1 cache for all K nodes of the sum.
-    acc.assign(nk, {0.0, 0.0, 0.0, 0.0});
-    constexpr std::size_t kChunk = 256;
     // Each step of the recurrence adds at most ~4 ulp to |E| <= 2 per node,
     // and the seed E_1's own rounding (~2 ulp) propagates linearly, so over
     // kReseed steps a term drifts by at most ~12 kReseed eps; with the
@@ -445,12 +499,15 @@ class TiltedStep {
   //   |phi(u)| <= m_below + f(v_s) / u + (|f'(v_s)| + ||f''||_1 above) / u^2
   // (integration by parts twice on the part above), or the same with the
   // roles of above and below exchanged.  Decreases in u.
-  double second_order_bound(double u) const {
+  // `edge`, where given, receives the edge that gives the bound.
+  double second_order_bound(double u, std::size_t* edge = nullptr) const {
     double best = 1.0;
-    for (const Edge& e : edges_) {
-      const double common = e.f / u + e.fp / (u * u);
-      best = std::min(best, e.mass_below + common + e.f2_above / (u * u));
-      best = std::min(best, e.mass_above + common + e.f2_below / (u * u));
+    for (std::size_t i = 0; i < edges_.size(); ++i) {
+      const double v = edge_bound(edges_[i], u);
+      if (v < best) {
+        best = v;
+        if (edge != nullptr) *edge = i;
+      }
     }
     return best + coarse_error_;
   }
@@ -458,8 +515,32 @@ class TiltedStep {
   // The bound (iv) at u: TV / u; and (iii): with density >= f0 on an
   // interval of the loss of length L, |phi(u)| <= 1 - f0 (L - min(L, 2 / u)).
   // Both decrease in u.
-  double tv_bound(double u) const {
-    double best = std::min(tv_ * (1.0 + kCfMomentRtol) / u + coarse_error_, second_order_bound(u));
+  double tv_bound(double u) const { return tv_bound_from(u, second_order_bound(u)); }
+
+  // tv_bound along increasing u at a fraction of the cost (terms_needed's
+  // scan): every edge only where `refresh`, otherwise only the edge that gave
+  // the bound at the last refresh.  Any one edge's (v) is itself a bound on
+  // |phi(u)|, so this is never below the full bound and still holds; it moves
+  // the bound only where the best edge changes between refreshes.
+  double tv_bound_along(double u, std::size_t& edge, bool refresh) const {
+    double so;
+    if (refresh || edge >= edges_.size()) {
+      edge = edges_.size();
+      so = second_order_bound(u, &edge);
+    } else {
+      so = std::min(1.0, edge_bound(edges_[edge], u)) + coarse_error_;
+    }
+    return tv_bound_from(u, so);
+  }
+
+  // (v) at u from one edge: the smaller of its two sides.
+  static double edge_bound(const Edge& e, double u) {
+    const double common = e.f / u + e.fp / (u * u);
+    return std::min(e.mass_below + common + e.f2_above / (u * u), e.mass_above + common + e.f2_below / (u * u));
+  }
+
+  double tv_bound_from(double u, double second_order) const {
+    double best = std::min(tv_ * (1.0 + kCfMomentRtol) / u + coarse_error_, second_order);
     for (const auto& [f0, len] : floors_)
       best = std::min(best, 1.0 - f0 * (len - std::min(len, 2.0 / u)) + coarse_error_);
     return best;
@@ -1257,14 +1338,19 @@ class CfInversion {
     std::vector<double> term;  // term[k - 1]: bound on |hh(u_k) Psi(u_k)|
     double rest = std::numeric_limits<double>::infinity();
     int next_try = 16;
+    // the edge of each step's bound (v), refreshed every kEdgeRefresh terms
+    std::vector<std::size_t> edge(steps.size(), std::numeric_limits<std::size_t>::max());
+    constexpr int kEdgeRefresh = 32;
     for (int k = 1; k <= k_cap; ++k) {
       const double u = k * du_;
       double log_beta = 0.0;
       bool helps = false;
-      for (const auto& st : steps) {
+      for (std::size_t j = 0; j < steps.size(); ++j) {
+        const auto& st = steps[j];
         const double mb = st.moment_bound(u);
         if (mb < 1.0) helps = true;
-        log_beta += st.count() * std::log(std::max(std::min({mb, st.tv_bound(u), 1.0}), 1e-300));
+        const double tv = st.tv_bound_along(u, edge[j], k % kEdgeRefresh == 1);
+        log_beta += st.count() * std::log(std::max(std::min({mb, tv, 1.0}), 1e-300));
       }
       term.push_back(habs(u) * std::exp(log_beta));
       // Past kCfMaxTerms every term scanned must end in the tail, so once

@@ -264,9 +264,11 @@ class FlatSplit {
 
   // Upper bound on the dropped all-flat term E[g(S) prod rho(x_i)]: the
   // hockey-stick Chernoff bound min_t exp(G_F(t) - t eps + c(t)); any t is
-  // valid, so the minimisation is coarse.
-  double bound(double eps) const {
+  // valid, so the minimisation is coarse.  It stops at the first t whose
+  // bound is at most stop_below (> 0), where only that comparison matters.
+  double bound(double eps, double stop_below = 0.0) const {
     if (!any_flat()) return 0.0;
+    const double log_stop = stop_below > 0.0 ? std::log(stop_below) : -std::numeric_limits<double>::infinity();
     // d/dt [G_F(t) - t eps + c(t)] = G_F'(t) - eps - log(1 + 1/t), increasing.
     auto obj = [&](double t) {
       const detail::FlatCgf k = cgf(t);
@@ -276,6 +278,7 @@ class FlatSplit {
     auto at_hi = obj(hi);
     if (!std::isfinite(at_hi.first)) return 0.0;
     double best = at_hi.first;
+    if (best <= log_stop) return std::exp(std::min(0.0, best));
     if (at_hi.second < 0.0) {
       while (at_hi.second < 0.0 && hi < 1e6) {
         lo = hi;
@@ -283,18 +286,20 @@ class FlatSplit {
         at_hi = obj(hi);
         if (!std::isfinite(at_hi.first)) return 0.0;
         best = std::min(best, at_hi.first);
+        if (best <= log_stop) return std::exp(std::min(0.0, best));
       }
     } else {
       hi = 1.0;
       lo = 1e-3;
       const auto at_lo = obj(lo);
       best = std::min(best, at_lo.first);
-      if (at_lo.second >= 0.0) return std::exp(std::min(0.0, best));
+      if (at_lo.second >= 0.0 || best <= log_stop) return std::exp(std::min(0.0, best));
     }
     for (int i = 0; i < 30 && hi / lo > 1.1; ++i) {  // bisection on the increasing slope, in log t
       const double mid = std::sqrt(lo * hi);
       const auto v = obj(mid);
       best = std::min(best, v.first);
+      if (best <= log_stop) break;
       (v.second < 0.0 ? lo : hi) = mid;
     }
     return std::exp(std::min(0.0, best));
@@ -312,7 +317,7 @@ namespace detail {
 constexpr double kMaxOffset = 2.0;
 
 inline double choose_offset(const Composition& comp, double eps, double threshold) {
-  auto ok = [&](double offset) { return FlatSplit(comp, offset).bound(eps) <= threshold; };
+  auto ok = [&](double offset) { return FlatSplit(comp, offset).bound(eps, threshold) <= threshold; };
   if (!FlatSplit(comp, 0.0).any_flat() || ok(kMaxOffset)) return kMaxOffset;
   double hi = kMaxOffset, lo = kMaxOffset - 4.0;
   while (!ok(lo)) {

@@ -10,7 +10,9 @@
 // kSlots counters, which edgeworth_fuzz_register() hands to libFuzzer together
 // with a PC table of the same length (libFuzzer requires one per counter).
 // Hash collisions merge a few blocks into one feature; they cost the fuzzer
-// some guidance, never correctness.
+// some guidance, never correctness.  The worker threads of a large node sum
+// (csrc/cf_bound.hpp) call it too; as with libFuzzer's own inline counters,
+// the increments are not atomic, and a lost one likewise costs only guidance.
 #include <cstddef>
 #include <cstdint>
 
