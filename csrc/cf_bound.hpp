@@ -46,7 +46,6 @@
 #include <stdexcept>
 #include <string>
 #include <optional>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -414,6 +413,7 @@ class TiltedStep {
     const unsigned hw = std::thread::hardware_concurrency();
     const int workers = static_cast<int>(std::min<unsigned>(hw == 0 ? 1u : hw, kCfParts));
     std::vector<std::thread> pool;
+    pool.reserve(kCfParts);  // (no reallocation once a thread runs)
     std::vector<char> taken(kCfParts, 0);
     for (int t = 1; t < workers; ++t) {
       try {
@@ -421,7 +421,7 @@ class TiltedStep {
           for (int p = t; p < kCfParts; p += workers) run(p);
         });
         for (int p = t; p < kCfParts; p += workers) taken[static_cast<std::size_t>(p)] = 1;
-      } catch (const std::system_error&) {
+      } catch (const std::exception&) {  // std::system_error, or the thread state's allocation
         break;  // (the caller sums what no thread took)
       }
     }
@@ -521,12 +521,16 @@ class TiltedStep {
   // scan): every edge only where `refresh`, otherwise only the edge that gave
   // the bound at the last refresh.  Any one edge's (v) is itself a bound on
   // |phi(u)|, so this is never below the full bound and still holds; it moves
-  // the bound only where the best edge changes between refreshes.
+  // the bound only where the best edge changes between refreshes.  edge ==
+  // the number of edges: none was below 1 at the last refresh (then 1 until
+  // the next); larger: not refreshed yet.
   double tv_bound_along(double u, std::size_t& edge, bool refresh) const {
     double so;
-    if (refresh || edge >= edges_.size()) {
+    if (refresh || edge > edges_.size()) {
       edge = edges_.size();
       so = second_order_bound(u, &edge);
+    } else if (edge == edges_.size()) {
+      so = 1.0 + coarse_error_;
     } else {
       so = std::min(1.0, edge_bound(edges_[edge], u)) + coarse_error_;
     }
