@@ -696,13 +696,12 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
         v_from = r(start);  // (nothing safe on the cheap bounds: the full search from the start)
         br.record(start, v_from);
       }
-    }
-    if (!cheap_first && !close_enough() && std::fabs(log_ratio(v_from)) > 0.02) {
-      // Far from the target (a poor CLT start, few sampled steps): the first
-      // secant step takes the cheap bounds' local slope at the start, which
-      // follows the full bound's better than a fixed guess (eps 10, delta
-      // 1e-5, q 1e-3, 1000 steps: -3.2 against -3.35; the fixed -1.5
-      // overshoots by 8 %).
+    } else if (!close_enough() && std::fabs(log_ratio(v_from)) > 0.02) {
+      // Far from the target (a poor CLT start, few sampled steps), with no
+      // cheap phase to learn a slope from: the first secant step takes the
+      // cheap bounds' local slope at the start, which follows the full
+      // bound's better than a fixed guess (eps 10, delta 1e-5, q 1e-3, 1000
+      // steps: -3.2 against -3.35; the fixed -1.5 overshoots by 8 %).
       const double h = start * 1.01 <= kSigmaMax ? 0.01 : -0.01;  // (a step inside the range)
       const double e0 = r_cheap(start) + eps, e1 = r_cheap(start * (1.0 + h)) + eps;
       const double s = std::log(e1 / e0) / std::log1p(h);
