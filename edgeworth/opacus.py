@@ -34,7 +34,8 @@ import opacus.accountants.utils as _opacus_utils
 import opacus.privacy_engine as _opacus_engine
 from opacus.accountants import IAccountant, create_accountant, register_accountant
 
-from ._validate import check_delta, check_method, check_q, check_steps, scalar
+from . import _core
+from ._validate import check_delta, check_method, check_q, check_range, check_steps, scalar
 from .accountant import Accountant
 from .accounting import AccountingResult, epsilon, epsilon_details, noise_multiplier
 
@@ -199,7 +200,12 @@ def get_noise_multiplier(*, target_epsilon: float, target_delta: float, sample_r
     if (steps is None) == (epochs is None):
         raise ValueError("steps: get_noise_multiplier takes EITHER a number of steps or a number of epochs")
     if steps is None:
-        steps = int(epochs / scalar("sample_rate", check_q(sample_rate)))
+        epochs = scalar("epochs", check_range("epochs", epochs, low=0.0, high=math.inf, low_open=True,
+                                              high_open=True))
+        ratio = epochs / scalar("sample_rate", check_q(sample_rate))
+        if not 1.0 <= ratio <= _core.STEPS_MAX:
+            raise ValueError(f"epochs: epochs / sample_rate = {ratio:g} steps, outside [1, 2^53]")
+        steps = int(ratio)
     return float(noise_multiplier(target_epsilon, target_delta, steps, sample_rate, method=method))
 
 
