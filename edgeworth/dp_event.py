@@ -124,6 +124,8 @@ def _record(root: Any, acc: Accountant) -> None:
     """Records the tree in order, without recursion (trees nested 5,000 deep raised RecursionError)."""
     stack = [(root, 1)]
     visited = 0
+    leaves: dict = {}  # id(event) -> (event, its mechanism): a repeated subtree is converted once
+    pending: list = []  # [mechanism, steps] in order, consecutive equal mechanisms merged
     while stack:
         event, times = stack.pop()
         visited += 1
@@ -147,7 +149,15 @@ def _record(root: Any, acc: Accountant) -> None:
                 raise ValueError(f"ComposedDpEvent: events must be a list of events, got {show(events)}")
             stack.extend((sub, times) for sub in reversed(events))
             continue
-        acc.compose(mechanism=_mechanism(event), steps=times)
+        if id(event) not in leaves:
+            leaves[id(event)] = (event, _mechanism(event))  # the event is kept, so its id stays its own
+        mech = leaves[id(event)][1]
+        if pending and pending[-1][0] == mech:
+            pending[-1][1] += times
+        else:
+            pending.append([mech, times])
+    for mech, times in pending:
+        acc.compose(mechanism=mech, steps=times)
 
 
 def from_dp_event(event: Any) -> Accountant:
