@@ -52,11 +52,11 @@ MEMORY_LIMIT_RANGE = (2.0 ** -10, 2.0 ** 20)
 
 
 def _check_limits(time_limit: Optional[float], memory_limit: Optional[float]) -> Limits:
-    def checked(name, value, low, high, low_open):
+    def checked(name, value, low, high, low_open, why):
         return None if value is None else _single(name, check_range(name, value, low=low, high=high,
-                                                                    low_open=low_open, high_open=False))
-    memory = checked("memory_limit", memory_limit, *MEMORY_LIMIT_RANGE, False)
-    return Limits(checked("time_limit", time_limit, 0.0, TIME_LIMIT_MAX, True),
+                                                                    low_open=low_open, high_open=False, why=why))
+    memory = checked("memory_limit", memory_limit, *MEMORY_LIMIT_RANGE, False, " (GiB: 1 MiB to 1 PiB)")
+    return Limits(checked("time_limit", time_limit, 0.0, TIME_LIMIT_MAX, True, " (seconds)"),
                   None if memory is None else int(memory * 2 ** 30))
 
 
