@@ -30,12 +30,12 @@ METHODS = ("certified", "tilted", "edgeworth")
 ORDERINGS = ("remove", "add", "both")
 
 #: The most elements an array argument, or the broadcast of the array arguments
-#: of one call, may hold.  An element of a certified call costs about 1 ms
-#: (up to ~0.1 s), so 10**6 of them are already 15 minutes to hours of work,
-#: and the call holds about 130 bytes per element beyond its inputs (the
-#: contiguous copies, the answers, the results: ~130 MB at the cap, against
-#: 6.7 GiB that the 10**8-element broadcast of a (10000, 1) and a (1, 10000)
-#: array reached before this cap).
+#: of one call, may hold.  Measured (2-core machine): a certified element costs
+#: ~1 to 3 ms (3.2 ms each over 20,000 sigmas in [2, 3] at q = 0.5, 10 steps), so
+#: 10**6 elements are already about an hour of work, and the call's peak memory
+#: grew by 73 bytes per element (the contiguous copies, the answers, the
+#: results): ~75 MB at the cap, against 6.7 GiB that the 10**8-element broadcast
+#: of a (10000, 1) and a (1, 10000) array reached before it.
 MAX_ELEMENTS = 10 ** 6
 
 _repr = reprlib.Repr()
