@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import math
 import numbers
+import reprlib
 import warnings
 from collections.abc import Mapping
 from typing import Any, List, Optional, Tuple
@@ -73,7 +74,7 @@ def _real(name: str, value) -> float:
     value Opacus multiplies by (``float(np.float32(1.1))`` is
     1.100000023841858, not 1.1)."""
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
+        raise ValueError(f"{name} must be a real number, got {reprlib.repr(value)}")
     if isinstance(value, numbers.Real):
         number = value
     elif isinstance(value, np.ndarray) and not isinstance(value, np.ma.MaskedArray) and value.ndim == 0 \
@@ -83,13 +84,13 @@ def _real(name: str, value) -> float:
             and value.dtype != torch.bool:
         number = value.item()
     else:
-        raise ValueError(f"{name} must be a real number (Python, numpy or 0-d torch scalar), got {value!r}")
+        raise ValueError(f"{name} must be a real number (Python, numpy or 0-d torch scalar), got {reprlib.repr(value)}")
     try:
         x = float(number)
     except OverflowError:
         x = math.inf
     if not math.isfinite(x):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ValueError(f"{name} must be a finite number, got {reprlib.repr(value)}")
     return x
 
 
@@ -100,34 +101,36 @@ def _check_step(sigma: float, q: float) -> None:
     if sigma != 0.0 and not _core.SIGMA_MIN <= sigma <= _core.SIGMA_MAX:
         raise ValueError(f"noise_multiplier must be 0 (no noise) or in [{_core.SIGMA_MIN:g}, {_core.SIGMA_MAX:g}], "
                          f"got {sigma!r}; outside that range the core cannot bound the privacy loss")
-    if q != 0.0:
-        scalar("sample_rate", check_q(q))  # the message names q's range and why
+    if q != 0.0 and not _core.Q_MIN <= q <= 1.0:
+        raise ValueError(f"sample_rate must be 0 (nobody sampled) or in [{_core.Q_MIN:g}, 1], got {q!r}; below "
+                         f"{_core.Q_MIN:g} the privacy loss of a step underflows in the core's cumulants and "
+                         "quadratures")
 
 
 def _check_entry(entry) -> Entry:
     if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-        raise ValueError(f"history entries must be (noise_multiplier, sample_rate, num_steps), got {entry!r}")
+        raise ValueError(f"history entries must be (noise_multiplier, sample_rate, num_steps), got {reprlib.repr(entry)}")
     sigma, q = _real("noise_multiplier", entry[0]), _real("sample_rate", entry[1])
     _check_step(sigma, q)
     n = entry[2]
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= _core.STEPS_MAX:
-        raise ValueError(f"history: num_steps must be an integer in [1, 2^53], got {n!r}")
+        raise ValueError(f"history: num_steps must be an integer in [1, 2^53], got {reprlib.repr(n)}")
     return sigma, q, int(n)
 
 
 def _check_state(state_dict) -> Tuple[List[Entry], int]:
     """(history, non_poisson_steps) of a state, or a ValueError; touches nothing."""
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise ValueError(f"state_dict must be a non-empty mapping with 'history' and 'mechanism', got {state_dict!r}")
+        raise ValueError(f"state_dict must be a non-empty mapping with 'history' and 'mechanism', got {reprlib.repr(state_dict)}")
     for key in ("history", "mechanism"):
         if key not in state_dict:
             raise ValueError(f"state_dict has no key {key!r}; it cannot be loaded into the edgeworth accountant")
     mechanism = state_dict["mechanism"]
     if not (isinstance(mechanism, str) and mechanism == MECHANISM):
-        raise ValueError(f"mechanism: a state of {mechanism!r} cannot be loaded into the {MECHANISM!r} accountant")
+        raise ValueError(f"mechanism: a state of {reprlib.repr(mechanism)} cannot be loaded into the {MECHANISM!r} accountant")
     history = state_dict["history"]
     if not isinstance(history, (list, tuple)):
-        raise ValueError(f"history must be a list of (noise_multiplier, sample_rate, num_steps), got {history!r}")
+        raise ValueError(f"history must be a list of (noise_multiplier, sample_rate, num_steps), got {reprlib.repr(history)}")
     entries = [_check_entry(e) for e in history]
     total = sum(n for _, _, n in entries)
     if total > _core.STEPS_MAX:
@@ -136,7 +139,7 @@ def _check_state(state_dict) -> Tuple[List[Entry], int]:
     if isinstance(non_poisson, (bool, np.bool_)) or not isinstance(non_poisson, numbers.Integral) \
             or not 0 <= non_poisson <= total:
         raise ValueError(f"non_poisson_steps must be an integer in [0, {total}] (the steps in the history), "
-                         f"got {non_poisson!r}")
+                         f"got {reprlib.repr(non_poisson)}")
     return entries, int(non_poisson)
 
 
