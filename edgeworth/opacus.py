@@ -68,14 +68,21 @@ class NonPoissonSamplingError(ValueError):
     different mechanism, which it does not analyse."""
 
 
+# The scalar types a noise multiplier or sample rate usually arrives as, read without the slower checks below.
+_PLAIN_REALS = frozenset({int, np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                          np.uint16, np.uint32, np.uint64})
+
+
 def _real(name: str, value) -> float:
     """A real scalar as Opacus may pass it: a Python int or float, a numpy
     scalar or 0-d array, or a 0-d torch tensor.  Returns ``float(value)``, the
     value Opacus multiplies by (``float(np.float32(1.1))`` is
     1.100000023841858, not 1.1)."""
-    if isinstance(value, (bool, np.bool_)):
+    if type(value) in _PLAIN_REALS:
+        number = value
+    elif isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be a real number, got {reprlib.repr(value)}")
-    if isinstance(value, numbers.Real):
+    elif isinstance(value, numbers.Real):
         number = value
     elif isinstance(value, np.ndarray) and not isinstance(value, np.ma.MaskedArray) and value.ndim == 0 \
             and value.dtype.kind in "iuf":
@@ -84,7 +91,8 @@ def _real(name: str, value) -> float:
             and value.dtype != torch.bool:
         number = value.item()
     else:
-        raise ValueError(f"{name} must be a real number (Python, numpy or 0-d torch scalar), got {reprlib.repr(value)}")
+        raise ValueError(f"{name} must be a real number (a Python or numpy scalar, or a 0-d tensor), "
+                         f"got {reprlib.repr(value)}")
     try:
         x = float(number)
     except OverflowError:

@@ -190,7 +190,7 @@ def test_float32_sigma_is_not_merged_with_the_double():
     np.array([1.1]), np.ones((1, 1)), torch.tensor([1.1, 1.2]), True, np.bool_(True), torch.tensor(True), "1.1",
     b"1", complex(1.1, 0), np.complex128(1.1), torch.tensor(1.1 + 0j), None, np.ma.masked_array(1.1, mask=True),
     np.datetime64("2020-01-01"), [1.1], 10 ** 400, np.float32("inf"), torch.tensor(float("nan")),
-])
+], ids=lambda v: type(v).__name__)
 def test_non_real_scalars_are_refused_by_name(bad):
     acc = eo.EdgeworthAccountant()
     acc.step(noise_multiplier=1.0, sample_rate=0.01)
