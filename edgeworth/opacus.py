@@ -1,8 +1,11 @@
 """The ``"edgeworth"`` accountant inside Opacus 1.6.
 
 Importing this module registers :class:`EdgeworthAccountant` with Opacus under
-the name ``"edgeworth"`` (idempotently), and routes Opacus's noise calibration
-for that name to :func:`edgeworth.noise_multiplier`.  Then::
+the name ``"edgeworth"`` (idempotently), routes Opacus's noise calibration
+for that name to :func:`edgeworth.noise_multiplier`, and has
+``PrivacyEngine.make_private`` / ``make_private_with_epsilon`` check, for this
+accountant only, the noise multiplier and whether the batches will be
+Poisson-sampled (see :class:`EdgeworthAccountant`, "Sampling").  Then::
 
     import edgeworth.opacus  # noqa: F401  (registers "edgeworth")
     from opacus import PrivacyEngine
@@ -16,7 +19,8 @@ for that name to :func:`edgeworth.noise_multiplier`.  Then::
 Semantics are Opacus's and the library's: each optimizer step is one step of
 the Poisson-subsampled Gaussian mechanism with noise multiplier sigma (noise
 std / clipping norm) and sampling rate q, between add/remove-one-example
-neighbours.  The ledger is Opacus's ``history``: a list of
+neighbours; the batches must be Poisson-sampled (Opacus's default
+``poisson_sampling=True``).  The ledger is Opacus's ``history``: a list of
 ``(noise_multiplier, sample_rate, num_steps)``.
 
 References:
@@ -412,9 +416,9 @@ _OPACUS_MAKE_PRIVATE_WITH_EPSILON = getattr(_opacus_engine.PrivacyEngine.make_pr
                                             _opacus_engine.PrivacyEngine.make_private_with_epsilon)
 
 
-@functools.wraps(_OPACUS_MAKE_PRIVATE)
+@functools.wraps(_OPACUS_MAKE_PRIVATE, assigned=("__name__", "__qualname__"))
 def make_private(self, *args, **kwargs):
-    """``PrivacyEngine.make_private``; with ``accountant="edgeworth"`` it first
+    """Opacus's ``PrivacyEngine.make_private`` (same arguments); with ``accountant="edgeworth"`` it first
     checks the noise multiplier (ValueError before anything is wrapped) and
     the sampling: a loader that will not be Poisson-sampled gets a
     :class:`NonPoissonSamplingWarning` and its steps are counted as such."""
@@ -437,9 +441,9 @@ def make_private(self, *args, **kwargs):
         accountant._next_hook_poisson = True
 
 
-@functools.wraps(_OPACUS_MAKE_PRIVATE_WITH_EPSILON)
+@functools.wraps(_OPACUS_MAKE_PRIVATE_WITH_EPSILON, assigned=("__name__", "__qualname__"))
 def make_private_with_epsilon(self, *args, **kwargs):
-    """``PrivacyEngine.make_private_with_epsilon``; with ``accountant="edgeworth"``
+    """Opacus's ``PrivacyEngine.make_private_with_epsilon`` (same arguments); with ``accountant="edgeworth"``
     a loader that will not be Poisson-sampled is refused
     (:class:`NonPoissonSamplingError`) before anything is calibrated or wrapped:
     the target eps could not be certified."""
