@@ -390,7 +390,14 @@ def get_noise_multiplier(*, target_epsilon: float, target_delta: float, sample_r
     if (steps is None) == (epochs is None):
         raise ValueError("steps: get_noise_multiplier takes EITHER a number of steps or a number of epochs")
     if steps is None:
-        steps = int(epochs / scalar("sample_rate", check_q(sample_rate)))
+        epochs = _real("epochs", epochs)
+        if epochs <= 0:
+            raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
+        steps = epochs / scalar("sample_rate", check_q(sample_rate))
+        if steps > _core.STEPS_MAX:
+            raise ValueError(f"epochs: {epochs!r} epochs at sample_rate {sample_rate!r} are {steps:.3g} steps, "
+                             "more than 2^53")
+        steps = int(steps)
     return float(noise_multiplier(target_epsilon, target_delta, steps, sample_rate, method=method))
 
 

@@ -376,6 +376,10 @@ def test_get_noise_multiplier_uses_library_calibration():
     with pytest.raises(ValueError, match="steps"):
         opacus_utils.get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=0.01, steps=10,
                                           epochs=1, accountant="edgeworth")
+    for epochs in (float("inf"), float("nan"), -1.0, 0, "3", 1e300):  # issue 16: inf was an OverflowError
+        with pytest.raises(ValueError, match="epochs"):
+            opacus_utils.get_noise_multiplier(target_epsilon=8.0, target_delta=DELTA, sample_rate=0.01,
+                                              epochs=epochs, accountant="edgeworth")
 
 
 def test_other_accountants_keep_opacus_calibration():
