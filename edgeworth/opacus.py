@@ -121,11 +121,13 @@ def _check_step(sigma: float, q: float) -> None:
 
 def _check_entry(entry) -> Entry:
     if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-        raise ValueError(f"history entries must be (noise_multiplier, sample_rate, num_steps), got {reprlib.repr(entry)}")
+        raise ValueError("history entries must be (noise_multiplier, sample_rate, num_steps), "
+                         f"got {reprlib.repr(entry)}")
     sigma, q = _real("noise_multiplier", entry[0]), _real("sample_rate", entry[1])
     _check_step(sigma, q)
     n = entry[2]
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or not 1 <= n <= _core.STEPS_MAX:
+    whole = isinstance(n, numbers.Integral) or (isinstance(n, numbers.Real) and float(n).is_integer())
+    if isinstance(n, (bool, np.bool_)) or not whole or not 1 <= n <= _core.STEPS_MAX:
         raise ValueError(f"history: num_steps must be an integer in [1, 2^53], got {reprlib.repr(n)}")
     return sigma, q, int(n)
 
@@ -133,16 +135,19 @@ def _check_entry(entry) -> Entry:
 def _check_state(state_dict) -> Tuple[List[Entry], int]:
     """(history, non_poisson_steps) of a state, or a ValueError; touches nothing."""
     if not isinstance(state_dict, Mapping) or not state_dict:
-        raise ValueError(f"state_dict must be a non-empty mapping with 'history' and 'mechanism', got {reprlib.repr(state_dict)}")
+        raise ValueError("state_dict must be a non-empty mapping with 'history' and 'mechanism', "
+                         f"got {reprlib.repr(state_dict)}")
     for key in ("history", "mechanism"):
         if key not in state_dict:
             raise ValueError(f"state_dict has no key {key!r}; it cannot be loaded into the edgeworth accountant")
     mechanism = state_dict["mechanism"]
     if not (isinstance(mechanism, str) and mechanism == MECHANISM):
-        raise ValueError(f"mechanism: a state of {reprlib.repr(mechanism)} cannot be loaded into the {MECHANISM!r} accountant")
+        raise ValueError(f"mechanism: a state of {reprlib.repr(mechanism)} cannot be loaded into the "
+                         f"{MECHANISM!r} accountant")
     history = state_dict["history"]
     if not isinstance(history, (list, tuple)):
-        raise ValueError(f"history must be a list of (noise_multiplier, sample_rate, num_steps), got {reprlib.repr(history)}")
+        raise ValueError("history must be a list of (noise_multiplier, sample_rate, num_steps), "
+                         f"got {reprlib.repr(history)}")
     entries = [_check_entry(e) for e in history]
     total = sum(n for _, _, n in entries)
     if total > _core.STEPS_MAX:

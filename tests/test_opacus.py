@@ -358,10 +358,10 @@ def test_failed_load_keeps_the_previous_ledger():
 
 def test_loaded_history_is_normalised():
     acc = eo.EdgeworthAccountant()
-    acc.load_state_dict({"history": [[np.float32(1.1), np.float64(0.01), np.int64(5)], (2, 1, 1)],
+    acc.load_state_dict({"history": [[np.float32(1.1), np.float64(0.01), np.int64(5)], (2, 1, 1), (1.0, 0.5, 4.0)],
                          "mechanism": "edgeworth"})  # an older state: no non_poisson_steps
-    assert acc.history == [(F32_SIGMA, 0.01, 5), (2.0, 1.0, 1)] and acc.non_poisson_steps == 0
-    assert type(acc.history[0][2]) is int
+    assert acc.history == [(F32_SIGMA, 0.01, 5), (2.0, 1.0, 1), (1.0, 0.5, 4)] and acc.non_poisson_steps == 0
+    assert all(type(n) is int for _, _, n in acc.history)
 
 
 # -- calibration through Opacus -------------------------------------------------------------------------------------
