@@ -220,7 +220,11 @@ class EdgeworthAccountant(IAccountant):
                 numpy or 0-d torch real; the ledger keeps ``float()`` of it,
                 the factor Opacus multiplies the clipping norm by
                 (``np.float32(1.1)`` is recorded as 1.100000023841858, its
-                exact value, and is a different entry from 1.1).
+                exact value, and is a different entry from 1.1).  Like every
+                Opacus accountant it does not model that the noise is then
+                drawn at the parameters' precision (in float32 each noise
+                value is rounded by about 6e-8 relative, either way, whatever
+                type sigma had).
             sample_rate: the Poisson sampling rate q: 0 (nobody sampled: the
                 step is recorded and costs nothing) or in [1e-12, 1].
 
