@@ -293,10 +293,13 @@ def test_finetune_bench_smoke(tiny_model, capsys):
     assert set(out["dp_over_non_private"]) == {"dp-ghost", "dp-per-sample"}
 
 
-def _torchrun(args, cwd, timeout=240):
-    """Two processes under torchrun.  They start in ``cwd`` (not the checkout, whose source tree has no built
-    extension when the package is installed) and import edgeworth as this process does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(args, cwd, timeout=300):
+    """Two processes under torchrun, parsed: the last line of their output as JSON.  They start in ``cwd`` (not the
+    checkout, whose source tree has no built extension when the package is installed) and import edgeworth from
+    where this process does."""
+    path = os.pathsep.join(p for p in (str(Path(edgeworth.__file__).parent.parent), os.environ.get("PYTHONPATH"))
+                           if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -304,7 +307,7 @@ def _torchrun(args, cwd, timeout=240):
 
 
 def test_distributed_noise_is_added_once_per_step(tmp_path):
-    out = _torchrun([str(TESTS / "ddp_noise_probe.py")], cwd=tmp_path)
+    out = torchrun([str(TESTS / "ddp_noise_probe.py")], cwd=tmp_path)
     n = out["coordinates"]
     # Once per step: std = sigma * C (5 standard errors of a sample std: 5 / sqrt(2 n) = 3 %); per rank it would
     # be sqrt(2) sigma C.

@@ -159,15 +159,9 @@ def test_torchrun_two_processes_stopped_and_resumed(base, tmp_path):
     assert not torch.equal(state["rng"][0]["sampler"], state["rng"][1]["sampler"])
 
 
-def _torchrun(args, cwd, timeout=300):
-    """`python -m edgeworth finetune` in two processes; they start in ``cwd`` and import edgeworth as this process
-    does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(edgeworth.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "edgeworth", *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _torchrun(args, cwd):
+    from test_finetune import torchrun
+    return torchrun(["-m", "edgeworth", *args], cwd)
 
 
 def test_a_run_is_extended_within_its_budget(tiny_model, files, tmp_path):

@@ -25,14 +25,6 @@ def calibrate_noise_multiplier(target_eps: float, delta: float, steps: int, samp
                                                         accountant=accountant))
 
 
-def _epsilon_with(accountant, history, delta: float) -> float:
-    probe = type(accountant)()
-    probe.history = list(history)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # RDP's "optimal order is the largest alpha"
-        return float(probe.get_epsilon(delta))
-
-
 def steps_within_budget(eps_after: Callable[[int], float], target_eps: float, max_steps: int) -> int:
     """The most further steps k (0 <= k <= ``max_steps``) with ``eps_after(k) <= target_eps``.
 

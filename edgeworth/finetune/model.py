@@ -64,6 +64,8 @@ class Distributed:
     def start(self, device: torch.device) -> None:
         """Joins the process group (NCCL on CUDA, gloo on the CPU)."""
         if self.active and not torch.distributed.is_initialized():
+            if device.type == "cuda":  # collectives of Python objects (the checkpoint's random states) use it
+                torch.cuda.set_device(device)
             torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
     def stop(self) -> None:

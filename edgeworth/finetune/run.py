@@ -88,6 +88,19 @@ def _planned_steps(config: FinetuneConfig, q: float, state: Optional[Dict[str, A
     return planned
 
 
+def _plan(config: FinetuneConfig, q: float, state: Optional[Dict[str, Any]]) -> Plan:
+    """The plan at rate q: a fresh run's, or the checkpoint's (its q must be this data's and batch size's; its
+    sigma, step and examples continue)."""
+    plan = Plan(sample_rate=q, planned_steps=_planned_steps(config, q, state))
+    if state is not None:
+        if not math.isclose(state["sample_rate"], q, rel_tol=1e-12):
+            raise ValueError(f"batch_size: the checkpoint sampled at q = {state['sample_rate']:.6g}, this data and "
+                             f"batch size give q = {q:.6g}")
+        plan.start_step, plan.examples_before = state["step"], state["examples_seen"]
+        plan.noise_multiplier = state["noise_multiplier"]
+    return plan
+
+
 def _finish_plan(plan: Plan, budget_stop: int, config: FinetuneConfig) -> None:
     plan.stop_at = budget_stop if config.stop_after is None else min(budget_stop, plan.start_step + config.stop_after)
 
@@ -136,14 +149,8 @@ def _run_example_level(config: FinetuneConfig, dist: Distributed, device: torch.
     n = len(train_text)
     data.check_batch_size(config.batch_size, n)
     q = 1.0 / math.ceil(n / config.batch_size)  # Opacus's rate for Poisson sampling from a loader of this batch size
-    plan = Plan(sample_rate=q, planned_steps=_planned_steps(config, q, state))
+    plan = _plan(config, q, state)
     ledger = None
-    if state is not None:
-        if not math.isclose(state["sample_rate"], q, rel_tol=1e-12):
-            raise ValueError(f"batch_size: the checkpoint sampled at q = {state['sample_rate']:.6g}, this data and "
-                             f"batch size give q = {q:.6g}")
-        plan.start_step, plan.examples_before = state["step"], state["examples_seen"]
-        plan.noise_multiplier = state["noise_multiplier"]
     budget_stop = plan.planned_steps
     if config.private:
         if plan.noise_multiplier is None:
@@ -239,14 +246,9 @@ def _run_user_level(config: FinetuneConfig, dist: Distributed, device: torch.dev
     kept_examples = sum(len(u) for u in units)
     data.check_batch_size(config.batch_size, kept_examples, f"examples kept (at most {k} per user)")
     q = min(1.0, config.batch_size / kept_examples)
-    plan = Plan(sample_rate=q, planned_steps=_planned_steps(config, q, state))
+    plan = _plan(config, q, state)
     ledger = Accountant()
     if state is not None:
-        if not math.isclose(state["sample_rate"], q, rel_tol=1e-12):
-            raise ValueError(f"batch_size: the checkpoint sampled at q = {state['sample_rate']:.6g}, this data and "
-                             f"batch size give q = {q:.6g}")
-        plan.start_step, plan.examples_before = state["step"], state["examples_seen"]
-        plan.noise_multiplier = state["noise_multiplier"]
         ledger.load_state_dict({"history": state["history"]})
     else:
         plan.noise_multiplier = config.noise_multiplier or userlevel.noise_multiplier(
