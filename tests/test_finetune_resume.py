@@ -57,7 +57,7 @@ def _trace(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-def _assert_same_run(straight, resumed, trace_straight, trace_sliced, steps=6):
+def _assert_same_run(straight, resumed, trace_straight, trace_sliced, steps=6, noisy=True):
     """The five things a resume must keep: batches, noise, ledger, eps and final parameters."""
     a, b = _trace(trace_straight), _trace(trace_sliced)
     assert [t["step"] for t in a] == [t["step"] for t in b] == list(range(1, steps + 1))
@@ -65,7 +65,8 @@ def _assert_same_run(straight, resumed, trace_straight, trace_sliced, steps=6):
     assert [t["noise"] for t in a] == [t["noise"] for t in b]  # the same noise
     assert [t["noise_head"] for t in a] == [t["noise_head"] for t in b]
     # Nothing was replayed: every step drew a batch and noise of its own (the bug: steps 4-6 repeated 1-3).
-    assert len({t["batch"] for t in b}) == len({t["noise"] for t in b}) == steps
+    assert len({t["batch"] for t in b}) == steps
+    assert len({t["noise"] for t in b}) == (steps if noisy else 1)
     assert resumed["history"] == straight["history"]  # the same ledger
     assert resumed["eps_certified"] == straight["eps_certified"]  # the same eps spent
     assert resumed["parameters_sha256"] == straight["parameters_sha256"]  # the same final parameters
@@ -136,7 +137,7 @@ def _api(args):
 
 def test_torchrun_two_processes_stopped_and_resumed(base, tmp_path):
     """Two ranks (gloo, CPU): each rank's batches and the noise (rank 0 adds it) continue exactly."""
-    args = [a for a in base[1:]]
+    args = list(base)  # "finetune" and its flags
     ckpt = tmp_path / "ddp.pt"
     t_straight, t_sliced = tmp_path / "straight.jsonl", tmp_path / "sliced.jsonl"
     straight = _torchrun(args + ["--steps", "6", "--trace", str(t_straight)], tmp_path)
@@ -146,7 +147,7 @@ def test_torchrun_two_processes_stopped_and_resumed(base, tmp_path):
     resumed = _torchrun(args + ["--steps", "6", "--trace", str(t_sliced), "--checkpoint", str(ckpt), "--resume",
                                 str(ckpt)], tmp_path)
     for rank in (0, 1):
-        _assert_same_run(straight, resumed, f"{t_straight}.rank{rank}", f"{t_sliced}.rank{rank}")
+        _assert_same_run(straight, resumed, f"{t_straight}.rank{rank}", f"{t_sliced}.rank{rank}", noisy=rank == 0)
     # Noise is added once per step, by rank 0; the ranks draw different batches.
     assert all(t["noise_head"] == [0.0, 0.0, 0.0] for t in _trace(f"{t_sliced}.rank1"))
     assert not {t["batch"] for t in _trace(f"{t_sliced}.rank0")} & {t["batch"] for t in _trace(f"{t_sliced}.rank1")}

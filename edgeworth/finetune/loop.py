@@ -26,6 +26,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .. import opacus as _edgeworth_opacus  # noqa: F401  (registers the "edgeworth" accountant with Opacus)
 from .config import EMPTY_LOCAL_BATCH_RISK, FinetuneConfig
 from .model import Distributed, choose_clipping
 
