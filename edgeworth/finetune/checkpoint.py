@@ -176,8 +176,8 @@ def load(path: str) -> Dict[str, Any]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, UnicodeDecodeError,
             AttributeError, TypeError, IndexError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"resume: {path!r} is not an edgeworth fine-tuning checkpoint ({first[:120]})") from None
+        raise ValueError(f"resume: {path!r} is not an edgeworth fine-tuning checkpoint (torch.load with "
+                         f"weights_only cannot read it: {type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else None
         raise ValueError(f"resume: {path!r} is not an edgeworth fine-tuning checkpoint of format {CHECKPOINT_FORMAT}"
