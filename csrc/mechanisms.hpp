@@ -195,6 +195,7 @@ class SubsampledGaussian final : public GaussianReferencePllr {
 
   // x with l(x) = v; -inf for v <= log(1 - q), which l only approaches.
   double pllr_inverse(double v) const override {
+    detail::require(!std::isnan(v), "v (a value of the privacy loss) must not be NaN");
     if (q_ == 1.0) return (v + 0.5 * mu_ * mu_) / mu_;
     const double e = std::expm1(v) + q_;
     if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
@@ -379,6 +380,7 @@ class GaussianMixture final : public GaussianReferencePllr {
     if (!monotone())
       throw std::domain_error("pllr_inverse needs every mean >= 0 (l is then increasing); " + describe() +
                               " has a negative mean");
+    detail::require(!std::isnan(v), "v (a value of the privacy loss) must not be NaN");
     if (!(v > pllr_infimum())) return -std::numeric_limits<double>::infinity();
     // l >= log w_m + mu_m x - mu_m^2 / 2 for the largest mean: an upper end.
     std::size_t m = 0;
