@@ -41,6 +41,7 @@ def delta_lower(weights, means, steps, eps):
     m_j >= 0, the larger of both orderings (exact for one step)."""
     with mp.workdps(50):
         w = [mp.mpf(x) for x in weights]
+        w = [x / mp.fsum(w) for x in w]  # (as the core does: weights of doubles sum to 1 only within rounding)
         m = [mp.mpf(x) for x in means]
         comps = [(wi, mi) for wi, mi in zip(w, m) if wi > 0]
         n = int(steps)
