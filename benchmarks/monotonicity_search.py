@@ -173,16 +173,28 @@ def run(seed, configs, jobs=1, out=sys.stdout):
     failures = []
     slowest = (0.0, None)
     t_start = time.perf_counter()
-    if jobs > 1:
-        import multiprocessing
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            results = []
-            for r in pool.imap_unordered(check_config, work, chunksize=2):
-                results.append(r)
-                if len(results) % 100 == 0:
-                    print(f"  {len(results)} of {configs} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
-    else:
-        results = [check_config(job) for job in work]
+    results = []
+
+    def collect(r):
+        results.append(r)
+        for _, (_, _, violations) in r[1].items():
+            for v in violations:  # as found, so that an interrupted run still shows them
+                print(f"  violation in config {v[6]}: {v}", file=sys.stderr, flush=True)
+        if len(results) % 100 == 0:
+            print(f"  {len(results)} of {configs} ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
+
+    interrupted = False
+    try:
+        if jobs > 1:
+            import multiprocessing
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for r in pool.imap_unordered(check_config, work, chunksize=1):
+                    collect(r)
+        else:
+            for job in work:
+                collect(check_config(job))
+    except KeyboardInterrupt:  # (SIGTERM too, see main): report what was checked
+        interrupted = True
     for _, res, fails, slow in results:
         for quantity, (checked, declined, violations) in res.items():
             stats[quantity]["pairs"] += checked
@@ -205,10 +217,12 @@ def run(seed, configs, jobs=1, out=sys.stdout):
                   f"({rel:.3g} relative){region}", file=out)
     for quantity, args, msg in failures[:10]:
         print(f"FAILURE: {quantity}{args}: {msg}", file=out)
-    print(f"{configs} configurations, {sum(s['pairs'] for s in stats.values())} pairs, {total} violations, "
+    if interrupted:
+        print(f"INTERRUPTED after {len(results)} of {configs} configurations (in the order they finished)", file=out)
+    print(f"{len(results)} configurations, {sum(s['pairs'] for s in stats.values())} pairs, {total} violations, "
           f"{len(failures)} failures, {elapsed:.0f} s wall (slowest call {slowest[0] * 1e3:.0f} ms: {slowest[1]})",
           file=out)
-    return total, len(failures)
+    return total, len(failures) + (1 if interrupted else 0)
 
 
 def main(argv=None):
@@ -222,7 +236,9 @@ def main(argv=None):
     if configs < 1:
         ap.error("--configs must be at least 1")
     command = f"PYTHONPATH=. python benchmarks/monotonicity_search.py --seed {args.seed} --configs {configs}"
-    print(f"seed {args.seed}; command: {command}")
+    print(f"seed {args.seed}; command: {command}", flush=True)
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a kill reports the configurations checked
     violations, failures = run(args.seed, configs, max(1, args.jobs))
     return 1 if violations or failures else 0
 
