@@ -11,4 +11,12 @@ settings.register_profile("dev", max_examples=25, deadline=None)
 # sanitizer job, where a call is ~10x slower and memory errors are the point)
 # keeps its own small number.
 MONOTONICITY_EXAMPLES = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else 2000
+# The README's monotonicity tolerance ("What the numbers mean"): between
+# neighbouring inputs a certified eps or delta may step the wrong way by at
+# most MONOTONE_RTOL relative, a certified sigma by MONOTONE_RTOL_SIGMA.
+MONOTONE_RTOL = 1e-4
+MONOTONE_RTOL_SIGMA = 3e-5
+# The whole-range monotonicity properties (tests/test_properties.py, every
+# input the API accepts) draw this many examples each.
+WHOLE_RANGE_EXAMPLES = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else 300
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
