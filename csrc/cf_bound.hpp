@@ -46,6 +46,8 @@
 #include <stdexcept>
 #include <string>
 #include <optional>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -426,8 +428,10 @@ class TiltedStep {
           for (int p = t; p < kCfParts; p += workers) run(p);
         });
         for (int p = t; p < kCfParts; p += workers) taken[static_cast<std::size_t>(p)] = 1;
-      } catch (const std::exception&) {  // std::system_error, or the thread state's allocation
-        break;  // (the caller sums what no thread took)
+      } catch (const std::system_error&) {  // no thread could be started
+        break;  // (the caller sums what no thread took: the same sums, on this thread)
+      } catch (const std::bad_alloc&) {  // the thread state's allocation
+        break;
       }
     }
     for (int p = 0; p < kCfParts; ++p)
@@ -1675,10 +1679,10 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
     if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
     else best->lower = std::max(best->lower, v.lower);
   };
-  // (each retry's failure, a throw included, only leaves the other's answer or the decline)
+  // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
   try {
     if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   try {
     // The truncation aims below the Chernoff-scale delta; where the truncated
@@ -1699,7 +1703,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
       target = std::max(v.upper, 1e-6 * target);
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   return best;
 }
@@ -1744,7 +1748,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       hint = *e;
       c_split = detail::cf_tilt(comp, o, hint, 0.0);
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   if (best && *best == 0.0) return best;  // (nothing beats 0)
   try {
@@ -1758,7 +1762,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
                                      best ? *best : eps_hi, gt, true));
       }
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   return best;
 }

@@ -231,7 +231,7 @@ inline PllrCentredMoments pllr_centred_moments(const Mechanism& m, double s, dou
     };
     const auto r = integrate_to<7>(f, cuts, tol, 4000);
     if (!r.converged || !(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
-      throw std::runtime_error("moment quadrature did not converge for " + m.describe() + " at s = " + detail::fmt(s));
+      throw detail::Declining<std::runtime_error>("moment quadrature did not converge for " + m.describe() + " at s = " + detail::fmt(s));
     std::array<double, 7> mom{};
     for (int j = 0; j < 7; ++j) mom[j] = r.value[j] / r.value[0];
     const double m1 = mom[1];  // E[l - c]
@@ -253,7 +253,7 @@ inline PllrCentredMoments pllr_centred_moments(const Mechanism& m, double s, dou
     out.abs3 = mom[3] + 3.0 * am * mom[2] + 3.0 * am * am * mom[6] + am * am * am;
     out.panels = r.panels;
     if (!(out.variance > 0.0) || !std::isfinite(out.variance) || !std::isfinite(out.fourth))
-      throw std::domain_error("the variance of the privacy loss is not a positive finite double for " +
+      throw detail::Declining<std::domain_error>("the variance of the privacy loss is not a positive finite double for " +
                               m.describe() + "; the Edgeworth bound is undefined here");
     return out;
   }

@@ -18,6 +18,7 @@
 
 #include "bounds.hpp"
 #include "cf_bound.hpp"
+#include "certified.hpp"
 #include "edgeworth_bounds.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
@@ -41,6 +42,9 @@ struct MethodSpec {
   // (a looser but ~10-50x cheaper valid bound; calibrate_noise's first phase
   // where that bound declines).
   bool without_cf = false;
+  // Certified only, for tests: the bound of this name (kCertifiedBounds)
+  // throws when tried (CertifiedOptions::fail_bound).
+  std::string fail_bound;
 
   void validate() const {
     detail::require(method == Method::Certified || method == Method::Edgeworth || method == Method::Tilted,
@@ -48,41 +52,10 @@ struct MethodSpec {
     detail::require(order >= 1 && order <= 3, "order must be 1, 2 or 3, got " + std::to_string(order));
     detail::require(orderings >= 1 && orderings <= 3, "ordering must be 'remove', 'add' or 'both'");
   }
+  CertifiedOptions certified_options() const { return CertifiedOptions{without_cf, fail_bound}; }
   bool covers(Ordering o) const {
     return method != Method::Edgeworth || (orderings & (o == Ordering::Remove ? kRemove : kAdd));
   }
-};
-
-// One answer: the value, the ordering that gave it, and for certified
-// answers the optimal order t and the numerical margin.
-// Which bound or estimate gave an answer.
-enum class Source : int {
-  Estimate = 0,
-  Chernoff = 1,
-  CharacteristicFunction = 2,
-  SampledCount = 3,
-  EdgeworthBound = 4,
-  RareJump = 5
-};
-
-inline const char* source_name(Source s) {
-  switch (s) {
-    case Source::Chernoff: return "chernoff";
-    case Source::CharacteristicFunction: return "characteristic_function";
-    case Source::SampledCount: return "sampled_count";
-    case Source::EdgeworthBound: return "edgeworth_bound";
-    case Source::RareJump: return "rare_jump";
-    default: return "estimate";
-  }
-}
-
-struct Answer {
-  Source source = Source::Estimate;
-  double value = 0.0;
-  Ordering ordering = Ordering::Remove;
-  bool certified = false;
-  double t = std::numeric_limits<double>::quiet_NaN();  // certified: the Chernoff bound's order t (NaN when the paper's bound answered)
-  double margin = 0.0;
 };
 
 constexpr double kEpsMax = 1e3;
@@ -176,201 +149,6 @@ Answer largest_over_orderings(const MethodSpec& m, const F& value_of) {
   return a;
 }
 
-// The Edgeworth accountant's own certified bound (order-1 expansion plus the
-// DGG error Delta, edgeworth_bounds.hpp) is for i.i.d. steps, and can only be
-// informative once Delta, which is at least 0.1995 / sqrt(n) (Lyapunov:
-// K3 >= 1), is below delta.  Skipping it elsewhere only ever forgoes a
-// tighter bound; it never affects validity.
-inline bool paper_bound_may_help(const Composition& c, double delta) {
-  return c.segments().size() == 1 && delta > 0.1995 / std::sqrt(c.segments()[0].count);
-}
-
-// The paper's certified delta_upper(eps) over both orderings (1 if vacuous).
-inline double paper_delta_upper(const Composition& c, double eps) {
-  const auto& seg = c.segments()[0];
-  const PllrCentredMoments x = pllr_centred_moments(*seg.mechanism, 0.0), y = pllr_centred_moments(*seg.mechanism, 1.0);
-  const double dx = dgg_delta_for_steps(x, seg.count).value, dy = dgg_delta_for_steps(y, seg.count).value;
-  EdgeworthBoundInputs rm = edgeworth_bound_inputs(x, y, seg.count), ad = edgeworth_bound_inputs(y.negated(), x.negated(), seg.count);
-  rm.delta_x = dx;
-  rm.delta_y = dy;
-  ad.delta_x = dy;
-  ad.delta_y = dx;
-  return std::min(1.0, std::max({0.0, edgeworth_delta_upper(rm, eps), edgeworth_delta_upper(ad, eps)}));
-}
-
-inline Answer certified_answer(const Bound& b) {
-  Answer a;
-  a.value = b.value;
-  a.ordering = b.ordering;
-  a.certified = true;
-  a.source = Source::Chernoff;
-  a.t = b.t;
-  a.margin = b.margin;
-  return a;
-}
-
-// The certified answer of one ordering: the Chernoff bound (bounds.hpp),
-// replaced by the characteristic-function bound (cf_bound.hpp) where that
-// answers and is smaller.  Both are valid, so either failing to answer (or
-// throwing on a degenerate law) only costs tightness.
-template <class CfFn>
-Answer tightest(const Bound& chernoff, const CfFn& cf) {
-  Answer a = certified_answer(chernoff);
-  try {
-    const std::optional<double> v = cf();
-    if (v && *v < a.value) {
-      a.value = *v;  // t stays the Chernoff order computed alongside; the CF bound's margins are inside it
-      a.margin = 0.0;
-      a.source = Source::CharacteristicFunction;
-    }
-  } catch (const std::exception&) {
-    // the Chernoff bound stands
-  }
-  return a;
-}
-
-// The smaller of a and another bound's value v (where it answered), which
-// then names its source.
-inline Answer with_bound(Answer a, const std::optional<double>& v, Source source) {
-  if (v && *v < a.value) {
-    a.value = *v;  // t stays the Chernoff order computed alongside
-    a.margin = 0.0;
-    a.source = source;
-  }
-  return a;
-}
-
-// Where the sampling rate is at most kJumpSkipQ, at most kJumpSkipMean
-// sampled steps are expected, and the rare-jump bound is within these
-// factors of the one-jump approximation (eps, and delta), the
-// characteristic-function bound is not tried: it costs 20 to 100 ms there
-// (q = 1e-7) and gained at most 4 % on random configurations of that regime
-// (median 0).  (With larger q the approximation can sit above the
-// truth, and the retries gain up to 5 %: sigma 1.068, q 6.6e-3, 18 steps,
-// delta 1e-12: 1.7219 by the rare-jump bound, 1.646 by the split.)
-constexpr double kJumpTightEps = 1.05, kJumpTightDelta = 2.0;
-constexpr double kJumpSkipQ = 1e-5, kJumpSkipMean = 0.15;
-
-// Whether c is in that regime (subsampled Gaussian steps only).
-inline bool jump_regime(const Composition& c) {
-  double sampled = 0.0;
-  for (const auto& seg : c.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr || sg->q() > kJumpSkipQ) return false;
-    sampled += seg.count * sg->q();
-  }
-  return sampled <= kJumpSkipMean;
-}
-
-// The rare-jump bound's value (bound()) and whether, in jump_regime, it is
-// within `factor` of the one-jump approximation (approx()), so that the
-// characteristic-function bound is not tried.  A throw leaves no value.
-struct JumpAnswer {
-  std::optional<double> value;
-  bool tight = false;
-};
-template <class BoundFn, class ApproxFn>
-JumpAnswer rare_jump_answer(const Composition& c, const BoundFn& bound, const ApproxFn& approx, double factor) {
-  JumpAnswer j;
-  try {
-    j.value = bound();
-    const std::optional<double> a = j.value && jump_regime(c) ? approx() : std::nullopt;
-    j.tight = a && *j.value <= factor * *a;
-  } catch (const std::exception&) {
-    j = JumpAnswer{};  // the other bounds stand
-  }
-  return j;
-}
-
-// The certified eps: per ordering, the smallest of the Chernoff bound, the
-// characteristic-function bound, the sampled-count bound and (remove
-// ordering) the rare-jump bound; then the larger ordering.
-// One step of the subsampled Gaussian: there the sampled-count bound is the
-// exact curve (sampled_count.hpp), and no other bound can be smaller.
-inline bool count_bound_is_exact(const Composition& c) {
-  return c.segments().size() == 1 && c.segments()[0].count == 1.0 &&
-         dynamic_cast<const SubsampledGaussian*>(c.segments()[0].mechanism.get()) != nullptr;
-}
-
-// The answer of the exact one-step curve: the larger ordering.
-inline Answer exact_one_step(const std::optional<double> (&count)[2]) {
-  Answer a;
-  a.certified = true;
-  a.source = Source::SampledCount;
-  a.t = std::numeric_limits<double>::quiet_NaN();
-  const double rm = *count[static_cast<int>(Ordering::Remove)], ad = *count[static_cast<int>(Ordering::Add)];
-  a.value = std::max(rm, ad);
-  a.ordering = ad > rm ? Ordering::Add : Ordering::Remove;
-  return a;
-}
-
-inline Answer certified_epsilon_tight(const Composition& c, double delta, bool try_cf = true) {
-  const auto law = sampled_count_law(c);
-  std::optional<double> count[2];
-  if (law)
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_epsilon(*law, o, delta);
-  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
-  auto one = [&](Ordering o, const Bound& b) {
-    const auto& v = count[static_cast<int>(o)];
-    const bool count_zero = v && *v == 0.0;  // (nothing beats a count bound of 0)
-    const JumpAnswer jump =
-        o == Ordering::Remove && b.value > 0.0 && !count_zero
-            ? rare_jump_answer(c, [&] { return rare_jump_epsilon(c, delta, b.value); },
-                               [&] { return one_jump_epsilon(c, delta); }, kJumpTightEps)
-            : JumpAnswer{};
-    const double hi = jump.value ? std::min(b.value, *jump.value) : b.value;
-    const Answer tight = tightest(b, [&] {
-      return try_cf && hi > 0.0 && !count_zero && !jump.tight ? cf_epsilon(c, o, delta, hi, b.t)
-                                                                : std::optional<double>();
-    });
-    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
-  };
-  const Bound remove = certified_epsilon(c, Ordering::Remove, delta);
-  const Answer r = one(Ordering::Remove, remove);
-  // The add ordering's bounds first where they are cheap (the count bound, the
-  // Chernoff bound at the remove ordering's t): where one is already below,
-  // the add ordering cannot be the larger.
-  const auto& count_add = count[static_cast<int>(Ordering::Add)];
-  if (count_add && *count_add <= r.value) return r;
-  if (chernoff_epsilon_at(c, Ordering::Add, delta, remove.t).value <= r.value) return r;
-  const Bound add = certified_epsilon(c, Ordering::Add, delta, remove.t);
-  if (add.value <= r.value) return r;  // the add ordering's own bound is below: it cannot be the larger
-  const Answer a = one(Ordering::Add, add);
-  return a.value > r.value ? a : r;
-}
-
-inline Answer certified_delta_tight(const Composition& c, double eps) {
-  const auto law = sampled_count_law(c);
-  std::optional<double> count[2];
-  if (law)
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_delta(*law, o, eps);
-  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
-  auto one = [&](Ordering o, const Bound& b) {
-    const auto& v = count[static_cast<int>(o)];
-    const bool count_zero = v && *v == 0.0;
-    const JumpAnswer jump = o == Ordering::Remove && b.value > 0.0 && !count_zero
-                                ? rare_jump_answer(c, [&] { return rare_jump_delta(c, eps); },
-                                                   [&] { return one_jump_delta(c, eps); }, kJumpTightDelta)
-                                : JumpAnswer{};
-    const Answer tight = tightest(b, [&]() -> std::optional<double> {
-      if (!(b.value > 0.0) || count_zero || jump.tight) return std::nullopt;
-      // (the Chernoff t is a good tilt only where its bound is not vacuous)
-      const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
-      return d ? std::optional<double>(d->upper) : std::nullopt;
-    });
-    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
-  };
-  const Bound remove = certified_delta(c, Ordering::Remove, eps);
-  const Answer r = one(Ordering::Remove, remove);
-  const auto& count_add = count[static_cast<int>(Ordering::Add)];
-  if (count_add && *count_add <= r.value) return r;
-  if (chernoff_delta_at(c, Ordering::Add, eps, remove.t).value <= r.value) return r;
-  const Bound add = certified_delta(c, Ordering::Add, eps, remove.t);
-  if (add.value <= r.value) return r;
-  const Answer a = one(Ordering::Add, add);
-  return a.value > r.value ? a : r;
-}
-
 // The tilted estimate is a number in range or a named refusal: an answer that
 // is not (delta = inf at sigma = 0.05, q = 1e-7, 1000 steps, where the
 // saddle point runs off to the flat part of the loss), or a CGF that cannot be
@@ -403,16 +181,6 @@ double checked_tilted(const F& estimate, double low, double high, const char* wh
 
 namespace detail {
 
-// Whether some mechanism of c lies beyond what the CGF quadratures resolve: a
-// mixture with a mean past kMixtureMeanMax (mechanisms.hpp).  There only the
-// sampled-count bound, which needs no quadrature, may answer.
-inline bool beyond_quadrature(const Composition& c) {
-  for (const auto& seg : c.segments())
-    if (const auto* gm = dynamic_cast<const GaussianMixture*>(seg.mechanism.get()))
-      if (!gm->within_quadrature_range()) return true;
-  return false;
-}
-
 inline void require_quadrature_range_for_estimate(const Composition& c) {
   if (beyond_quadrature(c))
     throw std::domain_error("a mixture mean exceeds " + fmt(kMixtureMeanMax) +
@@ -420,59 +188,15 @@ inline void require_quadrature_range_for_estimate(const Composition& c) {
                             "method='certified' (which answers with the sampled-count bound, or eps = inf)");
 }
 
-// The certified answer there: per ordering the sampled-count bound where it
-// answers, else the trivial bound (eps = inf, delta = 1); the larger ordering.
-template <class CountFn>
-Answer count_or_trivial(const Composition& c, const CountFn& count, double trivial) {
-  const auto law = sampled_count_law(c);
-  Answer a;
-  a.certified = true;
-  a.source = Source::SampledCount;
-  a.t = std::numeric_limits<double>::quiet_NaN();
-  a.value = -std::numeric_limits<double>::infinity();
-  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
-    const std::optional<double> v = law ? count(*law, o) : std::nullopt;
-    const double x = v ? *v : trivial;
-    if (x > a.value) {
-      a.value = x;
-      a.ordering = o;
-    }
-  }
-  return a;
-}
-
 }  // namespace detail
 
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
-  if (detail::beyond_quadrature(c)) {
-    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
-    return detail::count_or_trivial(
-        c, [&](const detail::SampledCountLaw& law, Ordering o) { return sampled_count_epsilon(law, o, delta); },
-        std::numeric_limits<double>::infinity());
-  }
+  if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
   switch (m.method) {
-    case Method::Certified: {
-      // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
-      Answer a = detail::certified_epsilon_tight(c, delta, !m.without_cf);
-      if (detail::paper_bound_may_help(c, delta)) {
-        try {
-          const auto& seg = c.segments()[0];
-          const EdgeworthBoundResult e = edgeworth_bound(*seg.mechanism, seg.count, delta);
-          if (!e.vacuous_upper && e.eps_upper < a.value) {
-            a.value = e.eps_upper;
-            a.ordering = e.ordering;
-            a.t = std::numeric_limits<double>::quiet_NaN();
-            a.margin = 0.0;
-            a.source = Source::EdgeworthBound;
-          }
-        } catch (const std::exception&) {
-          // degenerate moments (e.g. sigma ~ 0.01 at tiny q): the optional bound is simply not used
-        }
-      }
-      return a;
-    }
+    case Method::Certified:
+      return certified_epsilon_answer(c, delta, m.certified_options());
     case Method::Tilted:
       if (detail::count_bound_is_exact(c)) {
         // One step of the subsampled Gaussian: the exact curve, where the single
@@ -504,32 +228,10 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
 inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, true);
-  if (detail::beyond_quadrature(c)) {
-    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
-    return detail::count_or_trivial(
-        c, [&](const detail::SampledCountLaw& law, Ordering o) -> std::optional<double> {
-          return sampled_count_delta(law, o, eps);
-        },
-        1.0);
-  }
+  if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
   switch (m.method) {
-    case Method::Certified: {
-      Answer a = detail::certified_delta_tight(c, eps);
-      if (detail::paper_bound_may_help(c, a.value)) {
-        try {
-          const double d = detail::paper_delta_upper(c, eps);
-          if (d < a.value) {
-            a.value = d;
-            a.t = std::numeric_limits<double>::quiet_NaN();
-            a.margin = 0.0;
-            a.source = Source::EdgeworthBound;
-          }
-        } catch (const std::exception&) {
-          // as above: the optional bound is not used
-        }
-      }
-      return a;
-    }
+    case Method::Certified:
+      return certified_delta_answer(c, eps, m.certified_options());
     case Method::Tilted:
       if (detail::count_bound_is_exact(c)) {
         // one step of the subsampled Gaussian: the exact curve, as for epsilon

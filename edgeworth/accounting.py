@@ -96,6 +96,14 @@ class AccountingResult:
         bound: the certified value of the same quantity.
         gap: ``bound - estimate``: what the guarantee costs over the best
             estimate (in eps, delta or sigma).
+        trace: how the certified value ``bound`` was assembled, filled in by
+            :func:`epsilon_details` and :func:`delta_details`: a list of
+            dicts, one per bound tried or skipped, in the order of the table
+            ``edgeworth._core.CERTIFIED_BOUNDS`` (``csrc/certified.hpp``), each
+            with ``bound``, ``ordering``, ``status`` ("answered", "declined" or
+            "skipped"), ``value`` (answered), ``reason`` (declined or skipped)
+            and ``seconds``; an object array of such lists for array input
+            (None where the certified bound raised).
     """
 
     quantity: str
@@ -109,6 +117,7 @@ class AccountingResult:
     estimate: Optional[ArrayLike] = None
     bound: Optional[ArrayLike] = None
     gap: Optional[ArrayLike] = None
+    trace: Any = None
 
     @property
     def certified(self) -> bool:
@@ -132,6 +141,7 @@ class AccountingResult:
             "estimate": plain(self.estimate),
             "bound": plain(self.bound),
             "gap": plain(self.gap),
+            "trace": plain(self.trace),
         }
 
 
@@ -273,15 +283,36 @@ def _check_edgeworth(result: AccountingResult) -> None:
         EdgeworthAccuracyWarning, stacklevel=4)
 
 
+def _certified_answer(quantity: str, sigma: float, target: float, steps: float, q: float):
+    """The core's certified answer for one DP-SGD element, with its trace."""
+    comp = _core.Composition()
+    comp.add(_core.SubsampledGaussian(sigma, q), steps)
+    return comp.epsilon(target) if quantity == "epsilon" else comp.delta(target)
+
+
 def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> AccountingResult:
-    """Adds the tilted estimate, the certified bound and their gap to a result."""
+    """Adds the tilted estimate, the certified bound and their gap (and for eps
+    and delta, the certified bound's trace) to a result."""
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
     estimate = _elementwise(_scalar(core_fn, "tilted"), shape, list(b.values()))
-    bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
+    trace = None
+    if result.quantity in ("epsilon", "delta"):
+        bound = np.full(shape, np.nan)
+        traces = np.full(shape, None, dtype=object)
+        for idx in np.ndindex(*shape):
+            try:
+                a = _certified_answer(result.quantity, *(float(v[idx]) for v in b.values()))
+            except ValueError:  # a named decline: nan, as for the estimate (any other error propagates)
+                continue
+            bound[idx], traces[idx] = a.value, a.trace
+        trace = traces[()] if len(shape) == 0 else traces
+    else:
+        bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
     out = float if len(shape) == 0 else (lambda a: a)
-    return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate))
+    return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate),
+                               trace=trace)
 
 
 def _epsilon(sigma, delta, steps, q, method, order, ordering):

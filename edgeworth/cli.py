@@ -61,8 +61,13 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print one JSON object")
 
     common(sub.add_parser("sigma", help="noise multiplier for a target (eps, delta)"), ["eps", "delta", "steps", "q"])
-    common(sub.add_parser("epsilon", help="eps at a given sigma and delta"), ["sigma", "delta", "steps", "q"])
-    common(sub.add_parser("delta", help="delta at a given sigma and eps"), ["sigma", "eps", "steps", "q"])
+    for name, help_, needs in (("epsilon", "eps at a given sigma and delta", ["sigma", "delta", "steps", "q"]),
+                               ("delta", "delta at a given sigma and eps", ["sigma", "eps", "steps", "q"])):
+        sp = sub.add_parser(name, help=help_)
+        common(sp, needs)
+        sp.add_argument("--explain", action="store_true",
+                        help="also print how the certified value was assembled: each bound tried, with its value "
+                             "or why it declined or was skipped, and its time (csrc/certified.hpp)")
 
     cp = sub.add_parser("compare", help="every accountant side by side: eps at --sigma, or sigma for a target --eps")
     for name in ("sigma", "eps", "delta", "steps", "q"):
@@ -310,7 +315,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"  {_MEANING[(result.quantity, result.method)]}")
     print(f"  method: {method}; dominating ordering: {result.dominating}; computed in {elapsed_ms:.1f} ms")
     print("  Poisson sampling, add/remove-one neighbours; sigma is the noise multiplier (noise std / clip norm)")
+    if getattr(args, "explain", False):
+        _print_trace(result)
     return 0
+
+
+def _print_trace(result) -> None:
+    """The certified value's trace, one line per bound tried or skipped."""
+    if result.trace is None:
+        print("  certified bound: declined (no trace)")
+        return
+    print(f"  certified {result.quantity} = {result.bound:.6g}, assembled from (csrc/certified.hpp):")
+    for e in result.trace:
+        what = f"{e['value']:.6g}" if e["status"] == "answered" else e["reason"]
+        print(f"    {e['bound']:<24} {e['ordering']:<7} {e['status']:<9} {1e3 * e['seconds']:8.2f} ms  {what}")
 
 
 if __name__ == "__main__":  # pragma: no cover
