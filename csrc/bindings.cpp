@@ -416,8 +416,8 @@ PYBIND11_MODULE(_core, m) {
           const double chernoff = certified_epsilon(c, o, delta).value;
           try {
             v = cf_epsilon(c, o, delta, chernoff);
-          } catch (const std::runtime_error&) {
-            v = std::nullopt;  // a decline, as in cf_delta
+          } catch (const detail::DeclineSignal&) {
+            v = std::nullopt;  // a decline of its numerics (any other error propagates)
           }
         }
         if (!v) return py::none();

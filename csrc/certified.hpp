@@ -454,18 +454,19 @@ Answer assemble(const Composition& c, const Query& qy, const CertifiedOptions& o
   // the add ordering cannot be the larger.
   const auto& count_add = count[static_cast<int>(Ordering::Add)];
   bool add_done = false;
+  const std::string below = " is at or below the remove ordering's answer " + fmt(best.value);
   if (count_add && *count_add <= best.value) {
-    as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate", "its sampled-count bound is below the remove ordering's answer");
+    as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate", "its sampled-count bound " + fmt(*count_add) + below);
     add_done = true;
-  } else if (qy.chernoff_at(c, Ordering::Add, remove.t) <= best.value) {
+  } else if (const double at = qy.chernoff_at(c, Ordering::Add, remove.t); at <= best.value) {
     as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate",
-            "its Chernoff bound at the remove ordering's order is below the remove ordering's answer");
+            "its Chernoff bound at the remove ordering's order, " + fmt(at) + "," + below);
     add_done = true;
   }
   if (!add_done) {
     const Bound add = chernoff(Ordering::Add, remove.t);
     if (add.value <= best.value) {
-      as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate", "its Chernoff bound is below the remove ordering's answer");
+      as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate", "its Chernoff bound" + below);
     } else {
       const Answer a = one_ordering(as, c, qy, Ordering::Add, add, count_add);
       if (a.value > best.value) best = a;
