@@ -44,10 +44,6 @@ WEIGHT_SUM_TOL = 1e-12
 MAX_COMPONENTS = 512
 
 
-def _positive(name: str, value) -> float:
-    return scalar(name, check_range(name, value, low=0.0, high=np.inf, low_open=True, high_open=True))
-
-
 @dataclass(frozen=True)
 class PoissonSubsampledGaussian:
     """One step of DP-SGD: the Gaussian mechanism on a Poisson-sampled batch.
@@ -110,7 +106,8 @@ class Laplace:
 
     Args:
         noise_multiplier: b, the Laplace scale over the L1 sensitivity
-            (density exp(-|x| / b) / (2 b)); > 0.  This is the
+            (density exp(-|x| / b) / (2 b)); in [0.01, 1e6] (``SIGMA_MIN``,
+            ``SIGMA_MAX``, as sigma).  This is the
             ``noise_multiplier`` of dp_accounting's ``LaplaceDpEvent``.
 
     Alone it is pure (1/b, 0)-DP; its privacy loss takes the values -1/b and
@@ -121,8 +118,11 @@ class Laplace:
     noise_multiplier: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "noise_multiplier", _positive("noise_multiplier (Laplace scale b)",
-                                                               self.noise_multiplier))
+        # The noise multiplier's range, as in the core (csrc/mechanisms.hpp).
+        object.__setattr__(self, "noise_multiplier", float(check_range(
+            "scale (Laplace noise_multiplier b)", self.noise_multiplier, low=_core.SIGMA_MIN, high=_core.SIGMA_MAX,
+            low_open=False, high_open=False,
+            why="; the range of the noise multiplier, outside which the core's root searches are not tested")))
 
     def to_core(self) -> "_core.Mechanism":
         return _core.SubsampledLaplace(self.noise_multiplier, 1.0)
@@ -198,11 +198,24 @@ class MixtureOfGaussians:
 
     def to_core(self) -> "_core.Mechanism":
         sens, w = _merged_support(self.sensitivities, self.weights)
-        if len(sens) == 2 and sens[0] == 0.0 and sens[1] > 0.0:
-            return _core.SubsampledGaussian(self.noise_multiplier / sens[1], w[1])
-        if len(sens) == 1 and sens[0] > 0.0:
-            return _core.SubsampledGaussian(self.noise_multiplier / sens[0], 1.0)
-        return _core.GaussianMixture(list(w), [c / self.noise_multiplier for c in sens])
+        means = [c / self.noise_multiplier for c in sens]
+        for c, m in zip(sens, means):
+            # (the core's floor on a mixture mean, stated in what the caller passed)
+            if m != 0.0 and abs(m) < 1e-100:
+                raise ValueError(f"sensitivities / noise_multiplier must be 0 or at least 1e-100 in magnitude, got "
+                                 f"{c!r} / {self.noise_multiplier!r}; a smaller shift moves nothing and its loss "
+                                 "underflows in the core")
+        # The subsampled Gaussian where the pair is one, with its sigma and q in
+        # the core's ranges; any other pair (a weight below Q_MIN, a shift past
+        # 1 / SIGMA_MIN noise units) is the general mixture, so that no error
+        # names a sigma or q the caller never passed.
+        shifted = len(sens) == 2 and sens[0] == 0.0 and sens[1] > 0.0
+        single = len(sens) == 1 and sens[0] > 0.0
+        if shifted or single:
+            sigma, q = self.noise_multiplier / sens[-1], (w[1] if shifted else 1.0)
+            if _core.SIGMA_MIN <= sigma <= _core.SIGMA_MAX and q >= _core.Q_MIN:
+                return _core.SubsampledGaussian(sigma, q)
+        return _core.GaussianMixture(list(w), means)
 
     def noise_segment(self):
         sens, w = _merged_support(self.sensitivities, self.weights)
