@@ -103,6 +103,9 @@ struct TraceEntry {
 };
 using Trace = std::vector<TraceEntry>;
 
+// One answer: the value, the bound or estimate that gave it, the ordering
+// that gave it, and for certified answers the Chernoff order t, the numerical
+// margin and the trace.
 struct Answer {
   Source source = Source::Estimate;
   double value = 0.0;
@@ -439,7 +442,9 @@ Answer assemble(const Composition& c, const Query& qy, const CertifiedOptions& o
     return done(exact_one_step(count));
   }
   auto chernoff = [&](Ordering o, double t_hint) {
-    Bound b;
+    Bound b;  // (where it declines, the trivial bound: never the default value 0)
+    b.value = Query::kTrivial;
+    b.ordering = o;
     as.attempt(chernoff_name, o, [&]() -> Outcome<double> {
       b = qy.chernoff(c, o, t_hint);
       return b.value;

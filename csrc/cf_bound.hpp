@@ -54,11 +54,11 @@
 #include <boost/math/quadrature/gauss.hpp>
 #include <boost/math/special_functions/erf.hpp>
 #include <boost/math/quadrature/gauss_kronrod.hpp>
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
 #include "cgf.hpp"
 #include "quadrature.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -825,10 +825,8 @@ class TiltedStep {
       double flo = psi(lo), fhi = psi(hi);
       for (int i = 0; i < 200 && flo <= 0.0; ++i) flo = psi(lo -= std::max(1.0, std::fabs(lo)));
       for (int i = 0; i < 200 && fhi >= 0.0; ++i) fhi = psi(hi += std::max(1.0, std::fabs(hi)));
-      std::uintmax_t it = 200;
       auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
-      const auto br = boost::math::tools::toms748_solve(psi, lo, hi, flo, fhi, tol, it);
-      return 0.5 * (br.first + br.second);
+      return solve_bracket(psi, Bracket{lo, hi, flo, fhi}, tol, 200, End::Middle);
     };
     std::vector<double> maxima, minima;
     const double A = (b_ + 1.0) * mu * mu;
@@ -847,10 +845,8 @@ class TiltedStep {
         maxima.push_back(root(xm - 1.0, xm));
       } else {
         maxima.push_back(root(xm - 1.0, xm));
-        std::uintmax_t it = 200;
         auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
-        const auto br = boost::math::tools::toms748_solve(psi, xm, xp, pm, pp, tol, it);
-        minima.push_back(0.5 * (br.first + br.second));
+        minima.push_back(solve_bracket(psi, Bracket{xm, xp, pm, pp}, tol, 200, End::Middle));
         maxima.push_back(root(xp, xp + 1.0));
       }
     }
@@ -1501,9 +1497,6 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 
 }  // namespace detail
 
-// Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
-// the inversion declines.
-// t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
 namespace detail {
 
 // The cut x_m of one subsampled Gaussian step above which the step's law of

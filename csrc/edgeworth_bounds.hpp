@@ -82,6 +82,7 @@
 #include "expansions.hpp"
 #include "mechanisms.hpp"
 #include "quadrature.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -132,10 +133,8 @@ inline void add_level_crossings(const Mechanism& m, double level, std::vector<do
       if (ga == 0.0) {
         found.push_back(xa);
       } else if ((ga < 0.0) != (gb < 0.0) && gb != 0.0) {
-        std::uintmax_t it = 200;
         auto tol = [](double u, double v) { return std::fabs(v - u) <= 1e-15 * (1.0 + std::fabs(u)); };
-        const auto r = boost::math::tools::toms748_solve(g, xa, xb, ga, gb, tol, it);
-        found.push_back(0.5 * (r.first + r.second));
+        found.push_back(detail::solve_bracket(g, detail::Bracket{xa, xb, ga, gb}, tol, 200, detail::End::Middle));
       }
       xa = xb;
       ga = gb;

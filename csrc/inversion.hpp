@@ -1,6 +1,6 @@
 // Inversions: eps from delta, delta from eps, and the noise multiplier sigma
 // from a target (eps, delta), for each method.  Every root is found by
-// TOMS748 (Boost.Math) on a bracket whose end points have been evaluated and
+// TOMS748 (Boost.Math, through roots.hpp) on a bracket whose end points have been evaluated and
 // seen to change sign; nothing here runs an unbracketed solver.
 #pragma once
 
@@ -24,6 +24,7 @@
 #include "expansions.hpp"
 #include "mechanisms.hpp"
 #include "rare_jump.hpp"
+#include "roots.hpp"
 #include "sampled_count.hpp"
 #include "saddlepoint.hpp"
 
@@ -80,17 +81,6 @@ inline void check_steps(double steps) {
           "steps must be an integer in [1, 2^53 = " + fmt(kStepsMax) + "], got " + fmt(steps));
 }
 
-// TOMS748 on [lo, hi] where f(lo) and f(hi) are known to differ in sign;
-// returns the bracket found, to a relative width rtol.
-template <class F>
-std::pair<double, double> solve_bracketed(const F& f, double lo, double hi, double flo, double fhi, double rtol) {
-  if (flo == 0.0) return {lo, lo};
-  if (fhi == 0.0) return {hi, hi};
-  std::uintmax_t iters = 200;
-  auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
-  return boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
-}
-
 // Edgeworth estimate of eps(delta) for one ordering: the first eps >= 0 at
 // which the estimated delta falls to the target, bracketed by doubling.
 inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int order) {
@@ -100,18 +90,15 @@ inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int o
   };
   const double g0 = g(0.0);
   if (g0 <= 0.0) return 0.0;
-  double lo = 0.0, glo = g0, hi = 0.125, ghi = g(hi);
-  while (ghi > 0.0) {
-    lo = hi;
-    glo = ghi;
-    hi *= 2.0;
-    if (hi > kEpsMax)
-      throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
-                              fmt(kEpsMax) + ": the estimated eps exceeds " + fmt(kEpsMax) +
-                              " or the expansion is unusable here; use method='certified'");
-    ghi = g(hi);
-  }
-  return solve_bracketed(g, lo, hi, glo, ghi, 1e-13).second;
+  const auto b = expand_bracket(
+      g, Bracket{0.0, 0.125, g0, g(0.125)},
+      [](double hi, double) { return 2.0 * hi > kEpsMax ? std::nullopt : std::optional<double>(2.0 * hi); },
+      [](double v) { return v > 0.0; });
+  if (!b)
+    throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
+                            fmt(kEpsMax) + ": the estimated eps exceeds " + fmt(kEpsMax) +
+                            " or the expansion is unusable here; use method='certified'");
+  return solve_bracketed(g, b->lo, b->hi, b->flo, b->fhi, 1e-13).second;
 }
 
 }  // namespace detail

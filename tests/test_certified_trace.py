@@ -165,3 +165,16 @@ def test_docs_follow_the_table_order():
     positions = [text.find(f"`{name}`") for name in NAMES]
     assert all(p >= 0 for p in positions), positions
     assert positions == sorted(positions)
+
+
+def test_no_catch_all_in_the_core():
+    """A catch-all would turn any exception, a bug included, into a quietly
+    looser bound: the core catches named types only, and the one
+    std::exception handler left (the array entry points) rethrows, as its
+    comment says."""
+    hits = []
+    for path in sorted((ROOT / "csrc").glob("*.[hc]pp")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "catch (...)" in line or "catch (const std::exception" in line:
+                hits.append((path.name, n, line.strip()))
+    assert len(hits) == 1 and hits[0][0] == "bindings.cpp" and "rethrown" in hits[0][2], hits
