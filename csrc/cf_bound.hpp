@@ -1644,9 +1644,8 @@ std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double e
     lo *= 0.7;
     flo = f(lo);
   }
-  std::uintmax_t iters = 100;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-6, std::fabs(b)); };
-  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  const auto br = narrow_bracket(f, Bracket{lo, hi, flo, fhi}, tol, 100);
   // The answer must itself satisfy upper(eps) <= delta.
   for (double e : {br.first, br.second, hi})
     if (f(e) <= 0.0) return e;

@@ -76,7 +76,6 @@
 #include <vector>
 
 #include <boost/math/special_functions/gamma.hpp>
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "expansions.hpp"
@@ -436,9 +435,8 @@ constexpr double kZmax = 40.0;  // beyond this z both expansions are ~e^-800: no
 
 template <class F>
 std::pair<double, double> refine(const F& g, double lo, double hi, double glo, double ghi) {
-  std::uintmax_t it = 200;
   auto tol = [](double u, double v) { return std::fabs(v - u) <= 1e-12 * (1.0 + std::fabs(u)); };
-  return boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, it);
+  return detail::narrow_bracket(g, detail::Bracket{lo, hi, glo, ghi}, tol, 200);
 }
 
 inline double eps_scan_end(const EdgeworthBoundInputs& in) {

@@ -14,8 +14,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/math/tools/toms748_solve.hpp>
-
 #include "bounds.hpp"
 #include "cf_bound.hpp"
 #include "certified.hpp"
@@ -266,6 +264,258 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 
 }  // namespace detail
 
+namespace detail {
+
+// One calibration's search state: the memoised residual r(sigma) =
+// eps(sigma) - target under the method, the least sigma seen to meet the
+// target with its answer, and the phases of the search (calibrate_noise).
+template <class Make>
+class NoiseSearch {
+ public:
+  NoiseSearch(double eps, double delta, const Make& make, const MethodSpec& m, double rtol)
+      : eps_(eps), delta_(delta), make_(make), m_(m), rtol_(rtol),
+        eps_rtol_(m.method == Method::Certified ? std::max(rtol, kCalibrateEpsRtol) : rtol) {}
+
+  // r(sigma), memoised, so that a point the search returns to costs nothing.
+  double r(double sigma) {
+    if (const auto it = seen_.find(sigma); it != seen_.end()) return it->second;
+    double v;
+    try {
+      const Answer a = edgeworth::epsilon(make_(sigma), delta_, m_);
+      v = a.value - eps_;
+      last_source_ = a.source;
+      if (v <= 0.0 && sigma < best_safe_) {
+        best_safe_ = sigma;
+        best_ = a;
+      }
+    } catch (const std::domain_error&) {
+      if (m_.method == Method::Tilted) throw;
+      v = 2.0 * kEpsMax;
+    }
+    seen_.emplace(sigma, v);
+    return v;
+  }
+
+  // r on the cheap bounds alone (certified without the CF bound): at or above r.
+  double r_cheap(double sigma) const {
+    MethodSpec cheap = m_;
+    cheap.without_cf = true;
+    try {
+      return edgeworth::epsilon(make_(sigma), delta_, cheap).value - eps_;
+    } catch (const std::domain_error&) {
+      return 2.0 * kEpsMax;
+    }
+  }
+
+  bool close_enough() const { return std::isfinite(best_safe_) && best_.value >= eps_ * (1.0 - eps_rtol_); }
+  bool found() const { return std::isfinite(best_safe_); }
+  Source last_source() const { return last_source_; }
+
+  // A jump: the certified eps is the smallest of several bounds, and where
+  // one of them starts to answer as sigma grows (the characteristic-function
+  // bound's retries with few sampled steps: eps 0.68 -> 0.0054 between sigmas
+  // 5e-10 apart at q = 1e-7, 1000 steps, delta = 1e-15) the crossing of the
+  // target sits on the jump.  Once the bracket is kCalibrateJumpRtol wide
+  // with both ends more than 1 % from the target there is nothing to converge
+  // to; the safe end is within that of the least sigma.  (At 1e-4, two
+  // targets whose crossings sit on the same jump came back up to 1e-4 apart in
+  // either order: eps 0.013872 and 1 % more at q 9.16e-6, 2898 steps, delta
+  // 1.42e-3 gave sigmas 0.403196 and 0.403382.)
+  bool at_jump(double lo, double hi, double r_lo, double r_hi) const {
+    return hi / lo - 1.0 <= kCalibrateJumpRtol && std::fabs(r_lo) > 0.01 * eps_ && std::fabs(r_hi) > 0.01 * eps_;
+  }
+
+  // TOMS748 on a bracket of r, until it is rtol wide, close enough, or at a jump.
+  void narrow(double lo, double hi, double flo, double fhi) {
+    if (flo == 0.0 || fhi == 0.0) return;
+    auto tol = [&](double a, double b) {
+      if (std::fabs(b - a) <= rtol_ * std::min(std::fabs(a), std::fabs(b)) || close_enough()) return true;
+      const auto ra = seen_.find(std::min(a, b)), rb = seen_.find(std::max(a, b));
+      return ra != seen_.end() && rb != seen_.end() && at_jump(ra->first, rb->first, ra->second, rb->second);
+    };
+    // (the answer is the least safe sigma, recorded by r: the bracket itself is not needed)
+    narrow_bracket([this](double s) { return r(s); }, Bracket{lo, hi, flo, fhi}, tol, 200);
+  }
+
+  // The answer: the least sigma seen to meet the target.
+  Answer answer() const {
+    Answer a = best_;
+    a.value = best_safe_;
+    return a;
+  }
+
+  // The certified phases: secant steps on log eps against log sigma (eps
+  // falls like a power of sigma, so from a good start they converge in a few
+  // steps), first on the cheap bounds where the tight bound does not answer
+  // at the start, then on the full bound, then TOMS748 on the bracket they
+  // found.  Every point is an evaluation of r, so whatever the steps do, the
+  // answer is the smallest sigma seen to meet the target; the steps only make
+  // that sigma close to the crossing.  They stop once the bracket [unsafe,
+  // safe] is rtol wide relative, or a safe sigma's eps is within eps_rtol of
+  // the target (then sigma is within ~eps_rtol of the crossing).  nullopt:
+  // the bracket search takes over from `start` (updated to the last point).
+  std::optional<Answer> certified_phases(double& start, bool cheap_first) {
+    Window br;
+    double slope = -1.5;
+    double v_start = 0.0;
+    if (!cheap_first) {
+      v_start = r(start);
+      br.record(start, v_start);
+    }
+    double x_from = std::log(start), v_from = v_start;
+    if (cheap_first || (last_source_ != Source::CharacteristicFunction && !close_enough()))
+      cheap_phase(start, cheap_first, br, slope, x_from, v_from);
+    else if (!close_enough() && std::fabs(log_ratio(v_from)) > 0.02)
+      cheap_slope(start, slope);
+    if (!close_enough() && !(br.width() <= rtol_)) {
+      // (from the cheap bounds' crossing, their slope there is the better first guess)
+      const double x_last = secant([this](double s) { return r(s); }, x_from, v_from, br,
+                                   [&](const Window&) { return close_enough(); }, slope);
+      start = std::exp(x_last);
+    }
+    if (found() && (br.width() <= rtol_ || close_enough() || at_jump(br))) return answer();
+    if (br.both()) {
+      narrow(br.unsafe, br.safe, br.r_unsafe, br.r_safe);
+      return answer();
+    }
+    return std::nullopt;
+  }
+
+  // The bracket search: from `start`, steps by the factor `down` (< 1) until
+  // r changes sign, then TOMS748.
+  Answer bracket_search(double start, double down, const std::string& name, const std::string& setting) {
+    double lo = start, hi = start, flo = r(start), fhi = flo;
+    if (flo > 0.0) {
+      while (fhi > 0.0) {
+        if (hi == kSigmaMax)
+          throw std::domain_error("no " + name + " <= " + fmt(kSigmaMax) + " meets eps = " + fmt(eps_) +
+                                  ", delta = " + fmt(delta_) + (setting.empty() ? "" : " with " + setting));
+        lo = hi;
+        flo = fhi;
+        hi = std::min(hi / down, kSigmaMax);
+        fhi = r(hi);
+      }
+    } else {
+      while (flo <= 0.0) {
+        if (lo == kSigmaMin)
+          throw std::domain_error("eps = " + fmt(eps_) + ", delta = " + fmt(delta_) + " is met even at " + name +
+                                  " = " + fmt(lo) + (setting.empty() ? "" : " (" + setting + ")") + "; " + name +
+                                  " is only searched in [" + fmt(kSigmaMin) + ", " + fmt(kSigmaMax) + "]");
+        hi = lo;
+        fhi = flo;
+        lo = std::max(down * lo, kSigmaMin);
+        flo = r(lo);
+      }
+    }
+    narrow(lo, hi, flo, fhi);
+    return answer();
+  }
+
+ private:
+  // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
+  struct Window {
+    double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
+    void record(double sigma, double v) {
+      if (v <= 0.0 && sigma < safe) {
+        safe = sigma;
+        r_safe = v;
+      } else if (!(v <= 0.0) && sigma > unsafe) {
+        unsafe = sigma;
+        r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+      }
+    }
+    double width() const { return safe / unsafe - 1.0; }
+    bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
+  };
+  bool at_jump(const Window& b) const { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); }
+
+  // log(eps(sigma) / eps) from r's value
+  double log_ratio(double v) const {
+    return v + eps_ > 0.0 ? std::log((v + eps_) / eps_) : -std::numeric_limits<double>::infinity();
+  }
+
+  // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br, until
+  // done(); returns the last x.  slope0: d log eps / d log sigma to take the
+  // first step with (eps ~ sigma^-1.5 unless known better); on return, the
+  // last secant slope seen.  The steps stay strictly inside the searched range.
+  template <class F, class Done>
+  double secant(const F& f, double x0, double v0, Window& br, const Done& done, double& slope0) const {
+    const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
+    double y0 = log_ratio(v0);
+    double x1 = std::clamp(x0 + std::clamp(-y0 / slope0, -0.7, 0.7), x_min, x_max);
+    for (int it = 0; it < 12; ++it) {
+      const double sigma = std::exp(x1);
+      const double v1 = f(sigma), y1 = log_ratio(v1);
+      br.record(sigma, v1);
+      // a step that stayed on its side of the target and closed less than half the gap
+      const bool creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
+      if (br.width() <= rtol_ || done(br) || at_jump(br)) break;
+      double slope = (y1 - y0) / (x1 - x0);
+      if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+      slope0 = slope;
+      // aim a hair to the safe side once close, so the last step lands safe
+      const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol_ : 0.0;
+      double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
+      // outside the bracket, or creeping up on one end of it (across a jump
+      // between bounds the secant keeps landing on the same side, closing
+      // little of the gap each time): bisect it
+      if (br.both() && (!(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)) || creeping))
+        x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));
+      if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
+      x0 = x1;
+      y0 = y1;
+      x1 = x2;
+    }
+    return x1;
+  }
+
+  // The tight bound did not answer at the start (few sampled steps, where it
+  // can take 20-90 ms to decline).  Converge first on the cheaper bounds
+  // alone, which lie above the certified eps, so their crossing is at or
+  // above the answer; then evaluate in full there: where the tight bound
+  // still does not help, that point is the answer (one full evaluation
+  // instead of five), and otherwise the search goes on from it.
+  void cheap_phase(double start, bool cheap_first, Window& br, double& slope, double& x_from, double& v_from) {
+    Window cheap_br;
+    const double vc = r_cheap(start);
+    cheap_br.record(start, vc);
+    secant([this](double s) { return r_cheap(s); }, std::log(start), vc, cheap_br,
+           [&](const Window& b) { return std::isfinite(b.safe) && b.r_safe >= -eps_ * eps_rtol_; }, slope);
+    if (std::isfinite(cheap_br.safe)) {
+      x_from = std::log(cheap_br.safe);
+      v_from = r(cheap_br.safe);
+      br.record(cheap_br.safe, v_from);
+    } else if (cheap_first) {
+      v_from = r(start);  // (nothing safe on the cheap bounds: the full search from the start)
+      br.record(start, v_from);
+    }
+  }
+
+  // Far from the target (a poor CLT start, few sampled steps), with no cheap
+  // phase to learn a slope from: the first secant step takes the cheap
+  // bounds' local slope at the start, which follows the full bound's better
+  // than a fixed guess (eps 10, delta 1e-5, q 1e-3, 1000 steps: -3.2 against
+  // -3.35; the fixed -1.5 overshoots by 8 %).
+  void cheap_slope(double start, double& slope) const {
+    const double h = start * 1.01 <= kSigmaMax ? 0.01 : -0.01;  // (a step inside the range)
+    const double e0 = r_cheap(start) + eps_, e1 = r_cheap(start * (1.0 + h)) + eps_;
+    const double s = std::log(e1 / e0) / std::log1p(h);
+    if (e0 > 0.0 && e1 > 0.0 && e0 < kEpsMax && e1 < kEpsMax && std::isfinite(s) && s < 0.0)
+      slope = std::clamp(s, -8.0, -0.5);
+  }
+
+  const double eps_, delta_;
+  const Make& make_;
+  const MethodSpec& m_;
+  const double rtol_, eps_rtol_;
+  std::map<double, double> seen_;
+  double best_safe_ = std::numeric_limits<double>::infinity();
+  Answer best_;
+  Source last_source_ = Source::Estimate;
+};
+
+}  // namespace detail
+
 // The smallest noise parameter sigma in [kSigmaMin, kSigmaMax] at which the
 // composition make(sigma) has eps at `delta` at most `eps` under the method
 // (certified: the bound; tilted / edgeworth: the estimate), for any family
@@ -285,6 +535,11 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 // chasing a 1e-9 bracket through that jitter took 22 evaluations where 5 give
 // a sigma within ~1e-5 of the smallest.
 //
+// Phases (detail::NoiseSearch): for the certified method, certified_phases
+// (the cheap bounds' crossing, then secant steps, then TOMS748 on their
+// bracket); where they end without an answer, and for the estimates,
+// bracket_search.
+//
 // cheap_first (certified): converge on the cheap bounds before the first full
 // evaluation, for settings where they are nearly the full bound and the CLT
 // start is a poor guess (the rare-jump regime, detail::jump_regime: at q = 1e-7,
@@ -297,213 +552,11 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
   m.validate();
   detail::check_eps(eps, false);
   detail::check_delta(delta);
-  double best_safe = std::numeric_limits<double>::infinity();
-  Answer best;
-  const double eps_rtol = m.method == Method::Certified ? std::max(rtol, kCalibrateEpsRtol) : rtol;
-  auto close_enough = [&] { return std::isfinite(best_safe) && best.value >= eps * (1.0 - eps_rtol); };
-  // r(sigma) = eps(sigma) - target under the method; memoised, so that a
-  // point the search returns to costs nothing.
-  std::map<double, double> seen;
-  Source last_source = Source::Estimate;
-  auto r = [&](double sigma) {
-    if (const auto it = seen.find(sigma); it != seen.end()) return it->second;
-    double v;
-    try {
-      const Answer a = edgeworth::epsilon(make(sigma), delta, m);
-      v = a.value - eps;
-      last_source = a.source;
-      if (v <= 0.0 && sigma < best_safe) {
-        best_safe = sigma;
-        best = a;
-      }
-    } catch (const std::domain_error&) {
-      if (m.method == Method::Tilted) throw;
-      v = 2.0 * kEpsMax;
-    }
-    seen.emplace(sigma, v);
-    return v;
-  };
-  // A jump: the certified eps is the smallest of several bounds, and where
-  // one of them starts to answer as sigma grows (the characteristic-function
-  // bound's retries with few sampled steps: eps 0.68 -> 0.0054 between sigmas
-  // 5e-10 apart at q = 1e-7, 1000 steps, delta = 1e-15) the crossing of the
-  // target sits on the jump.  Once the bracket is kCalibrateJumpRtol wide
-  // with both ends more than 1 % from the target there is nothing to converge
-  // to; the safe end is within that of the least sigma.  (At 1e-4, two
-  // targets whose crossings sit on the same jump came back up to 1e-4 apart in
-  // either order: eps 0.013872 and 1 % more at q 9.16e-6, 2898 steps, delta
-  // 1.42e-3 gave sigmas 0.403196 and 0.403382.)
-  auto at_jump = [&](double lo, double hi, double r_lo, double r_hi) {
-    return hi / lo - 1.0 <= kCalibrateJumpRtol && std::fabs(r_lo) > 0.01 * eps && std::fabs(r_hi) > 0.01 * eps;
-  };
-  auto solve = [&](double lo, double hi, double flo, double fhi) {
-    if (flo == 0.0 || fhi == 0.0) return;
-    std::uintmax_t iters = 200;
-    auto tol = [&](double a, double b) {
-      if (std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)) || close_enough()) return true;
-      const auto ra = seen.find(std::min(a, b)), rb = seen.find(std::max(a, b));
-      return ra != seen.end() && rb != seen.end() && at_jump(ra->first, rb->first, ra->second, rb->second);
-    };
-    boost::math::tools::toms748_solve(r, lo, hi, flo, fhi, tol, iters);
-  };
+  detail::NoiseSearch<Make> search(eps, delta, make, m, rtol);
   start = std::min(std::max(start, kSigmaMin), kSigmaMax);
-  if (m.method == Method::Certified) {
-    // Secant steps on log eps against log sigma from `start` (eps falls like
-    // a power of sigma, so from a good start they converge in a few steps).
-    // Every point is an evaluation of r, so whatever the steps do, the answer
-    // is the smallest sigma seen to meet the target; the steps only make that
-    // sigma close to the crossing.  They stop once the bracket [unsafe, safe]
-    // is rtol wide relative, or a safe sigma's eps is within eps_rtol of the
-    // target (then sigma is within ~eps_rtol of the crossing); otherwise the
-    // bracket search below takes over from the last point (or from the
-    // bracket, if there is one).
-    auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
-      return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
-    };
-    // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
-    struct Bracket {
-      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
-      void record(double sigma, double v) {
-        if (v <= 0.0 && sigma < safe) {
-          safe = sigma;
-          r_safe = v;
-        } else if (!(v <= 0.0) && sigma > unsafe) {
-          unsafe = sigma;
-          r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
-        }
-      }
-      double width() const { return safe / unsafe - 1.0; }
-      bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
-    };
-    auto bracket_at_jump = [&](const Bracket& b) { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); };
-    // secant steps stay strictly inside the searched range
-    const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
-    // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br,
-    // until done(); returns the last x.
-    // slope: d log eps / d log sigma to take the first step with (eps ~ sigma^-1.5
-    // unless known better); on return, the last secant slope seen.
-    auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done, double& slope0) {
-      double y0 = log_ratio(v0);
-      double x1 = std::clamp(x0 + std::clamp(-y0 / slope0, -0.7, 0.7), x_min, x_max);
-      for (int it = 0; it < 12; ++it) {
-        const double sigma = std::exp(x1);
-        const double v1 = f(sigma), y1 = log_ratio(v1);
-        br.record(sigma, v1);
-        // a step that stayed on its side of the target and closed less than half the gap
-        const bool creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
-        if (br.width() <= rtol || done(br) || bracket_at_jump(br)) break;
-        double slope = (y1 - y0) / (x1 - x0);
-        if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
-        slope0 = slope;
-        // aim a hair to the safe side once close, so the last step lands safe
-        const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
-        double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
-        // outside the bracket, or creeping up on one end of it (across a jump
-        // between bounds the secant keeps landing on the same side, closing
-        // little of the gap each time): bisect it
-        if (br.both() && (!(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)) || creeping))
-          x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));
-        if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
-        x0 = x1;
-        y0 = y1;
-        x1 = x2;
-      }
-      return x1;
-    };
-    Bracket br;
-    double slope = -1.5;
-    double v_start = 0.0;
-    if (!cheap_first) {
-      v_start = r(start);
-      br.record(start, v_start);
-    }
-    double x_from = std::log(start), v_from = v_start;
-    MethodSpec cheap = m;
-    cheap.without_cf = true;
-    auto r_cheap = [&](double sigma) {
-      try {
-        return edgeworth::epsilon(make(sigma), delta, cheap).value - eps;
-      } catch (const std::domain_error&) {
-        return 2.0 * kEpsMax;
-      }
-    };
-    if (cheap_first || (last_source != Source::CharacteristicFunction && !close_enough())) {
-      // The tight bound did not answer at the start (few sampled steps, where
-      // it can take 20-90 ms to decline).  Converge first on the cheaper
-      // bounds alone, which lie above the certified eps, so their crossing is
-      // at or above the answer; then evaluate in full there: where the tight
-      // bound still does not help, that point is the answer (one full
-      // evaluation instead of five), and otherwise the search goes on from it.
-      Bracket cheap_br;
-      const double vc = r_cheap(start);
-      cheap_br.record(start, vc);
-      secant(r_cheap, std::log(start), vc, cheap_br,
-             [&](const Bracket& b) { return std::isfinite(b.safe) && b.r_safe >= -eps * eps_rtol; }, slope);
-      if (std::isfinite(cheap_br.safe)) {
-        x_from = std::log(cheap_br.safe);
-        v_from = r(cheap_br.safe);
-        br.record(cheap_br.safe, v_from);
-      } else if (cheap_first) {
-        v_from = r(start);  // (nothing safe on the cheap bounds: the full search from the start)
-        br.record(start, v_from);
-      }
-    } else if (!close_enough() && std::fabs(log_ratio(v_from)) > 0.02) {
-      // Far from the target (a poor CLT start, few sampled steps), with no
-      // cheap phase to learn a slope from: the first secant step takes the
-      // cheap bounds' local slope at the start, which follows the full
-      // bound's better than a fixed guess (eps 10, delta 1e-5, q 1e-3, 1000
-      // steps: -3.2 against -3.35; the fixed -1.5 overshoots by 8 %).
-      const double h = start * 1.01 <= kSigmaMax ? 0.01 : -0.01;  // (a step inside the range)
-      const double e0 = r_cheap(start) + eps, e1 = r_cheap(start * (1.0 + h)) + eps;
-      const double s = std::log(e1 / e0) / std::log1p(h);
-      if (e0 > 0.0 && e1 > 0.0 && e0 < kEpsMax && e1 < kEpsMax && std::isfinite(s) && s < 0.0)
-        slope = std::clamp(s, -8.0, -0.5);
-    }
-    if (!close_enough() && !(br.width() <= rtol)) {
-      // (from the cheap bounds' crossing, their slope there is the better first guess)
-      const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); }, slope);
-      start = std::exp(x_last);
-    }
-    if (std::isfinite(best_safe) &&
-        (br.width() <= rtol || close_enough() || bracket_at_jump(br))) {
-      best.value = best_safe;
-      return best;
-    }
-    if (br.both()) {
-      solve(br.unsafe, br.safe, br.r_unsafe, br.r_safe);
-      best.value = best_safe;
-      return best;
-    }
-    // (the bracket search below takes over from `start`)
-  }
-  double lo = start, hi = start, flo = r(start), fhi = flo;
-  if (flo > 0.0) {
-    while (fhi > 0.0) {
-      if (hi == kSigmaMax)
-        throw std::domain_error("no " + name + " <= " + detail::fmt(kSigmaMax) + " meets eps = " +
-                                detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                (setting.empty() ? "" : " with " + setting));
-      lo = hi;
-      flo = fhi;
-      hi = std::min(hi / down, kSigmaMax);
-      fhi = r(hi);
-    }
-  } else {
-    while (flo <= 0.0) {
-      if (lo == kSigmaMin)
-        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                " is met even at " + name + " = " + detail::fmt(lo) +
-                                (setting.empty() ? "" : " (" + setting + ")") + "; " + name + " is only searched in [" + detail::fmt(kSigmaMin) + ", " +
-                                detail::fmt(kSigmaMax) + "]");
-      hi = lo;
-      fhi = flo;
-      lo = std::max(down * lo, kSigmaMin);
-      flo = r(lo);
-    }
-  }
-  solve(lo, hi, flo, fhi);
-  best.value = best_safe;
-  return best;
+  if (m.method == Method::Certified)
+    if (const auto a = search.certified_phases(start, cheap_first)) return *a;
+  return search.bracket_search(start, down, name, setting);
 }
 
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most

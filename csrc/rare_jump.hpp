@@ -56,7 +56,6 @@
 #include <utility>
 #include <vector>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
 #include "cf_bound.hpp"

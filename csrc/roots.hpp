@@ -47,11 +47,17 @@ std::optional<Bracket> expand_bracket(const F& f, Bracket b, const Next& next, c
 }
 
 // TOMS748 on b, whose ends' values differ in sign (or one is 0), until tol(a,
-// b) holds or max_iter evaluations; the end of the final bracket that `end`
-// names.
+// b) holds or max_iter evaluations: the final bracket, for callers that look
+// at both ends.
+template <class F, class Tol>
+std::pair<double, double> narrow_bracket(const F& f, const Bracket& b, const Tol& tol, std::uintmax_t max_iter) {
+  return boost::math::tools::toms748_solve(f, b.lo, b.hi, b.flo, b.fhi, tol, max_iter);
+}
+
+// The end of the final bracket that `end` names.
 template <class F, class Tol>
 double solve_bracket(const F& f, const Bracket& b, const Tol& tol, std::uintmax_t max_iter, End end) {
-  const auto br = boost::math::tools::toms748_solve(f, b.lo, b.hi, b.flo, b.fhi, tol, max_iter);
+  const auto br = narrow_bracket(f, b, tol, max_iter);
   switch (end) {
     case End::Lower: return br.first;
     case End::Upper: return br.second;
@@ -66,9 +72,8 @@ template <class F>
 std::pair<double, double> solve_bracketed(const F& f, double lo, double hi, double flo, double fhi, double rtol) {
   if (flo == 0.0) return {lo, lo};
   if (fhi == 0.0) return {hi, hi};
-  std::uintmax_t iters = 200;
   auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
-  return boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  return narrow_bracket(f, Bracket{lo, hi, flo, fhi}, tol, 200);
 }
 
 }  // namespace detail

@@ -23,7 +23,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "conditioned.hpp"
@@ -347,10 +346,8 @@ inline double inverted_remove_epsilon(const Composition& c, double delta, double
       glo = g(lo);
     }
   }
-  std::uintmax_t iters = 100;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-3, std::fabs(a)); };
-  const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
-  const double eps = 0.5 * (br.first + br.second);
+  const double eps = solve_bracket(g, Bracket{lo, hi, glo, ghi}, tol, 100, End::Middle);
   checked(inv->delta(eps, true), eps);
   return eps;
 }

@@ -53,7 +53,6 @@
 #include <optional>
 #include <vector>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "mechanisms.hpp"
