@@ -200,6 +200,15 @@ def test_finetune_help_dispatch_imports_no_torch(tmp_path):
     assert proc.stdout.startswith("usage: edgeworth finetune") and "stub" in proc.stdout
 
 
+def test_finetune_help_without_torch(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edgeworth.cli import main\n"
+            "sys.exit(main(['finetune', '--help']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: edgeworth finetune") and "--batch-size" in proc.stdout
+
+
 def test_finetune_help(capsys):
     assert main(["finetune", "--help"]) == 0
     out = capsys.readouterr().out
