@@ -487,7 +487,10 @@ def _finetune(argv: List[str]) -> int:
         print(_finetune_error(str(exc), {f.name for f in dataclasses.fields(FinetuneConfig)}), file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(report.as_dict()) if args.json else report.as_text())
+        if args.json:
+            _print_json(report.as_dict())
+        else:
+            print(report.as_text())
     return 0
 
 
