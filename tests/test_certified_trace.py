@@ -7,6 +7,7 @@ the trace, check the trace's values against the bounds' own entry points, and
 show that a failure inside a bound reaches the caller instead of being skipped
 for a looser bound.
 """
+import json
 import math
 import pathlib
 import re
@@ -148,16 +149,30 @@ def test_details_carry_the_trace():
     assert arr.trace.shape == (2,) and all(isinstance(t, list) for t in arr.trace)
 
 
-def test_cli_explain_prints_the_trace():
-    out = subprocess.run([sys.executable, "-m", "edgeworth.cli", "epsilon", "--sigma", "1", "--delta", "1e-6",
-                          "--steps", "1000", "--q", "0.01", "--explain"], capture_output=True, text=True, cwd=ROOT)
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgeworth.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("command,given", [("epsilon", ["--delta", "1e-6"]), ("delta", ["--eps", "2"])])
+def test_cli_explain_prints_the_trace(command, given):
+    flags = [command, "--sigma", "1", *given, "--steps", "1000", "--q", "0.01", "--explain"]
+    out = _cli(*flags)
     assert out.returncode == 0, out.stderr
-    lines = [ln for ln in out.stdout.splitlines() if re.match(r"\s+(sampled_count|chernoff|rare_jump|"
-                                                               r"characteristic_function|edgeworth_bound)\s", ln)]
-    assert len(lines) >= 4
-    assert any("declined" in ln or "skipped" in ln for ln in out.stdout.splitlines())
-    value = float(re.search(r"certified epsilon = (\S+),", out.stdout).group(1))
-    assert value == pytest.approx(edgeworth.epsilon(1.0, 1e-6, 1000, 0.01), rel=1e-5)
+    lines = [ln.split() for ln in out.stdout.splitlines()
+             if re.match(r"\s+(sampled_count|chernoff|rare_jump|characteristic_function|edgeworth_bound)\s", ln)]
+    details = (edgeworth.epsilon_details(1.0, 1e-6, 1000, 0.01) if command == "epsilon"
+               else edgeworth.delta_details(1.0, 2.0, 1000, 0.01))
+    expected = [e for e in details.trace if e["bound"] in NAMES]
+    assert [(ln[0], ln[1], ln[2]) for ln in lines] == [(e["bound"], e["ordering"], e["status"]) for e in expected]
+    for ln, e in zip(lines, expected):  # an answered line shows the value to 6 digits
+        if e["status"] == "answered":
+            assert float(ln[5]) == pytest.approx(e["value"], rel=1e-5)
+    js = _cli(*flags, "--json")
+    assert js.returncode == 0, js.stderr
+    trace = json.loads(js.stdout)["trace"]
+    assert [(e["bound"], e["status"], e["value"]) for e in trace] == \
+        [(e["bound"], e["status"], None if math.isnan(e["value"]) else e["value"]) for e in details.trace]
+    assert "trace" not in json.loads(_cli(*flags[:-1], "--json").stdout)
 
 
 def test_docs_follow_the_table_order():
