@@ -100,8 +100,11 @@ class AccountingResult:
             ``edgeworth._core.CERTIFIED_BOUNDS`` (``csrc/certified.hpp``), each
             with ``bound``, ``ordering``, ``status`` ("answered", "declined" or
             "skipped"), ``value`` (answered), ``reason`` (declined or skipped)
-            and ``seconds``; an object array of such lists for array input
-            (None where the certified bound raised).
+            and ``seconds`` (a skip that covers several bounds names them
+            ``"(add ordering)"`` or ``"(all others)"``; a skip's reason starts
+            with the name of the rule in ``csrc/certified.hpp``); an object
+            array of such lists for array input (None where the certified
+            bound declined).
     """
 
     quantity: str
