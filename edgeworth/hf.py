@@ -445,8 +445,7 @@ def calibrate(target_epsilon: float, delta: float, steps: int, sample_rate: floa
     try:
         return float(_accounting.noise_multiplier(target_epsilon, delta, steps, sample_rate))
     except UnreachableTargetError as exc:
-        raise ValueError(f"target_epsilon: no noise multiplier meets eps {target_epsilon:g}, delta {delta:g} over "
-                         f"{steps} steps at q {sample_rate:.4g} ({exc})") from None
+        raise ValueError(f"target_epsilon: {exc}") from None
 
 
 def _check_private_settings(target_epsilon, target_delta, max_grad_norm, noise_multiplier) -> None:

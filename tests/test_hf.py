@@ -164,7 +164,7 @@ def test_poisson_batches_are_independent_bernoulli_draws():
     ({"max_grad_norm": 0.0}, "max_grad_norm: a finite number > 0"),
     ({"noise_multiplier": float("nan")}, "noise_multiplier: a finite number > 0"),
     ({"batch": 30, "accumulation": 2}, r"per_device_train_batch_size: the expected batch \(60"),
-    ({"target_epsilon": 1e-9}, "target_epsilon: no noise multiplier meets"),
+    ({"target_epsilon": 1e-12, "batch": 20, "max_steps": 1000}, r"target_epsilon: no sigma <= 1e\+06 meets"),
 ])
 def test_bad_settings_are_refused_by_name(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
