@@ -322,7 +322,7 @@ class PrivateTrainer(Trainer):
         return torch.utils.data.DataLoader(_StepTagged(dataset), batch_sampler=sampler,
                                            collate_fn=_StepCollator(collate),
                                            num_workers=self.args.dataloader_num_workers,
-                                           pin_memory=self.args.dataloader_pin_memory)
+                                           pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available())
 
     # -- one DP-SGD step -----------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):

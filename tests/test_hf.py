@@ -202,3 +202,85 @@ def test_torchrun_two_processes_gloo_resume_exactly(tmp_path):
     assert straight["parameters"] == resumed["parameters"]
     assert straight["history"] == resumed["history"] == [[straight["sigma"], 0.4, 6]]
     assert straight["epsilon"] == edgeworth.epsilon(straight["sigma"], 1e-5, 6, 0.4)
+
+
+# -- edgeworth finetune --task causal-lm --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tok = hf_tiny.tokenizer()
+    hf_tiny.causal_lm(tok).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _tsv(path, header, rows):
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _cli(args, capsys):
+    from edgeworth.cli import main
+
+    code = main(["finetune", "--task", "causal-lm", *args])
+    return code, capsys.readouterr()
+
+
+def test_cli_causal_lm_trains_prompt_completion_and_exports_adapters(tmp_path, tiny_model_folder, capsys):
+    sentences = hf_tiny.texts(40)
+    data = _tsv(tmp_path / "train.tsv", ["prompt", "completion"],
+                [(s, " positive" if i % 2 else " negative") for i, s in enumerate(sentences)])
+    out = tmp_path / "out"
+    code, io = _cli(["--data", str(data), "--prompt-column", "prompt", "--completion-column", "completion",
+                     "--model", str(tiny_model_folder), "--output", str(out), "--steps", "4", "--batch-size", "4",
+                     "--accumulation", "2", "--eps", "3", "--lora-rank", "2", "--lora-targets", "q_proj,v_proj",
+                     "--max-length", "16", "--json"], capsys)
+    assert code == 0, io.err
+    report = json.loads(io.out.strip().splitlines()[-1])
+    privacy = report["privacy"]
+    assert privacy["steps"] == report["steps"] == 4
+    assert privacy["epsilon"] == edgeworth.epsilon(privacy["noise_multiplier"], 1e-5, 4, 0.2) <= 3.0
+    assert json.loads((out / "privacy_report.json").read_text())["privacy"] == privacy
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 2
+
+
+def test_completion_only_loss_masks_the_prompt():
+    from edgeworth.causal_lm import CompletionDataset
+
+    tok = hf_tiny.tokenizer()
+    ds = CompletionDataset(tok, ["the film was"], [" good"], max_length=8)
+    ids, labels = ds[0]["input_ids"], ds[0]["labels"]
+    assert ids == tok("the film was good <eos>")["input_ids"]
+    assert labels == [-100, -100, -100] + ids[3:]
+    with pytest.raises(ValueError, match=r"max_length: example 1 has a prompt of 3 tokens and a completion of 2, "
+                                         r"more than --max-length 4"):
+        CompletionDataset(tok, ["the film was"], [" good"], max_length=4)
+
+
+@pytest.mark.parametrize("case", ["missing column", "not a model", "prompt too long", "no sigma"])
+def test_cli_causal_lm_bad_input_is_one_line_before_training(tmp_path, tiny_model_folder, capsys, case):
+    data = _tsv(tmp_path / "train.tsv", ["prompt", "completion"], [(s, " good") for s in hf_tiny.texts(40)])
+    args = {"--data": str(data), "--prompt-column": "prompt", "--completion-column": "completion",
+            "--model": str(tiny_model_folder), "--output": str(tmp_path / "out"), "--steps": "4",
+            "--batch-size": "4", "--max-length": "16"}
+    expected = {"missing column": r"--completion-column: no column 'answer' in .* \(its columns: prompt, completion\)",
+                "not a model": r"--model: '.*' is not a Hugging Face model folder \(no config.json nor .gguf file\)",
+                "prompt too long": r"--max-length: example \d+ has a prompt of \d+ tokens",
+                "no sigma": r"--eps: no sigma <= 1e\+06 meets"}[case]
+    if case == "missing column":
+        args["--completion-column"] = "answer"
+    elif case == "not a model":
+        (tmp_path / "empty").mkdir()
+        args["--model"] = str(tmp_path / "empty")
+    elif case == "prompt too long":
+        args["--max-length"] = "4"
+    else:
+        args.update({"--eps": "1e-12", "--steps": "1000", "--batch-size": "20", "--accumulation": "2"})
+    code, io = _cli([x for kv in args.items() for x in kv], capsys)
+    assert code == 2
+    lines = io.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgeworth finetune: error: "), io.err
+    import re
+    assert re.search(expected, lines[0]), lines[0]
+    assert not (tmp_path / "out").exists()
