@@ -175,6 +175,7 @@ def label_accuracy(model, tokenizer, prompts: Sequence[str], answers: Sequence[s
     import torch
 
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+    single = all(len(c) == 1 for c in choice_ids)  # one forward pass over the prompt scores every choice
     model.eval()
     correct = 0
     pad = tokenizer.pad_token_id
@@ -183,13 +184,16 @@ def label_accuracy(model, tokenizer, prompts: Sequence[str], answers: Sequence[s
             chunk = prompts[start:start + batch_size]
             ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
             scores = torch.zeros(len(chunk), len(choices), dtype=torch.float64)
-            for c, cids in enumerate(choice_ids):
+            for c, cids in enumerate([[]] if single else choice_ids):
                 seqs = [x + cids for x in ids]
                 width = max(len(s) for s in seqs)
                 input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
                 mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
                 logp = torch.log_softmax(model(input_ids=input_ids, attention_mask=mask).logits.double(), dim=-1)
                 for row, x in enumerate(ids):
+                    if single:
+                        scores[row] = torch.stack([logp[row, len(x) - 1, k[0]] for k in choice_ids])
+                        continue
                     positions = range(len(x) - 1, len(x) - 1 + len(cids))
                     scores[row, c] = sum(logp[row, t, tok] for t, tok in zip(positions, cids))
             best = scores.argmax(dim=1).tolist()

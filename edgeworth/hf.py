@@ -388,7 +388,11 @@ class PrivateTrainer(Trainer):
                 gs = torch.zeros((batch, *p.shape), device=p.device)
             elif isinstance(gs, list):
                 gs = torch.cat(gs, dim=0)
-            grads.append(gs.float()[:batch] / scale)
+            if gs.shape[0] != batch:
+                raise RuntimeError(f"privacy: the per-example gradients of {name} have {gs.shape[0]} rows for "
+                                   f"{batch} examples (a layer whose input is shared by the batch, such as "
+                                   "position embeddings); freeze that parameter")
+            grads.append(gs.float() / scale)
             p.grad_sample, p.grad = None, None
         norms = torch.sqrt(sum(g.reshape(batch, -1).pow(2).sum(dim=1) for g in grads))
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
