@@ -19,13 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def default_sst2() -> Path:
-    return Path(__file__).resolve().parent.parent / "edgeworth" / "datasets" / "sst2"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=str(default_sst2()), help="folder with SST-2's train.tsv and dev.tsv")
+    p.add_argument("--data", default=None, help="folder with SST-2's train.tsv and dev.tsv (default: the "
+                                                "repository's copy)")
     p.add_argument("--output", default="smollm2_sst2_out")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=16, help="physical batch")
@@ -47,6 +44,9 @@ def main(argv=None) -> int:
     from edgeworth import causal_lm as clm
 
     torch.set_num_threads(a.threads)
+    if a.data is None:
+        from edgeworth.textdata import default_sst2_dir
+        a.data = str(default_sst2_dir())
     train_file, dev_file = str(Path(a.data) / "train.tsv"), str(Path(a.data) / "dev.tsv")
     folder, gguf = clm.check_model_folder(None)
     started = time.perf_counter()
@@ -54,9 +54,12 @@ def main(argv=None) -> int:
     out = {"model": clm.SMOLLM2_NOTE, "load_seconds": round(time.perf_counter() - started, 1),
            "threads": a.threads, "settings": vars(a)}
     prompts, completions = clm.sst2_as_instructions(train_file, a.max_train)
-    train = clm.CompletionDataset(tok, prompts, completions, a.max_length)
+    # Sentences whose instruction does not fit max-length are left out of the training set (a fixed,
+    # per-example rule: N below is the number kept, and q = expected batch / N).
+    train = clm.CompletionDataset(tok, prompts, completions, a.max_length, drop_long=True)
     dev = clm.sst2_as_instructions(dev_file, a.max_dev)
-    out["train_examples"], out["dev_examples"] = len(train), len(dev[0])
+    out["train_examples"], out["train_dropped_too_long"] = len(train), train.dropped
+    out["dev_examples"] = len(dev[0])
 
     def accuracy():
         t = time.perf_counter()

@@ -72,8 +72,10 @@ class CompletionDataset:
     when there is no prompt), each example at most ``max_length`` tokens.  A prompt that leaves no room for its
     completion is refused (a truncated completion would train on nothing)."""
 
-    def __init__(self, tokenizer, texts: Sequence[str], completions: Optional[Sequence[str]], max_length: int):
+    def __init__(self, tokenizer, texts: Sequence[str], completions: Optional[Sequence[str]], max_length: int,
+                 drop_long: bool = False):
         self.items = []
+        self.dropped = 0  # with drop_long, the examples left out because they do not fit max_length
         eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
         for i, text in enumerate(texts):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -83,6 +85,9 @@ class CompletionDataset:
                 continue
             target = tokenizer(completions[i], add_special_tokens=False)["input_ids"] + eos
             if len(ids) + len(target) > max_length:
+                if drop_long:
+                    self.dropped += 1
+                    continue
                 raise ValueError(f"max_length: example {i + 1} has a prompt of {len(ids)} tokens and a completion of "
                                  f"{len(target)}, more than --max-length {max_length}")
             self.items.append({"input_ids": ids + target, "labels": [-100] * len(ids) + target})

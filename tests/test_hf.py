@@ -284,3 +284,23 @@ def test_cli_causal_lm_bad_input_is_one_line_before_training(tmp_path, tiny_mode
     import re
     assert re.search(expected, lines[0]), lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_bf16_autocast_on_the_cpu(tmp_path):
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                             max_steps=2, save_strategy="no", report_to=[], use_cpu=True, bf16=True,
+                             disable_tqdm=True, seed=3)
+    tok = hf_tiny.tokenizer()
+    model = hf_tiny.causal_lm(tok)
+    trainer = hf.PrivateTrainer(model=model, args=args, train_dataset=hf_tiny.TextDataset(tok, hf_tiny.texts(40)),
+                                data_collator=hf_tiny.collator(tok), target_epsilon=3.0, target_delta=1e-5,
+                                max_grad_norm=1.0)
+    dtypes = []
+    model.lm_head.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    trainer.train()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert trainer.steps_taken == 2 and trainer.spent()[0] == edgeworth.epsilon(trainer.noise_multiplier, 1e-5, 2,
+                                                                                 0.2)
