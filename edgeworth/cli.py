@@ -295,13 +295,16 @@ def _causal_lm_parser() -> argparse.ArgumentParser:
 
 
 def _finetune_causal_lm(argv: List[str]) -> int:
+    import importlib.util
+
     args = _causal_lm_parser().parse_args(argv)
-    try:
-        from .causal_lm import CausalLMConfig, run
-    except ImportError as exc:
-        print(f"edgeworth finetune: error: {exc}; install the torch extra: pip install \".[torch]\"",
-              file=sys.stderr)
+    missing = [m for m in ("torch", "transformers", "peft", "opacus") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"edgeworth finetune: error: --task causal-lm needs {', '.join(missing)}; install the torch extra: "
+              "pip install \".[torch]\"", file=sys.stderr)
         return 2
+    from .causal_lm import CausalLMConfig, run
+
     config = CausalLMConfig(
         data=args.data, output=args.output, model=args.model, text_column=args.text_column,
         prompt_column=args.prompt_column, completion_column=args.completion_column, sst2=args.sst2,

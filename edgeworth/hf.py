@@ -34,7 +34,11 @@ What one optimizer step does (neighbouring datasets differ by adding or removing
   scheduler, and each rank's Python, numpy, torch CPU and CUDA generator states).  The sampler's and the noise's
   generators are functions of (seed, step), so ``train(resume_from_checkpoint=...)`` draws exactly the batches and
   the noise of the uninterrupted run, and never those of an earlier step: a resumed run ends with the same
-  parameters as one never stopped.  A resume whose settings contradict the checkpoint's is refused.
+  parameters as one never stopped.  A resume whose settings contradict the checkpoint's is refused; to extend a
+  run past its planned steps, give the checkpoint's ``noise_multiplier`` (the guard then checks the target).
+
+The training loss in the Trainer's logs is computed from the data without noise (as in other DP trainers): it is
+not covered by the guarantee; treat the logs as private, or do not publish the loss.
 
 Mixed precision: ``bf16=True`` runs the forward pass under bf16 autocast (CPU or CUDA); ``fp16=True`` (CUDA) under
 fp16 autocast with the Trainer's loss scaler (the loss is scaled for the backward pass and the per-example
