@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--lora-rank", type=int, default=4)
     p.add_argument("--lora-targets", default="q_proj,v_proj")
+    p.add_argument("--lora-layers", default=None,
+                   help="comma-separated decoder layers that get adapters (default all); adapters on the last "
+                        "layers only make the backward pass short")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
 
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
     base = model
     for private in (True, False):
         torch.manual_seed(0)
-        lora = clm.add_lora(base, a.lora_rank, 2.0 * a.lora_rank, tuple(a.lora_targets.split(",")))
+        layers = [int(x) for x in a.lora_layers.split(",")] if a.lora_layers else None
+        lora = clm.add_lora(base, a.lora_rank, 2.0 * a.lora_rank, tuple(a.lora_targets.split(",")), layers=layers)
         model = lora
         config = clm.CausalLMConfig(data=train_file, output=os.path.join(a.output, "dp" if private else "nonprivate"),
                                     batch_size=a.batch_size, accumulation=a.accumulation, steps=a.steps, lr=a.lr,

@@ -160,8 +160,10 @@ def load_model(folder: str, gguf: Optional[str]):
     return model, tokenizer
 
 
-def add_lora(model, rank: int, alpha: float, targets: Sequence[str], dropout: float = 0.0):
-    """The model with LoRA adapters (Hu et al., ICLR 2022) on the named modules; only they train."""
+def add_lora(model, rank: int, alpha: float, targets: Sequence[str], dropout: float = 0.0,
+             layers: Optional[Sequence[int]] = None):
+    """The model with LoRA adapters (Hu et al., ICLR 2022) on the named modules (of the given decoder layers
+    only, if ``layers`` is given); only they train."""
     from peft import LoraConfig, get_peft_model
 
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
@@ -169,7 +171,8 @@ def add_lora(model, rank: int, alpha: float, targets: Sequence[str], dropout: fl
     if missing:
         raise ValueError(f"lora_targets: the model has no module named {', '.join(missing)}")
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                                            lora_dropout=dropout, task_type="CAUSAL_LM"))
+                                            lora_dropout=dropout, task_type="CAUSAL_LM",
+                                            layers_to_transform=list(layers) if layers else None))
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------

@@ -370,9 +370,12 @@ class PrivateTrainer(Trainer):
         std = self.noise_multiplier * self.max_grad_norm
         noise_head: List[float] = []
         noise_scale = float(scaler.get_scale()) if scaler is not None else 1.0
+        # One generator for the whole step, drawn in parameter order: the noise is i.i.d. over every coordinate of
+        # every parameter (a generator per parameter, seeded alike, would repeat the same noise in parameters of
+        # the same shape, and their difference would carry no noise at all).
+        g = step_noise_generator(self.seed, step, self._params[0][1].device)
         for (_, p), s in zip(self._params, summed):
-            g = step_noise_generator(self.seed, step, p.device)
-            noise = torch.normal(0.0, std, size=tuple(p.shape), generator=g, device=p.device)
+            noise = torch.normal(0.0, std, size=tuple(p.shape), generator=g, device=g.device).to(p.device)
             p.grad = ((s + noise) * (noise_scale / self.expected_batch_size)).to(p.dtype)
             noise_head.extend(float(v) for v in noise.reshape(-1)[:2])
         self.steps_taken += 1

@@ -130,8 +130,8 @@ def test_dp_step_is_clipped_per_example_plus_noise_once(tmp_path):
             reference[n] += g * min(1.0, 0.05 / (float(norm) + 1e-6))
     for p in model.parameters():
         p.grad_sample, p.grad = None, None
+    g = hf.step_noise_generator(3, 0, torch.device("cpu"))  # one stream for the step, in parameter order
     for n in names:
-        g = hf.step_noise_generator(3, 0, torch.device("cpu"))
         reference[n] = (reference[n] + torch.normal(0.0, 0.7 * 0.05, size=tuple(params[n].shape), generator=g)) / 8
     batch = trainer.get_train_dataloader()
     inputs = next(iter(batch))
@@ -140,6 +140,9 @@ def test_dp_step_is_clipped_per_example_plus_noise_once(tmp_path):
     trainer.training_step(model, inputs)
     for n in names:
         assert torch.allclose(params[n].grad, reference[n], rtol=1e-4, atol=1e-7), n
+    # i.i.d. noise: no two parameters of the same shape got the same noise
+    heads = trainer.step_records[0]["noise_head"]
+    assert len(heads) == 2 * len(names) and len(set(heads)) == len(heads)
 
 
 def test_poisson_batches_are_independent_bernoulli_draws():
