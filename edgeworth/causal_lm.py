@@ -155,6 +155,10 @@ def load_model(folder: str, gguf: Optional[str]):
     kw = {"gguf_file": gguf} if gguf else {}
     tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    if gguf and getattr(model, "hf_quantizer", None) is not None:
+        # The GGUF weights are dequantized to float32 tensors on loading; only the marker says "quantized" (and
+        # makes the Trainer refuse to train), so it is removed.
+        model.hf_quantizer.remove_quantization_config(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
