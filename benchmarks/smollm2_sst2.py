@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--lora-layers", default=None,
                    help="comma-separated decoder layers that get adapters (default all); adapters on the last "
                         "layers only make the backward pass short")
+    p.add_argument("--label-only", action="store_true",
+                   help="train on the label word alone, without an end-of-sequence token after it")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
 
@@ -59,7 +61,10 @@ def main(argv=None) -> int:
     prompts, completions = clm.sst2_as_instructions(train_file, a.max_train)
     # Sentences whose instruction does not fit max-length are left out of the training set (a fixed,
     # per-example rule: N below is the number kept, and q = expected batch / N).
-    train = clm.CompletionDataset(tok, prompts, completions, a.max_length, drop_long=True)
+    # The completion is the label word alone (no end-of-sequence token after it): the dev score compares label
+    # words, and a loss on the end token would spend the clipped gradient on learning where to stop.
+    train = clm.CompletionDataset(tok, prompts, completions, a.max_length, drop_long=True,
+                                  end_with_eos=not a.label_only)
     dev = clm.sst2_as_instructions(dev_file, a.max_dev)
     out["train_examples"], out["train_dropped_too_long"] = len(train), train.dropped
     out["dev_examples"] = len(dev[0])

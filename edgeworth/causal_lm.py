@@ -73,10 +73,11 @@ class CompletionDataset:
     completion is refused (a truncated completion would train on nothing)."""
 
     def __init__(self, tokenizer, texts: Sequence[str], completions: Optional[Sequence[str]], max_length: int,
-                 drop_long: bool = False):
+                 drop_long: bool = False, end_with_eos: bool = True):
         self.items = []
         self.dropped = 0  # with drop_long, the examples left out because they do not fit max_length
-        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        has_eos = end_with_eos and tokenizer.eos_token_id is not None
+        eos = [tokenizer.eos_token_id] if has_eos else []
         for i, text in enumerate(texts):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if completions is None:

@@ -256,6 +256,11 @@ def test_completion_only_loss_masks_the_prompt():
     ids, labels = ds[0]["input_ids"], ds[0]["labels"]
     assert ids == tok("the film was good <eos>")["input_ids"]
     assert labels == [-100, -100, -100] + ids[3:]
+    bare = CompletionDataset(tok, ["the film was"], [" good"], max_length=8, end_with_eos=False)[0]
+    assert bare["input_ids"] == ids[:-1] and bare["labels"] == labels[:-1]
+    kept = CompletionDataset(tok, ["the film was", "it is not very good"], [" good"] * 2, max_length=5,
+                             drop_long=True)
+    assert len(kept) == 1 and kept.dropped == 1
     with pytest.raises(ValueError, match=r"max_length: example 1 has a prompt of 3 tokens and a completion of 2, "
                                          r"more than --max-length 4"):
         CompletionDataset(tok, ["the film was"], [" good"], max_length=4)
