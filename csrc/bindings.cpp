@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -51,21 +53,73 @@ MethodSpec make_spec(const std::string& method, int order, const std::string& or
 
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
+// The same exception type as e, its message prefixed with `where` (so an array
+// call's decline names the element and its inputs; UnreachableTargetError
+// stays UnreachableTargetError).
+[[noreturn]] void rethrow_at(const std::string& where) {
+  try {
+    throw;
+  } catch (const std::domain_error& e) {
+    throw std::domain_error(where + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(where + e.what());
+  } catch (const std::length_error& e) {
+    throw std::length_error(where + e.what());
+  } catch (const std::out_of_range& e) {
+    throw std::out_of_range(where + e.what());
+  } catch (const std::overflow_error& e) {
+    throw std::overflow_error(where + e.what());
+  } catch (const std::range_error& e) {
+    throw std::range_error(where + e.what());
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(where + e.what());
+  }
+  // anything else (bad_alloc, ...) propagates unchanged from the bare throw above
+}
+
 // Applies fn element-wise to four equally long 1-d arrays, without the GIL.
 // Returns (values, ordering codes 0 = remove / 1 = add, certified flags).
+// Between elements (every 20 ms at most) it takes the GIL back to let Python handle signals, so
+// Ctrl-C stops a long array call at the next element (KeyboardInterrupt).  An
+// element that raises gives the same exception type, its message prefixed
+// with "element i (name = value, ...): " (i the index in the flattened,
+// C-ordered arrays) where there is more than one element.
 template <class Fn>
-py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, Fn fn) {
+py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, const std::array<const char*, 4>& names,
+               Fn fn) {
   for (const Array* arr : {&a, &b, &c, &d})
     if (arr->ndim() != 1) throw std::invalid_argument("expected 1-d arrays (broadcast them first)");
   const py::ssize_t n = a.shape(0);
   if (b.shape(0) != n || c.shape(0) != n || d.shape(0) != n)
     throw std::invalid_argument("arrays must have the same length (broadcast them first)");
   std::vector<Answer> out(static_cast<std::size_t>(n));
+  bool interrupted = false;
   {
     const double *pa = a.data(), *pb = b.data(), *pc = c.data(), *pd = d.data();
     py::gil_scoped_release release;
-    for (py::ssize_t i = 0; i < n; ++i) out[i] = fn(pa[i], pb[i], pc[i], pd[i]);
+    auto last_check = std::chrono::steady_clock::now();
+    for (py::ssize_t i = 0; i < n; ++i) {
+      // at most every 20 ms: taking the GIL at every element would make the
+      // threads of a multi-threaded caller wait on each other
+      if (n > 1 && std::chrono::steady_clock::now() - last_check >= std::chrono::milliseconds(20)) {
+        last_check = std::chrono::steady_clock::now();
+        py::gil_scoped_acquire acquire;
+        if (PyErr_CheckSignals() != 0) {  // the handler raised (KeyboardInterrupt): its error stays set
+          interrupted = true;
+          break;
+        }
+      }
+      try {
+        out[i] = fn(pa[i], pb[i], pc[i], pd[i]);
+      } catch (const std::exception&) {
+        if (n == 1) throw;
+        rethrow_at("element " + std::to_string(i) + " (" + names[0] + " = " + detail::fmt(pa[i]) + ", " + names[1] +
+                   " = " + detail::fmt(pb[i]) + ", " + names[2] + " = " + detail::fmt(pc[i]) + ", " + names[3] +
+                   " = " + detail::fmt(pd[i]) + "): ");
+      }
+    }
   }
+  if (interrupted) throw py::error_already_set();
   py::array_t<double> values(n);
   py::array_t<std::int8_t> orderings(n);
   py::array_t<bool> certified(n);
@@ -206,7 +260,7 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& sigma, const Array& delta, const Array& steps, const Array& q, const std::string& method,
          int order, const std::string& ordering) {
         const MethodSpec spec = make_spec(method, order, ordering);
-        return map4(sigma, delta, steps, q, [&](double s, double d, double n, double qq) {
+        return map4(sigma, delta, steps, q, {"sigma", "delta", "steps", "q"}, [&](double s, double d, double n, double qq) {
           return edgeworth::epsilon(dpsgd(s, qq, n), d, spec);
         });
       },
@@ -217,7 +271,7 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& sigma, const Array& eps, const Array& steps, const Array& q, const std::string& method,
          int order, const std::string& ordering) {
         const MethodSpec spec = make_spec(method, order, ordering);
-        return map4(sigma, eps, steps, q, [&](double s, double e, double n, double qq) {
+        return map4(sigma, eps, steps, q, {"sigma", "eps", "steps", "q"}, [&](double s, double e, double n, double qq) {
           return edgeworth::delta(dpsgd(s, qq, n), e, spec);
         });
       },
@@ -228,7 +282,7 @@ PYBIND11_MODULE(_core, m) {
       [](const Array& eps, const Array& delta, const Array& steps, const Array& q, const std::string& method,
          int order, const std::string& ordering) {
         const MethodSpec spec = make_spec(method, order, ordering);
-        return map4(eps, delta, steps, q, [&](double e, double d, double n, double qq) {
+        return map4(eps, delta, steps, q, {"eps", "delta", "steps", "q"}, [&](double e, double d, double n, double qq) {
           return calibrate_sigma(e, d, n, qq, spec);
         });
       },

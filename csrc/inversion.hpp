@@ -401,9 +401,57 @@ double checked_tilted(const F& estimate, double low, double high, const char* wh
 
 }  // namespace detail
 
+namespace detail {
+
+// Whether some mechanism of c lies beyond what the CGF quadratures resolve: a
+// mixture with a mean past kMixtureMeanMax (mechanisms.hpp).  There only the
+// sampled-count bound, which needs no quadrature, may answer.
+inline bool beyond_quadrature(const Composition& c) {
+  for (const auto& seg : c.segments())
+    if (const auto* gm = dynamic_cast<const GaussianMixture*>(seg.mechanism.get()))
+      if (!gm->within_quadrature_range()) return true;
+  return false;
+}
+
+inline void require_quadrature_range_for_estimate(const Composition& c) {
+  if (beyond_quadrature(c))
+    throw std::domain_error("a mixture mean exceeds " + fmt(kMixtureMeanMax) +
+                            " noise standard deviations, beyond what the estimates' quadratures resolve; use "
+                            "method='certified' (which answers with the sampled-count bound, or eps = inf)");
+}
+
+// The certified answer there: per ordering the sampled-count bound where it
+// answers, else the trivial bound (eps = inf, delta = 1); the larger ordering.
+template <class CountFn>
+Answer count_or_trivial(const Composition& c, const CountFn& count, double trivial) {
+  const auto law = sampled_count_law(c);
+  Answer a;
+  a.certified = true;
+  a.source = Source::SampledCount;
+  a.t = std::numeric_limits<double>::quiet_NaN();
+  a.value = -std::numeric_limits<double>::infinity();
+  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+    const std::optional<double> v = law ? count(*law, o) : std::nullopt;
+    const double x = v ? *v : trivial;
+    if (x > a.value) {
+      a.value = x;
+      a.ordering = o;
+    }
+  }
+  return a;
+}
+
+}  // namespace detail
+
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
+  if (detail::beyond_quadrature(c)) {
+    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
+    return detail::count_or_trivial(
+        c, [&](const detail::SampledCountLaw& law, Ordering o) { return sampled_count_epsilon(law, o, delta); },
+        std::numeric_limits<double>::infinity());
+  }
   switch (m.method) {
     case Method::Certified: {
       // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
@@ -456,6 +504,14 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
 inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, true);
+  if (detail::beyond_quadrature(c)) {
+    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
+    return detail::count_or_trivial(
+        c, [&](const detail::SampledCountLaw& law, Ordering o) -> std::optional<double> {
+          return sampled_count_delta(law, o, eps);
+        },
+        1.0);
+  }
   switch (m.method) {
     case Method::Certified: {
       Answer a = detail::certified_delta_tight(c, eps);

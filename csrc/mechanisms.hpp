@@ -86,6 +86,16 @@ inline void cumulants_from_moments(const std::array<double, 6>& m, std::array<do
 constexpr double kSigmaMin = 1e-2;
 constexpr double kSigmaMax = 1e6;
 constexpr double kQMin = 1e-12;
+// The largest |mean| (in noise units) of a GaussianMixture whose CGF the
+// quadratures are trusted with: 10 / kSigmaMin.  Beyond it a Gaussian bump of
+// unit width sits at the end of a panel thousands wide, where the 15/31-point
+// rule can miss it and still report convergence (means (0, 1, 1e4), weights
+// (1/2, 1/4, 1/4), 3 steps: Chernoff delta(500) = 0.359 against a true delta
+// of at least 0.578), and past 1.3e154 mu^2 overflows and the component drops
+// out of the loss (mean 1e300: eps 3.06, where the truth is infinite).  The
+// certified path answers there with the quadrature-free sampled-count bound
+// alone, or eps = inf / delta = 1 (inversion.hpp); the estimates decline.
+constexpr double kMixtureMeanMax = 1e3;
 
 // l'(x) and the ratios l''(x) / l'(x), l'''(x) / l'(x) of a PLLR (the
 // ratios stay finite where l' underflows on a flat stretch of l).
@@ -195,6 +205,7 @@ class SubsampledGaussian final : public GaussianReferencePllr {
 
   // x with l(x) = v; -inf for v <= log(1 - q), which l only approaches.
   double pllr_inverse(double v) const override {
+    detail::require(!std::isnan(v), "v (a value of the privacy loss) must not be NaN");
     if (q_ == 1.0) return (v + 0.5 * mu_ * mu_) / mu_;
     const double e = std::expm1(v) + q_;
     if (!(e > 0.0)) return -std::numeric_limits<double>::infinity();
@@ -300,6 +311,8 @@ class GaussianMixture final : public GaussianReferencePllr {
   const std::vector<double>& weights() const { return w_; }
   const std::vector<double>& means() const { return mu_; }
   bool monotone() const { return mu_min_ >= 0.0; }
+  // Whether every |mean| is within kMixtureMeanMax (see there).
+  bool within_quadrature_range() const { return std::max(-mu_min_, mu_max_) <= kMixtureMeanMax; }
   bool pllr_increasing() const override { return monotone() && mu_max_ > 0.0; }
 
   double pllr(double x) const override {
@@ -379,6 +392,7 @@ class GaussianMixture final : public GaussianReferencePllr {
     if (!monotone())
       throw std::domain_error("pllr_inverse needs every mean >= 0 (l is then increasing); " + describe() +
                               " has a negative mean");
+    detail::require(!std::isnan(v), "v (a value of the privacy loss) must not be NaN");
     if (!(v > pllr_infimum())) return -std::numeric_limits<double>::infinity();
     // l >= log w_m + mu_m x - mu_m^2 / 2 for the largest mean: an upper end.
     std::size_t m = 0;
@@ -476,7 +490,13 @@ class GaussianMixture final : public GaussianReferencePllr {
 class SubsampledLaplace final : public Mechanism {
  public:
   SubsampledLaplace(double b, double q) : b_(b), q_(q) {
-    detail::require(std::isfinite(b) && b > 0.0, "b (Laplace noise scale) must be finite and > 0, got " + detail::fmt(b));
+    // The noise multiplier's range (the calibration searches b in it too).
+    // Below it the loss, up to 1/b nats, left the root searches with empty
+    // brackets (b = 1e-300: a Boost "toms748_solve ... out of order" error).
+    detail::require(std::isfinite(b) && b >= kSigmaMin && b <= kSigmaMax,
+                    "scale (Laplace noise scale b) must be in [" + detail::fmt(kSigmaMin) + ", " +
+                        detail::fmt(kSigmaMax) + "], got " + detail::fmt(b) +
+                        "; the range of the noise multiplier, outside which the core's root searches are not tested");
     detail::require(std::isfinite(q) && q > 0.0 && q <= 1.0,
                     "q (sampling rate) must be in (0, 1], got " + detail::fmt(q));
   }

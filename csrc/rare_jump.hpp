@@ -182,7 +182,7 @@ inline std::optional<RareJumpLaw> rare_jump_law(const Composition& c, std::vecto
 // rounding: q delta_G(log(1 + (e^e - 1)/q); mu).
 inline double one_step_delta(const RareJumpSegment& s, double e) {
   if (s.q >= 1.0) return gaussian_delta_upper(e, s.mu);
-  return std::min(1.0, s.q * gaussian_delta_upper(std::log1p(std::expm1(e) / s.q), s.mu) * (1.0 + 1e-12));
+  return std::min(1.0, s.q * gaussian_delta_upper(log1p_expm1_over(e, s.q), s.mu) * (1.0 + 1e-12));
 }
 
 // The bound on delta(eps) for one cut.

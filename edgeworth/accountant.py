@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Tuple, Union
 
 from . import _core
-from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps, scalar
+from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps, scalar, show
 from .accounting import AccountingResult
 from .mechanisms import MECHANISMS, Mechanism, PoissonSubsampledGaussian, from_dict, to_dict
 
@@ -38,6 +38,7 @@ class Accountant:
 
     def __init__(self) -> None:
         self.history: List[Entry] = []
+        self._total: Tuple[Any, int] = (None, 0)  # (what the ledger looked like, its steps): see _steps_so_far
 
     # -- building the ledger -------------------------------------------------
     def compose(self, noise_multiplier: float = None, sample_rate: float = None, steps: int = 1, *,
@@ -47,7 +48,10 @@ class Accountant:
         Args:
             noise_multiplier: sigma (noise std / clipping norm), in [0.01, 1e6].
             sample_rate: Poisson sampling rate q, in [1e-12, 1].
-            steps: number of steps, an integer >= 1.
+            steps: number of steps, an integer >= 1; the whole ledger may hold
+                at most 2^53 steps (beyond, not every count is a double), and
+                a compose that would pass that is refused with the ledger
+                unchanged.
             mechanism: instead of (noise_multiplier, sample_rate), any value of
                 :mod:`edgeworth.mechanisms` (e.g. ``Laplace(b)``,
                 ``PoissonSubsampled(MixtureOfGaussians(...), q)``).  A
@@ -58,25 +62,50 @@ class Accountant:
             if noise_multiplier is not None or sample_rate is not None:
                 raise ValueError("mechanism: pass either mechanism or (noise_multiplier, sample_rate), not both")
             if not isinstance(mechanism, MECHANISMS):
-                raise ValueError(f"mechanism must be one of {[c.__name__ for c in MECHANISMS]}, got {mechanism!r}")
+                raise ValueError(f"mechanism must be one of {[c.__name__ for c in MECHANISMS]}, "
+                                 f"got {show(mechanism)}")
             if isinstance(mechanism, PoissonSubsampledGaussian):
                 return self.compose(mechanism.noise_multiplier, mechanism.sampling_rate, steps)
-            n = int(check_steps(steps))
+            n, total = self._new_steps(steps)
             if self.history and len(self.history[-1]) == 2 and self.history[-1][0] == mechanism:
                 self.history[-1] = (mechanism, self.history[-1][1] + n)
             else:
                 self.history.append((mechanism, n))
+            self._total = (self._ledger_key(), total)
             return self
         if noise_multiplier is None or sample_rate is None:
             raise ValueError("noise_multiplier and sample_rate are required (or pass mechanism=)")
         sigma = scalar("noise_multiplier", check_sigma(noise_multiplier))
         q = scalar("sample_rate", check_q(sample_rate))
-        n = int(scalar("steps", check_steps(steps)))
+        n, total = self._new_steps(steps)
         if self.history and len(self.history[-1]) == 3 and self.history[-1][:2] == (sigma, q):
             self.history[-1] = (sigma, q, self.history[-1][2] + n)
         else:
             self.history.append((sigma, q, n))
+        self._total = (self._ledger_key(), total)
         return self
+
+    def _ledger_key(self):
+        return id(self.history), len(self.history), (self.history[-1] if self.history else None)
+
+    def _steps_so_far(self) -> int:
+        """len(self), remembered between composes (summing the ledger at every step would make a
+        ledger of many distinct segments cost quadratic time); recomputed whenever the ledger was
+        changed other than by compose."""
+        key, total = self._total
+        if key != self._ledger_key():
+            total = len(self)
+        return total
+
+    def _new_steps(self, steps) -> Tuple[int, int]:
+        """The count of a new entry and the ledger's total with it; refused (ledger unchanged)
+        where the ledger would pass 2^53 steps."""
+        n = int(scalar("steps", check_steps(steps)))
+        before = self._steps_so_far()
+        if before + n > _core.STEPS_MAX:
+            raise ValueError(f"steps: the ledger holds {before} steps, and {n} more would make {before + n}, more "
+                             f"than 2^53 = {_core.STEPS_MAX:.0f} in all (beyond it not every count is a double)")
+        return n, before + n
 
     def step(self, *, noise_multiplier: float, sample_rate: float) -> None:
         """Records one step (the Opacus ``IAccountant.step`` signature)."""
@@ -165,19 +194,26 @@ class Accountant:
                             for e in self.history]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Replaces the ledger by a :meth:`state_dict`'s; on any error (a ``ValueError`` naming the
+        entry) the ledger is left as it was."""
         history = state.get("history") if isinstance(state, dict) else None
-        if history is None:
-            raise ValueError("state must be a dict with a 'history' list of (noise_multiplier, sample_rate, steps)")
+        if not isinstance(history, (list, tuple)):
+            raise ValueError("state must be a dict with a 'history' list of (noise_multiplier, sample_rate, steps), "
+                             f"got {show(state)}")
         fresh = Accountant()
-        for entry in history:
+        for i, entry in enumerate(history):
             if isinstance(entry, dict):
                 if set(entry) != {"mechanism", "steps"}:
                     raise ValueError(f"history entries of other mechanisms must be {{'mechanism': ..., 'steps': n}}, "
-                                     f"got {entry!r}")
+                                     f"got {show(entry)} at history[{i}]")
                 fresh.compose(mechanism=from_dict(entry["mechanism"]), steps=entry["steps"])
                 continue
-            if len(entry) != 3:
-                raise ValueError(f"history entries must be (noise_multiplier, sample_rate, steps), got {entry!r}")
+            if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+                raise ValueError(f"history entries must be (noise_multiplier, sample_rate, steps), got {show(entry)} "
+                                 f"at history[{i}]")
+            if entry[0] is None or entry[1] is None:
+                raise ValueError(f"history entries must be (noise_multiplier, sample_rate, steps), got {show(entry)} "
+                                 f"at history[{i}]: noise_multiplier and sample_rate are numbers")
             fresh.compose(*entry)
         self.history = fresh.history
 

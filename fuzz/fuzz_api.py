@@ -54,7 +54,10 @@ SPECIAL = [
 # Wrong types; each must be refused with a ValueError (a TypeError from the raw bindings).
 ODD = [None, "1.0", b"1", "nan", 1j, 1 + 0j, True, False, [], [1.0, "x"], {"a": 1}, object(), (1.0, None),
        np.array(["1"]), np.array([1 + 1j]), np.array([], dtype=float), np.array([[1.0, 2.0], [3.0, 4.0]]),
-       np.array([1.0, 2.0, 3.0]), np.float32(0.5), np.int64(10), np.uint8(3), np.float16(1e-7)]
+       np.array([1.0, 2.0, 3.0]), np.float32(0.5), np.int64(10), np.uint8(3), np.float16(1e-7),
+       # issue 16: read as numbers (or overflowing) before
+       np.bool_(True), np.datetime64(1, "s"), np.ma.masked_array([1.0, 0.0], mask=[0, 1]), np.array([b"1"]),
+       10 ** 400, 2 ** 53 + 1, np.array([2 ** 53 + 1]), [1.0, True]]
 
 METHODS = ["certified", "tilted", "edgeworth", "Certified", "", "bogus"]
 ORDERINGS = [None, "both", "remove", "add", "none", ""]

@@ -1,7 +1,7 @@
 """Run under ``torchrun --nproc_per_node 2``: measures the noise of one distributed DP-SGD step.
 
 It goes through the fine-tuning module's own private path (``DPDDP`` around
-the model, then ``edgeworth.finetune._make_private``), with a loss whose
+the model, then ``edgeworth.finetune.loop.make_private``), with a loss whose
 per-example gradients are all zero, so that the averaged gradient every rank
 ends up with is the noise alone, divided by the expected batch size of all
 ranks together.  Rank 0 prints one JSON object: the noise's standard
@@ -17,7 +17,8 @@ from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as D
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from edgeworth.finetune import FinetuneConfig, _make_private, _Plan
+from edgeworth.finetune.config import FinetuneConfig
+from edgeworth.finetune.loop import Plan, make_private
 
 
 def main() -> None:
@@ -28,8 +29,8 @@ def main() -> None:
     model = nn.Sequential(nn.Linear(64, 128), nn.Tanh(), nn.Linear(128, 37))
     loader = DataLoader(TensorDataset(torch.randn(n, 64), torch.randint(0, 37, (n,))), batch_size=batch)
     config = FinetuneConfig(max_grad_norm=clip)
-    plan = _Plan(sample_rate=1 / len(loader), planned_steps=1, noise_multiplier=sigma)
-    model, optimizer, criterion, loader, private = _make_private(
+    plan = Plan(sample_rate=1 / len(loader), planned_steps=1, noise_multiplier=sigma)
+    model, optimizer, criterion, loader, private = make_private(
         DPDDP(model), torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(), loader, plan, config)
     x, y = next(iter(loader))
     logits = model(x)

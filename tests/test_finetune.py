@@ -1,5 +1,5 @@
-"""DP fine-tuning on the CPU: a tiny BERT built from config, small slices of SST-2, and a few steps of the real
-all-MiniLM-L6-v2.
+"""DP fine-tuning on the CPU: a tiny BERT built from config, small labelled files written here, and a few steps of
+the real all-MiniLM-L6-v2.
 
 The references are the library's accounting functions (``edgeworth.epsilon``,
 ``edgeworth.noise_multiplier``), Opacus's unpatched calibration, parameter
@@ -21,9 +21,12 @@ from transformers import BertConfig, BertModel
 
 import edgeworth
 import edgeworth.finetune as ft
+import edgeworth.finetune.loop as ft_loop
+import edgeworth.finetune.run as ft_run
 import edgeworth.opacus as eo
 from edgeworth import cli
 from edgeworth.textdata import default_sst2_dir
+from finetune_data import write_labelled_tsv
 from pld_reference import pld_eps
 
 DELTA = 1e-5
@@ -49,11 +52,20 @@ def build_tiny_model(folder):
     return str(folder)
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """train.tsv (400 sentences) and dev.tsv (100), written by :func:`finetune_data.write_labelled_tsv`."""
+    folder = tmp_path_factory.mktemp("data")
+    write_labelled_tsv(folder / "train.tsv", 400, seed=1)
+    write_labelled_tsv(folder / "dev.tsv", 100, seed=2)
+    return folder
+
+
 @pytest.fixture
-def tiny(tiny_model):
-    """A run on the first 400 SST-2 training sentences (q = 40 / 400 = 0.1) and 100 dev sentences."""
-    return dict(model=tiny_model, max_train=400, max_dev=100, batch_size=40, max_length=32, lr=1e-3,
-                progress=False)
+def tiny(tiny_model, data_dir):
+    """A run on 400 training sentences (q = 40 / 400 = 0.1) and 100 dev sentences."""
+    return dict(model=tiny_model, train_file=str(data_dir / "train.tsv"), dev_file=str(data_dir / "dev.tsv"),
+                max_train=400, max_dev=100, batch_size=40, max_length=32, lr=1e-3, progress=False)
 
 
 def _encoder_parameters_without_embeddings(hidden, layers, intermediate):
@@ -118,41 +130,22 @@ def test_budget_guard_stops_before_the_target(tiny):
     assert report.eps_certified <= target and report.history == [(sigma, 0.1, k)]
 
 
-def test_budget_already_spent_is_refused(tiny, tmp_path):
+def test_budget_already_spent_is_refused(tiny, tmp_path, monkeypatch):
     ckpt = tmp_path / "spent.pt"
-    ft.finetune(noise_multiplier=1.5, target_eps=2.0, steps=200, checkpoint=str(ckpt), **tiny)
-    with pytest.raises(ValueError, match="target_eps"):
-        ft.finetune(noise_multiplier=1.5, target_eps=2.0, steps=200, resume=str(ckpt), **tiny)
-    with pytest.raises(ValueError, match="target_eps"):  # not even one step of this size fits
-        ft.finetune(noise_multiplier=0.5, target_eps=2.0, steps=200, **tiny)
-
-
-def test_resume_continues_the_exact_ledger(tiny, tmp_path, monkeypatch):
-    ckpt = tmp_path / "run.pt"
-    save = ft._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        save(*args, **kwargs)
-        raise KeyboardInterrupt  # the machine goes away right after the step-3 checkpoint
-
-    monkeypatch.setattr(ft, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        ft.finetune(steps=6, checkpoint=str(ckpt), checkpoint_every=3, **tiny)
-    monkeypatch.setattr(ft, "_save_checkpoint", save)
-    state = torch.load(ckpt, weights_only=False)
-    sigma = state["noise_multiplier"]
-    assert state["step"] == 3 and state["accountant"]["history"] == [(sigma, 0.1, 3)]
-
-    resumed = ft.finetune(steps=6, checkpoint=str(ckpt), resume=str(ckpt), **tiny)
-    straight = ft.finetune(steps=6, **tiny)
-    assert resumed.steps == 6 and resumed.noise_multiplier == sigma == straight.noise_multiplier
-    assert resumed.history == straight.history == [(sigma, 0.1, 6)]
-    assert resumed.eps_certified == straight.eps_certified == edgeworth.epsilon(sigma, DELTA, 6, 0.1)
-    assert torch.load(ckpt, weights_only=False)["accountant"]["history"] == [(sigma, 0.1, 6)]
-    # The resumed run started from the saved weights, not from a fresh model.
-    assert resumed.examples_seen > state["examples_seen"]
-    with pytest.raises(ValueError, match="resume"):
-        ft.finetune(steps=6, resume=str(ckpt), **{**tiny, "batch_size": 20})
+    spent = ft.finetune(noise_multiplier=1.5, target_eps=2.0, steps=200, checkpoint=str(ckpt), **tiny)
+    before = ckpt.read_bytes()
+    monkeypatch.setattr(ft_run, "load_classifier", _no_model_load)
+    with pytest.raises(ValueError, match=f"target_eps: the ledger already spends eps {spent.eps_certified:.4g} in "
+                                         f"{spent.steps} steps"):
+        ft.finetune(noise_multiplier=1.5, target_eps=2.0, steps=200, resume=str(ckpt), checkpoint=str(ckpt), **tiny)
+    assert ckpt.read_bytes() == before
+    # A fresh run whose first step alone passes the target says so (the ledger is empty), before the model loads.
+    for sigma, target in ((0.5, 2.0), (0.3, 0.5)):
+        one_step = edgeworth.epsilon(sigma, DELTA, 1, 0.1)
+        assert one_step > target
+        with pytest.raises(ValueError, match=f"target_eps: one step at sigma {sigma:g} and q 0.1 already costs eps "
+                                             f"{one_step:.4g}, more than the target {target:g}"):
+            ft.finetune(noise_multiplier=sigma, target_eps=target, steps=200, **tiny)
 
 
 @pytest.mark.parametrize("accountant", ["rdp", "prv"])
@@ -167,13 +160,21 @@ def test_comparison_accountants(tiny, accountant):
     assert report.eps_certified == edgeworth.epsilon(expected, DELTA, 4, 0.1)
 
 
-def test_lora_trains_adapters_and_head_only(tiny):
+def test_lora_trains_adapters_and_head_only(tiny, tmp_path):
     rank = 2
-    report = ft.finetune(steps=3, lora_rank=rank, **tiny)
+    ckpt = tmp_path / "lora.pt"
+    report = ft.finetune(steps=3, lora_rank=rank, checkpoint=str(ckpt), **tiny)
     # peft's default targets for BERT are the query and value projections: A (rank x in) and B (out x rank).
     adapters = LAYERS * 2 * rank * (HIDDEN + HIDDEN)
     assert report.trainable_parameters == adapters + HIDDEN * 2 + 2
     assert report.lora_rank == rank and report.history == [(report.noise_multiplier, 0.1, 3)]
+    # The checkpoint holds the adapters and the head (and their AdamW moments), not the frozen model.
+    state = torch.load(ckpt, weights_only=True)
+    names = set(state["parameters"])
+    assert all("lora_" in n or n.startswith("head.") for n in names)
+    assert sum(t.numel() for t in state["parameters"].values()) == report.trainable_parameters
+    frozen = sum(p.numel() for p in BertModel.from_pretrained(tiny["model"]).parameters())
+    assert ckpt.stat().st_size < 4 * frozen / 3  # the frozen float32 model alone would be 4 bytes per parameter
 
 
 def test_per_sample_clipping_accounts_the_same(tiny):
@@ -193,8 +194,8 @@ def test_physical_batches_split_a_poisson_batch_into_one_step(tiny):
 def test_empty_poisson_batches_are_noised_and_accounted(tiny, monkeypatch):
     # q = 1/400: a batch is empty with probability (1 - q)^400 = 0.37, and each is still a (noise-only) step.
     empty = []
-    zero = ft._zero_per_example_gradients
-    monkeypatch.setattr(ft, "_zero_per_example_gradients", lambda *a: (empty.append(1), zero(*a)))
+    zero = ft_loop.zero_per_example_gradients
+    monkeypatch.setattr(ft_loop, "zero_per_example_gradients", lambda *a: (empty.append(1), zero(*a)))
     report = ft.finetune(steps=12, target_eps=50.0, **{**tiny, "batch_size": 1})
     assert len(empty) >= 1 and report.steps == 12
     assert report.history == [(report.noise_multiplier, 1 / 400, 12)]
@@ -217,9 +218,14 @@ def test_bad_settings_name_the_field(field, value):
         ft.FinetuneConfig(**{field: value}).validate()
 
 
-def test_batch_larger_than_data_is_refused(tiny):
-    with pytest.raises(ValueError, match="batch_size"):
+def test_batch_larger_than_data_is_refused_before_the_model_loads(tiny, monkeypatch):
+    monkeypatch.setattr(ft_run, "load_classifier", _no_model_load)
+    with pytest.raises(ValueError, match="batch_size must be at most the number of training examples \\(400\\)"):
         ft.finetune(steps=1, **{**tiny, "batch_size": 401})
+
+
+def _no_model_load(*args, **kwargs):
+    raise AssertionError("the model was loaded before the error")
 
 
 def test_device_auto():
@@ -230,8 +236,8 @@ def test_device_auto():
             ft.resolve_device("cuda")
 
 
-def test_cli_json_text_and_errors(tiny_model, capsys):
-    args = ["finetune", "--model", tiny_model, "--max-train", "400", "--max-dev", "50", "--batch-size", "40",
+def test_cli_json_text_and_errors(tiny_model, data_dir, capsys):
+    args = ["finetune", "--model", tiny_model, "--data", str(data_dir), "--max-dev", "50", "--batch-size", "40",
             "--max-length", "32", "--steps", "2", "--threads", "1", "--no-progress"]
     assert cli.main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -239,18 +245,23 @@ def test_cli_json_text_and_errors(tiny_model, capsys):
     assert out["eps_certified"] == edgeworth.epsilon(out["noise_multiplier"], DELTA, 2, 0.1)
     assert out["noise_multiplier"] == edgeworth.noise_multiplier(8.0, DELTA, 2, 0.1)
     assert cli.main(args) == 0
-    assert "eps spent: certified" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "eps spent: certified" in text and "parameters sha256" in text
     assert cli.main(args + ["--eps", "-1"]) == 2
     assert "eps must be" in capsys.readouterr().err
+    # Errors name the flag, not the Python parameter.
+    assert cli.main(args + ["--batch-size", "0"]) == 2
+    assert capsys.readouterr().err.startswith("edgeworth finetune: error: --batch-size must be an integer >= 1")
 
 
-def test_real_minilm_fine_tunes_on_the_cpu(tmp_path):
-    """A few DP steps of the real all-MiniLM-L6-v2 (default model and data) on a small SST-2 slice."""
+def test_real_minilm_fine_tunes_on_the_cpu(tmp_path, data_dir):
+    """A few DP steps of the real all-MiniLM-L6-v2 (the default model) on a small labelled file."""
     from safetensors.torch import load_file
 
     ckpt = tmp_path / "minilm.pt"
-    report = ft.finetune(max_train=128, max_dev=64, batch_size=32, steps=2, max_length=32, device="auto",
-                         checkpoint=str(ckpt), progress=False)
+    report = ft.finetune(train_file=str(data_dir / "train.tsv"), dev_file=str(data_dir / "dev.tsv"), max_train=128,
+                         max_dev=64, batch_size=32, steps=2, max_length=32, device="auto", checkpoint=str(ckpt),
+                         progress=False)
     assert report.model == str(ft.default_model_path())
     config = json.loads((ft.default_model_path() / "config.json").read_text())
     assert report.trainable_parameters == _encoder_parameters_without_embeddings(
@@ -258,11 +269,13 @@ def test_real_minilm_fine_tunes_on_the_cpu(tmp_path):
     assert report.history == [(edgeworth.noise_multiplier(8.0, DELTA, 2, 1 / 4), 1 / 4, 2)]
     # The shipped weights moved (DP-SGD steps happened), and the frozen embeddings did not.
     shipped = load_file(str(ft.default_model_path() / "model.safetensors"))
-    trained = torch.load(ckpt, weights_only=False)["model"]
+    trained = torch.load(ckpt, weights_only=True)["parameters"]
     key = next(k for k in shipped if k.endswith("encoder.layer.0.attention.self.query.weight"))
     assert not torch.equal(trained["encoder." + key.removeprefix("bert.")], shipped[key])
+    # The frozen embeddings are not in the checkpoint: the model folder has them.
     emb = next(k for k in shipped if k.endswith("embeddings.word_embeddings.weight"))
-    assert torch.equal(trained["encoder." + emb.removeprefix("bert.")], shipped[emb])
+    assert "encoder." + emb.removeprefix("bert.") not in trained
+    assert sum(t.numel() for t in trained.values()) == report.trainable_parameters
     assert 0.0 <= report.dev_accuracy <= 1.0
 
 
@@ -280,10 +293,13 @@ def test_finetune_bench_smoke(tiny_model, capsys):
     assert set(out["dp_over_non_private"]) == {"dp-ghost", "dp-per-sample"}
 
 
-def _torchrun(args, cwd, timeout=240):
-    """Two processes under torchrun.  They start in ``cwd`` (not the checkout, whose source tree has no built
-    extension when the package is installed) and import edgeworth as this process does."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def torchrun(args, cwd, timeout=300):
+    """Two processes under torchrun, parsed: the last line of their output as JSON.  They start in ``cwd`` (not the
+    checkout, whose source tree has no built extension when the package is installed) and import edgeworth from
+    where this process does."""
+    path = os.pathsep.join(p for p in (str(Path(edgeworth.__file__).parent.parent), os.environ.get("PYTHONPATH"))
+                           if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -291,23 +307,10 @@ def _torchrun(args, cwd, timeout=240):
 
 
 def test_distributed_noise_is_added_once_per_step(tmp_path):
-    out = _torchrun([str(TESTS / "ddp_noise_probe.py")], cwd=tmp_path)
+    out = torchrun([str(TESTS / "ddp_noise_probe.py")], cwd=tmp_path)
     n = out["coordinates"]
     # Once per step: std = sigma * C (5 standard errors of a sample std: 5 / sqrt(2 n) = 3 %); per rank it would
     # be sqrt(2) sigma C.
     assert abs(out["std_over_sigma_c"] - 1.0) < 5 / math.sqrt(2 * (n - 1))
     assert out["rank_difference"] == 0.0  # every rank steps with the same noisy gradient
     assert out["history"] == [[1.3, 0.1, 1]] and out["clipping"] == "ghost"
-
-
-def test_torchrun_two_processes_spend_what_one_process_spends(tiny_model, tmp_path):
-    args = ["--model", tiny_model, "--data", str(default_sst2_dir().resolve()), "--max-train", "400", "--max-dev",
-            "50", "--batch-size", "40", "--max-length", "32", "--steps", "4", "--no-progress", "--json"]
-    two = _torchrun(["-m", "edgeworth", "finetune", *args], cwd=tmp_path)
-    one = ft.finetune(model=tiny_model, max_train=400, max_dev=50, batch_size=40, max_length=32, steps=4,
-                      progress=False)
-    assert two["world_size"] == 2 and two["steps"] == 4 and two["sample_rate"] == one.sample_rate == 0.1
-    assert two["noise_multiplier"] == one.noise_multiplier
-    assert two["history"] == [list(e) for e in one.history]
-    assert two["eps_certified"] == one.eps_certified
-    assert two["examples_seen"] > 0

@@ -1,9 +1,8 @@
-"""User-level DP fine-tuning (ELS and ULS) of a tiny BERT on an SST-2 slice with synthetic user ids.
+"""User-level DP fine-tuning (ELS and ULS) of a tiny BERT on a small labelled file with synthetic user ids.
 
 The reference for the reported eps is the library itself: edgeworth.userlevel.epsilon for the run's settings, and
 an edgeworth.Accountant rebuilt from the recorded ledger.
 """
-import csv
 import json
 
 import pytest
@@ -11,8 +10,10 @@ import torch
 
 import edgeworth
 import edgeworth.finetune as ft
+import edgeworth.finetune.loop as ft_loop
 from edgeworth import cli, userlevel
-from edgeworth.textdata import default_sst2_dir, read_labelled_text
+from edgeworth.textdata import read_labelled_text
+from finetune_data import write_labelled_tsv
 
 torch.set_num_threads(1)
 DELTA = 1e-5
@@ -20,26 +21,19 @@ DELTA = 1e-5
 
 @pytest.fixture(scope="module")
 def user_file(tmp_path_factory):
-    """The first 200 SST-2 sentences with a synthetic user column: user u wrote 1 + (u mod 7) of them in a row."""
-    rows = list(csv.DictReader(open(default_sst2_dir() / "train.tsv", encoding="utf-8"), delimiter="\t",
-                               quoting=csv.QUOTE_NONE))[:200]
-    path = tmp_path_factory.mktemp("users") / "train_users.tsv"
-    user, left = 0, 1
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("sentence\tlabel\tuser\n")
-        for row in rows:
-            f.write(f"{row['sentence']}\t{row['label']}\tu{user}\n")
-            left -= 1
-            if left == 0:
-                user += 1
-                left = 1 + user % 7
-    return str(path)
+    """200 sentences with a synthetic user column: user u wrote 1 + (u mod 7) of them in a row."""
+    return write_labelled_tsv(tmp_path_factory.mktemp("users") / "train_users.tsv", 200, seed=5, user_pattern=7)
+
+
+@pytest.fixture(scope="module")
+def dev_file(tmp_path_factory):
+    return write_labelled_tsv(tmp_path_factory.mktemp("dev") / "dev.tsv", 50, seed=6)
 
 
 @pytest.fixture
-def tiny_users(tiny_model, user_file):
-    return dict(model=tiny_model, train_file=user_file, max_dev=50, batch_size=20, max_length=24, lr=1e-3,
-                progress=False, privacy_unit="user", user_column="user")
+def tiny_users(tiny_model, user_file, dev_file):
+    return dict(model=tiny_model, train_file=user_file, dev_file=dev_file, max_dev=50, batch_size=20, max_length=24,
+                lr=1e-3, progress=False, privacy_unit="user", user_column="user")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +88,9 @@ def test_user_level_budget_guard(tiny_users):
     assert userlevel.epsilon(sigma=3.0, delta=DELTA, steps=n + 1, q=q, contribution_bound=2) > 2.0
 
 
-def test_cli_user_level(tiny_model, user_file, capsys):
-    code = cli.main(["finetune", "--model", tiny_model, "--train-file", user_file, "--max-dev", "20",
+def test_cli_user_level(tiny_model, user_file, dev_file, capsys):
+    code = cli.main(["finetune", "--model", tiny_model, "--train-file", user_file, "--dev-file", dev_file,
+                     "--max-dev", "20",
                      "--batch-size", "20", "--max-length", "24", "--steps", "2", "--no-progress", "--json",
                      "--privacy-unit", "user", "--user-column", "user", "--user-sampling", "uls",
                      "--contribution-bound", "4"])
@@ -109,7 +104,8 @@ def test_cli_user_level(tiny_model, user_file, capsys):
 @pytest.mark.parametrize("overrides, match", [
     (dict(privacy_unit="user"), "user_column"),
     (dict(privacy_unit="user", user_column="user", accountant="rdp"), "accountant"),
-    (dict(privacy_unit="user", user_column="user", checkpoint="x.pt"), "checkpoint"),
+    (dict(privacy_unit="user", user_column="user", secure_rng=True), "secure_rng"),
+    (dict(privacy_unit="user", user_column="user", stop_after=2), "stop_after"),
     (dict(privacy_unit="user", user_column="user", user_sampling="both"), "user_sampling"),
     (dict(privacy_unit="group"), "privacy_unit"),
     (dict(privacy_unit="user", user_column="user", contribution_bound=0), "contribution_bound"),
@@ -145,12 +141,12 @@ def test_dp_step_clips_each_unit_and_averages_within_it():
         return torch.autograd.grad(torch.nn.functional.cross_entropy(net(x), y), params)
 
     units, criterion = [[0, 1, 2], [3], [4]], torch.nn.CrossEntropyLoss()
-    ft._dp_step(Head(), params, units, [0, 2], data, collate, criterion, 0.0, 1e6, 4.0, torch.device("cpu"))
+    ft_loop.dp_step(Head(), params, units, [0, 2], data, collate, criterion, 0.0, 1e6, 4.0, torch.device("cpu"))
     want = [(a + b) / 4.0 for a, b in zip(unit_grad(units[0]), unit_grad(units[2]))]
     for p, w in zip(params, want):
         assert torch.allclose(p.grad, w, atol=1e-7)
     clip = 1e-3
-    ft._dp_step(Head(), params, units, [0, 2], data, collate, criterion, 0.0, clip, 1.0, torch.device("cpu"))
+    ft_loop.dp_step(Head(), params, units, [0, 2], data, collate, criterion, 0.0, clip, 1.0, torch.device("cpu"))
     norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params))
     assert norm <= 2 * clip * (1 + 1e-6)
     g0 = unit_grad(units[0])

@@ -44,6 +44,19 @@ def test_bad_files_name_the_parameter(tmp_path, content, kwargs, name):
         read_labelled_text(path, **kwargs)
 
 
+@pytest.mark.parametrize("content,kwargs,message", [
+    ("sentence\tlabel\ngood\t1\nno label here\n", {}, "line 3 of .* has no 'label' value"),
+    ("sentence\tlabel\ngood\t1\nblank label\t \n", {}, "line 3 of .* has no 'label' value"),
+    ("sentence\tlabel\tuser\ngood\t1\tu1\nbad\t0\n", {"user_column": "user"}, "line 3 of .* has no 'user'"),
+    ("sentence\tlabel\ngood\t1\textra\n", {}, "line 2 of .* has more fields than the header's 2"),
+])
+def test_malformed_rows_are_named_by_line(tmp_path, content, kwargs, message):
+    path = tmp_path / "rows.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match="path: " + message):
+        read_labelled_text(path, **kwargs)
+
+
 def test_missing_file():
     with pytest.raises(ValueError, match="path"):
         read_labelled_text("/nonexistent/train.tsv")

@@ -226,14 +226,15 @@ def test_a_huge_noise_multiplier_gives_a_certified_delta_of_zero():
     # The optimal Chernoff order runs off to t ~ 1e9 where the CGF quadrature
     # fails (RuntimeError before); any order gives a valid bound, so the search
     # stops at the last one that could be evaluated.  The true delta is below
-    # e^-1e7, so the bound is 0 in double.
-    assert edgeworth.delta(1e4, 1.0, 1, 0.01) == 0.0
-    assert edgeworth.delta(1e4, 1.0, 1, 0.5) == 0.0
+    # e^-1e7, so the bound is 0 in double, up to the few denormals the
+    # sampled-count bound charges for its terms' rounding among the subnormals.
+    assert 0.0 <= edgeworth.delta(1e4, 1.0, 1, 0.01) <= 1e-320
+    assert 0.0 <= edgeworth.delta(1e4, 1.0, 1, 0.5) <= 1e-320
     # and the estimate that cannot evaluate its CGF there refuses by name (two steps: for one step the tilted
     # estimate is the exact curve, 0 here)
     with pytest.raises(edgeworth.UnreachableTargetError, match="tilted .* unreliable here: CGF quadrature failed"):
         edgeworth.delta(1e3, 1.0, 2, 0.01, method="tilted")
-    assert edgeworth.delta(1e3, 1.0, 1, 0.01, method="tilted") == 0.0
+    assert 0.0 <= edgeworth.delta(1e3, 1.0, 1, 0.01, method="tilted") <= 1e-320
 
 
 @pytest.mark.parametrize("steps", [2.0 ** 53 + 2, 7.190772265886733e307])
@@ -249,8 +250,10 @@ def test_steps_beyond_two_to_the_53_are_named(steps):
     acc = edgeworth.Accountant().compose(1.0, 0.01, 2 ** 52)
     acc.compose(0.9, 0.01, 2 ** 52)  # 2^53 in all: still served
     assert math.isfinite(acc.epsilon(1e-5))
-    with pytest.raises(ValueError, match=r"^steps must be at most 2\^53"):
-        acc.compose(0.8, 0.01, 2).epsilon(1e-5)  # (2^53 + 1 would round to 2^53 in double)
+    # (2^53 + 1 would round to 2^53 in double): the compose itself is refused now, the ledger unchanged
+    with pytest.raises(ValueError, match=r"^steps: the ledger holds 9007199254740992 steps, and 2 more"):
+        acc.compose(0.8, 0.01, 2)
+    assert len(acc) == 2 ** 53 and len(acc.history) == 2
 
 
 def test_a_tilt_where_the_cgf_cannot_be_evaluated_is_named():

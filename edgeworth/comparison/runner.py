@@ -44,12 +44,20 @@ class Limits(NamedTuple):
     memory: Optional[int]
 
 
+#: The accepted ranges of the limits.  time_limit: a positive number of seconds up to 1e6 (11.6 days; the
+#: pipe's poll overflowed on 1e308).  memory_limit: GiB from 1/1024 (1 MiB: below it the cap rounded to
+#: 0 bytes, which meant no cap at all) up to 2^20 (1 PiB).
+TIME_LIMIT_MAX = 1e6
+MEMORY_LIMIT_RANGE = (2.0 ** -10, 2.0 ** 20)
+
+
 def _check_limits(time_limit: Optional[float], memory_limit: Optional[float]) -> Limits:
-    def positive(name, value):
-        return None if value is None else _single(name, check_range(name, value, low=0.0, high=math.inf,
-                                                                    low_open=True, high_open=True))
-    memory = positive("memory_limit", memory_limit)
-    return Limits(positive("time_limit", time_limit), None if memory is None else int(memory * 2 ** 30))
+    def checked(name, value, low, high, low_open, why):
+        return None if value is None else _single(name, check_range(name, value, low=low, high=high,
+                                                                    low_open=low_open, high_open=False, why=why))
+    memory = checked("memory_limit", memory_limit, *MEMORY_LIMIT_RANGE, False, " (GiB: 1 MiB to 1 PiB)")
+    return Limits(checked("time_limit", time_limit, 0.0, TIME_LIMIT_MAX, True, " (seconds)"),
+                  None if memory is None else int(memory * 2 ** 30))
 
 
 def _check_settings(settings: Optional[PeerSettings]) -> PeerSettings:
@@ -162,12 +170,12 @@ def compare(sigma: float = None, q: float = None, steps: int = None, delta: floa
         backends: groups ("edgeworth", "gdp_clt", "dp_accounting",
             "prv_accountant", "opacus") or keys ("opacus.prv", ...) to run;
             all by default (``edgeworth.comparison.BACKENDS`` lists them).
-        time_limit: seconds each heavy backend (PLD, PRV) may take, in a
-            worker process that is killed when it runs over; None runs them in
-            this process, with no time or memory limit.
+        time_limit: seconds each heavy backend (PLD, PRV) may take, in
+            (0, 1e6], in a worker process that is killed when it runs over;
+            None runs them in this process, with no time or memory limit.
         memory_limit: GiB the worker may allocate beyond what it inherits
-            (Linux); a backend that asks for more fails with MemoryError in
-            its row.  None: no cap.
+            (Linux), in [2^-10, 2^20] (1 MiB to 1 PiB); a backend that asks
+            for more fails with MemoryError in its row.  None: no cap.
         settings: the peers' numerical settings (:class:`PeerSettings`: PLD
             interval, PRV errors); their defaults by default.
 

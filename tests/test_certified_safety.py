@@ -1,0 +1,299 @@
+"""Certified values are never below the truth, at the edges of the accepted range (issue 16).
+
+The truth is bounded from below by an independent mpmath computation that shares nothing with the core: for any set
+A, the hockey-stick divergence H_a(Q^n || P^n) >= Q^n(A) - a P^n(A).  With A = {max_i x_i > c} (remove ordering) or
+{min_i x_i < c} (add ordering) this is a closed form in normal CDFs, exact for one step when c solves l(c) = eps
+(resp. -eps), and a valid lower bound for every c and every number of steps.  For q = 1 the n-step curve is the
+Gaussian mechanism's closed form with mu = sqrt(n) / sigma.  A certified eps e at delta is then wrong as soon as the
+lower bound on delta(e) exceeds delta; a certified delta d at eps as soon as the lower bound on delta(eps) exceeds d.
+"""
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import edgeworth as ew
+from edgeworth import _core, userlevel
+
+REL = 1e-9  # slack for the reference's own rounding to doubles
+
+
+def _ncdf_lo(x):
+    """A lower bound on Phi(x): mpmath's value, or Gordon's bounds on the tail where erfc's series overflows."""
+    if abs(x) < 1e4:
+        return mp.ncdf(x)
+    pdf = mp.npdf(x)
+    return pdf * abs(x) / (x * x + 1) if x < 0 else 1 - pdf / x
+
+
+def _ncdf_hi(x):
+    if abs(x) < 1e4:
+        return mp.ncdf(x)
+    pdf = mp.npdf(x)
+    return pdf / abs(x) if x < 0 else 1 - pdf * x / (x * x + 1)
+
+
+def delta_lower(weights, means, steps, eps):
+    """A lower bound on the true delta(eps) of `steps` steps of P = N(0, 1) against Q = sum_j w_j N(m_j, 1), all
+    m_j >= 0, the larger of both orderings (exact for one step)."""
+    with mp.workdps(50):
+        w = [mp.mpf(x) for x in weights]
+        w = [x / mp.fsum(w) for x in w]  # (as the core does: weights of doubles sum to 1 only within rounding)
+        m = [mp.mpf(x) for x in means]
+        comps = [(wi, mi) for wi, mi in zip(w, m) if wi > 0]
+        n = int(steps)
+        a = mp.exp(mp.mpf(eps))
+
+        def some(p):  # P(at least one of n draws), p the one-draw probability
+            return 1 if p >= 1 else -mp.expm1(n * mp.log1p(-p))
+
+        def remove(c):
+            return some(mp.fsum(wi * _ncdf_lo(mi - c) for wi, mi in comps)) - a * some(_ncdf_hi(-c))
+
+        def add(c):
+            return some(_ncdf_lo(c)) - a * some(mp.fsum(wi * _ncdf_hi(c - mi) for wi, mi in comps))
+
+        def loss(x):
+            zs = [mp.log(wi) + mi * x - mi * mi / 2 for wi, mi in comps]
+            top = max(zs)
+            return top + mp.log(mp.fsum(mp.exp(z - top) for z in zs))
+
+        def slope(x):
+            zs = [mp.log(wi) + mi * x - mi * mi / 2 for wi, mi in comps]
+            top = max(zs)
+            e = [mp.exp(z - top) for z in zs]
+            return mp.fsum(ei * mi for ei, (_, mi) in zip(e, comps)) / mp.fsum(e)
+
+        def root(target):
+            # the loss is convex, increasing and above each line log w_j + m_j x - m_j^2 / 2: Newton from the
+            # smallest of the lines' roots stays at or right of the root
+            x = min((target - mp.log(wi) + mi * mi / 2) / mi for wi, mi in comps if mi > 0)
+            for _ in range(100):
+                s = slope(x)
+                if s <= 0:
+                    return None
+                nx = x - (loss(x) - target) / s
+                if abs(nx - x) <= mp.mpf(10) ** -30 * (1 + abs(x)):
+                    return nx
+                x = nx
+                if x < -1e4:
+                    return None  # no root: the loss stays above the target
+            return x
+
+        best = mp.mpf(0)
+        for f, target in ((remove, mp.mpf(eps)), (add, -mp.mpf(eps))):
+            x = root(target)
+            if x is None:
+                continue
+            best = max(best, f(x))
+            if n > 1:  # the cut of the n-step maximum: golden-section search near the one-step one
+                span = 10 + abs(x) * mp.mpf("1e-3")
+                lo, hi = x - span, x + span
+                g = (mp.sqrt(5) - 1) / 2
+                c1, c2 = hi - g * (hi - lo), lo + g * (hi - lo)
+                f1, f2 = f(c1), f(c2)
+                for _ in range(60):
+                    if f1 > f2:
+                        hi, c2, f2 = c2, c1, f1
+                        c1 = hi - g * (hi - lo)
+                        f1 = f(c1)
+                    else:
+                        lo, c1, f1 = c1, c2, f2
+                        c2 = lo + g * (hi - lo)
+                        f2 = f(c2)
+                best = max(best, f1, f2)
+        return float(best)
+
+
+def gaussian_delta(mu, eps):
+    """The Gaussian mechanism's exact delta(eps), N(mu, 1) against N(0, 1)."""
+    with mp.workdps(60):
+        mu, e = mp.mpf(mu), mp.mpf(eps)
+        return float(mp.ncdf(-e / mu + mu / 2) - mp.exp(e) * mp.ncdf(-e / mu - mu / 2))
+
+
+def dpsgd_delta_lower(sigma, q, steps, eps):
+    if q == 1.0:
+        return gaussian_delta(math.sqrt(steps) / sigma, eps)
+    with mp.workdps(50):
+        return delta_lower([1 - mp.mpf(q), mp.mpf(q)], [0.0, 1.0 / sigma], steps, eps)
+
+
+def one_step_eps_truth(weights, means, delta):
+    """The exact one-step eps at delta (bisection on the exact curve)."""
+    lo, hi = 0.0, 1.0
+    while delta_lower(weights, means, 1, hi) > delta:
+        lo, hi = hi, 2 * hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if delta_lower(weights, means, 1, mid) > delta else (lo, mid)
+    return hi
+
+
+def check_eps(eps, delta, lower):
+    """eps certified at delta is not below the truth: the truth's delta at eps is at most delta."""
+    if math.isinf(eps):
+        return
+    assert lower(eps) <= delta * (1 + REL), (eps, delta, lower(eps))
+
+
+def check_delta(d, eps, lower):
+    low = lower(eps)
+    assert d >= low * (1 - REL), (d, eps, low)
+
+
+# --- the edges of the documented range, explicitly -------------------------------------------------------------------
+
+@pytest.mark.parametrize("sigma", [0.01, 0.02, 0.025, 0.03, 0.05])
+@pytest.mark.parametrize("q", [1e-12, 1e-6, 0.01, 0.5, 1.0])
+@pytest.mark.parametrize("delta", [1e-300, 1e-5, 0.5])
+def test_certified_not_below_truth_at_the_edges(sigma, q, delta):
+    eps = ew.epsilon(sigma, delta, 1, q)
+    lower = lambda e: dpsgd_delta_lower(sigma, q, 1, e)  # noqa: E731
+    check_eps(eps, delta, lower)
+    for e in (1.0, 720.0, 1000.0):
+        check_delta(ew.delta(sigma, e, 1, q), e, lower)
+
+
+# --- random draws over the whole range -------------------------------------------------------------------------------
+
+_log = lambda lo, hi: st.floats(math.log10(lo), math.log10(hi)).map(lambda x: 10.0 ** x)  # noqa: E731
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sigma=_log(0.01, 0.1), q=st.one_of(st.just(1.0), _log(1e-12, 1.0)), steps=st.integers(1, 100),
+       delta=_log(1e-300, 0.5), eps=st.floats(0.0, 1000.0))
+def test_certified_dpsgd_not_below_truth(sigma, q, steps, delta, eps):
+    sigma, q = min(max(sigma, 0.01), 0.1), min(q, 1.0)
+    lower = lambda e: dpsgd_delta_lower(sigma, q, steps, e)  # noqa: E731
+    check_eps(ew.epsilon(sigma, delta, steps, q), delta, lower)
+    check_delta(ew.delta(sigma, eps, steps, q), eps, lower)
+
+
+_mean = st.one_of(st.just(0.0), _log(1e-3, 1e300))
+_weight = _log(1e-300, 1.0)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(means=st.lists(_mean, min_size=2, max_size=3, unique=True), raw=st.lists(_weight, min_size=3, max_size=3),
+       steps=st.integers(1, 10), delta=_log(1e-300, 0.5), eps=st.floats(0.0, 1000.0))
+def test_certified_mixture_not_below_truth(means, raw, steps, delta, eps):
+    if not any(m > 0 for m in means):
+        means = means + [1.0]
+    raw = (raw * 2)[:len(means)]
+    total = math.fsum(raw)
+    weights = [x / total for x in raw]
+    weights[int(np.argmax(weights))] += 1.0 - math.fsum(weights)  # sum 1 to rounding
+    if not any(w > 0 and m > 0 for w, m in zip(weights, means)):
+        return
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, tuple(means), tuple(weights)), steps=steps)
+    lower = lambda e: delta_lower(weights, means, steps, e)  # noqa: E731
+    check_eps(acct.epsilon(delta), delta, lower)
+    check_delta(acct.delta(eps), eps, lower)
+
+
+# --- the repros of issue 16 (each failed before the fix) -------------------------------------------------------------
+
+@pytest.mark.parametrize("sigma, delta, q", [(0.025, 1e-5, 0.5), (0.02, 1e-5, 0.01), (0.01, 1e-5, 0.5),
+                                             (0.01, 1e-300, 1e-12)])
+def test_one_step_eps_is_the_exact_curve_past_709(sigma, delta, q):
+    # was 709.09, 705.18, 709.09 and 682.15 (e^eps overflowed); the truths are 962.65, 1398.9, 5409.1 and ~8600
+    truth = one_step_eps_truth([1 - q, q], [0.0, 1.0 / sigma], delta)
+    for method in ("certified", "tilted"):
+        eps = ew.epsilon(sigma, delta, 1, q, method=method)
+        assert truth <= eps <= truth * (1 + 1e-6), (method, eps, truth)
+
+
+def test_ten_steps_eps_past_709():
+    # was 709.78; one step alone needs 1454
+    eps = ew.epsilon(0.02, 1e-5, 10, 0.5)
+    check_eps(eps, 1e-5, lambda e: dpsgd_delta_lower(0.02, 0.5, 10, e))
+    assert eps > one_step_eps_truth([0.5, 0.5], [0.0, 50.0], 1e-5)
+
+
+@pytest.mark.parametrize("sigma, eps", [(0.02, 720.0), (0.025, 800.0)])
+def test_one_step_delta_past_709(sigma, eps):
+    # was 0.0; the truths are 0.5 and 0.2416
+    truth = dpsgd_delta_lower(sigma, 0.5, 1, eps)
+    assert truth > 0.2
+    assert truth <= ew.delta(sigma, eps, 1, 0.5) <= truth * (1 + 1e-6)
+
+
+def test_noise_multiplier_past_709():
+    # claimed the target was met even at sigma = 0.01, where the true eps is 5409
+    sigma = ew.noise_multiplier(720.0, 1e-5, 1, 0.5)
+    assert sigma > 0.02
+    check_eps(720.0, 1e-5, lambda e: dpsgd_delta_lower(sigma, 0.5, 1, e))
+
+
+def test_userlevel_eps_past_709():
+    # was 709.72: the ELS mixture at sigma 0.01, k = 4, means j / 0.01
+    k, q, sigma = 4, 0.5, 0.01
+    weights = [math.comb(k, j) * q ** j * (1 - q) ** (k - j) for j in range(k + 1)]
+    eps = userlevel.epsilon(sigma=sigma, delta=1e-6, steps=1, q=q, contribution_bound=k)
+    check_eps(eps, 1e-6, lambda e: delta_lower(weights, [j / sigma for j in range(k + 1)], 1, e))
+    assert eps > 1e4
+
+
+def test_mixture_with_infinite_loss_has_infinite_eps():
+    # was 3.059: a quarter of Q's mass has no overlap with P
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0, 1, 1e300), (.5, .25, .25)), steps=1)
+    assert acct.epsilon(1e-5) == math.inf
+    assert acct.delta(5.0) >= 0.25
+    c = _core.Composition()
+    c.add(_core.GaussianMixture([.5, .5], [0., 1e300]), 1)  # was 0.6931
+    assert c.epsilon(1e-5).value == math.inf
+    assert c.delta(1000.0).value >= 0.5
+    with pytest.raises(ValueError, match="mixture mean exceeds"):
+        c.epsilon(1e-5, method="tilted")
+
+
+def test_mixture_mean_40():
+    # was 709.09, against 955.4
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0, 1, 40), (.5, .25, .25)), steps=1)
+    eps = acct.epsilon(1e-5)
+    check_eps(eps, 1e-5, lambda e: delta_lower([.5, .25, .25], [0, 1, 40], 1, e))
+    assert eps > 955.0
+
+
+def test_mixture_weight_1e_300():
+    # weights as small as 1e-300, in the general mixture and as a subsampling rate below Q_MIN
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0, 1, 50), (.5, .5 - 1e-300, 1e-300)), steps=3)
+    eps = acct.epsilon(1e-5)
+    check_eps(eps, 1e-5, lambda e: delta_lower([.5, .5, 1e-300], [0, 1, 50], 3, e))
+    assert math.isfinite(eps)  # (the 1e-300 component does not make it vacuous)
+    tiny = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0, 1), (1.0, 1e-300)), steps=1)
+    assert tiny.epsilon(1e-5) == 0.0  # its delta(0) is the total variation, ~1e-300
+
+
+def test_mixture_error_names_what_was_passed():
+    # a shift of 1000 noise units made a SubsampledGaussian with sigma = 0.001: the error named sigma
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0, 1000), (.5, .5)), steps=1)
+    check_eps(acct.epsilon(1e-5), 1e-5, lambda e: delta_lower([.5, .5], [0, 1000], 1, e))
+    with pytest.raises(ValueError, match="sensitivities / noise_multiplier"):
+        ew.MixtureOfGaussians(1e6, (0, 1e-95), (.5, .5)).to_core()
+
+
+def test_pllr_inverse_nan_is_an_error():
+    with pytest.raises(ValueError, match="v .*NaN"):
+        _core.SubsampledGaussian(1, .01).pllr_inverse(float("nan"))
+    with pytest.raises(ValueError, match="v .*NaN"):
+        _core.GaussianMixture([.5, .5], [0., 1.]).pllr_inverse(float("nan"))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-3, 2e6, math.inf, math.nan])
+def test_laplace_scale_range(scale):
+    with pytest.raises(ValueError, match=r"scale .*\[0.01, 1e\+06\]"):
+        ew.Laplace(scale)
+    with pytest.raises(ValueError, match=r"scale .*\[0.01, 1e\+06\]"):
+        _core.SubsampledLaplace(scale, 1.0)
+
+
+def test_laplace_scale_ends():
+    # pure eps = 1 / b: the certified eps at the ends of the range is within it
+    for b in (0.01, 1e6):
+        eps = ew.Accountant().compose(mechanism=ew.Laplace(b), steps=1).epsilon(1e-5)
+        assert 0.0 <= eps <= 1.0 / b
