@@ -63,7 +63,7 @@ def _require(module: str, dist: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - only without the test extra
         pytest.fail(f"peer accountant {dist!r} is not installed ({exc}); the peer benchmarks need it: "
-                    f"pip install 'edgeworth[test]' (pins {dist})", pytrace=False)
+                    f'pip install ".[test]" from the repository root (pins {dist})', pytrace=False)
 
 
 def _steps_id(steps):

@@ -113,6 +113,11 @@ constexpr int kCfMaxTerms = 4096;
 // pessimistic PLD 4.949).
 constexpr double kCfMaxWork = 1.2e8;
 constexpr double kCfTailRtol = 1e-6;    // truncation + quadrature allowance, relative to the sum
+// The truncated bound's last resort (detail::build_truncated): where every
+// tilt declines at kCfTailRtol, a 100 times larger allowance, which needs about
+// a fifth of the terms with two steps (the tail falls like K^-3 there) and a
+// twentieth of the work, at 1e-4 of the bound.
+constexpr double kCfLooseTailRtol = 1e-4;
 constexpr double kCfErrorFactor = 10.0; // safety factor on the Gauss-Kronrod error estimates
 constexpr double kCfMomentRtol = 1e-6;  // margin on the moments and TV used by the tail bounds
 // A node sum of at least kCfPartWork terms x nodes (about 1 ms) is cut into
@@ -988,12 +993,22 @@ class CfInversion {
 
   // wide_alias: the right alias is also tried at t = c / 8 .. c (a bounded
   // law under a large tilt; the retries only, so the plain path keeps its digits).
+  // tail_rtol: the truncation + quadrature allowance, relative to the sum.
   static std::optional<CfInversion> build(const Composition& comp, Ordering o, double c, double delta_scale,
-                                          bool wide_alias = false) {
+                                          bool wide_alias = false, double tail_rtol = detail::kCfTailRtol) {
     CfInversion inv;
     inv.wide_alias_ = wide_alias;
+    inv.tail_rtol_ = tail_rtol;
     if (!inv.init(comp, o, c, delta_scale)) return std::nullopt;
     return inv;
+  }
+
+  // The period of the line c (setup_line's, without the steps): the number
+  // of terms an inversion needs grows with it.  +inf where the line is unusable.
+  static double line_period(const Composition& comp, Ordering o, double c, double delta_scale, bool wide_alias) {
+    CfInversion inv;
+    inv.wide_alias_ = wide_alias;
+    return inv.setup_line(comp, o, c, delta_scale) ? inv.period_ : std::numeric_limits<double>::infinity();
   }
 
   bool split() const { return split_; }
@@ -1040,7 +1055,7 @@ class CfInversion {
     // The number of terms K: the smallest whose truncation bound fits the
     // allowance, measured against hh(0) / 2 (a lower bound on the sum's L1
     // scale, so the allowance is conservative).
-    const double allowance = detail::kCfTailRtol * 0.5 / (c * (c + 1.0));
+    const double allowance = tail_rtol_ * 0.5 / (c * (c + 1.0));
     const int K = terms_needed(steps, allowance);
     if (K < 0) return false;
     double estimate = 0.0;
@@ -1426,7 +1441,7 @@ class CfInversion {
     K_ = K;
     l1_ = l1;
     slack_ = du_ / detail::kCfPi * (tail_ + qerr);
-    return slack_ <= 10.0 * detail::kCfTailRtol * du_ / detail::kCfPi * l1;
+    return slack_ <= 10.0 * tail_rtol_ * du_ / detail::kCfPi * l1;
   }
 
   struct Flat {
@@ -1434,6 +1449,7 @@ class CfInversion {
     double count, x_m;
   };
   bool split_ = false, wide_alias_ = false;
+  double tail_rtol_ = detail::kCfTailRtol;
   double psi_b0_ = 0.0, zero_above_ = 0.0;
   std::vector<Flat> flat_;
   mutable std::vector<std::pair<double, double>> flat_grid_;  // (t, upper bound on G_F(t))
@@ -1534,6 +1550,73 @@ inline std::optional<Composition> truncated_composition(const Composition& comp,
   return out;
 }
 
+// Where the plain inversion declines at the tilt floor kCfMinTilt (the
+// saddle point sits below it: delta near 1, eps small), the plain inversion on
+// the lines 4c and 16c.  Any c > 0 gives a valid bound, and the period, hence
+// the number of terms, grows like 1 / c: at the floor it can need more than
+// kCfMaxTerms terms (sigma 0.522, q 0.314, 25 steps, eps 0.204, add ordering:
+// 4662 terms at c = 0.05, 1154 at c = 0.2, the bound the same to 2e-9), and the
+// Chernoff bound, 10 % looser, answered instead.  Only at the floor: away from
+// the saddle point the bound loosens (sigma 0.1, q 1e-3, 1000 steps, delta
+// 1e-5: 392 at 4c where the other retries give 341), so the caller keeps this
+// as one candidate among its retries.
+template <class Scale>
+std::optional<CfInversion> build_above_floor(const Composition& comp, Ordering o, double c, const Scale& delta_scale) {
+  if (!(c <= kCfMinTilt)) return std::nullopt;
+  for (double ct = 4.0 * c; ct <= 16.0 * kCfMinTilt; ct *= 4.0)
+    if (auto inv = CfInversion::build(comp, o, ct, delta_scale(ct))) return inv;
+  return std::nullopt;
+}
+
+// The truncated bound's inversion.  Any tilt gives a valid bound; the
+// largest tilt that answers gives the smallest eps (sigma 0.66, q = 1e-7, 1e6
+// steps, delta = 1e-15: 0.109 at c0 / 2, 0.478 at c0 / 8), and the number of
+// terms (and the work) grows with the line's period, which moves unevenly with
+// the tilt (the left alias wants a long period at a small tilt, the right
+// alias at a large one).  Tilts c0 / 2^(j/4) down to c0 / 64 (not below
+// kCfMinTilt) are ranked by their period (cheap: a few CGF values), and those
+// within 20 % of the shortest are built first, largest tilt first, then the
+// factors of 2 not yet tried; the first that answers is kept.  (Trying only
+// c0 / 2^j, the bound answered at one sigma and not at the next: at q
+// 9.16e-6, 2898 steps, delta 1.42e-3, c0 / 2 answered at sigma 0.40320, eps
+// 0.00449 with 1.1e8 work, and needed 1.20026e8 > kCfMaxWork at 0.40316,
+// where the other factors of 2 declined and the split bound gave 0.190;
+// c0 / 2^(3/4), the shortest period, answers at both with 0.00449.)  A failed
+// build costs about 1.5 ms.
+template <class Scale>
+std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, double c0, const Scale& delta_scale) {
+  std::vector<std::pair<double, double>> cands;  // (tilt, period), largest tilt first
+  double shortest = std::numeric_limits<double>::infinity();
+  for (int j = 0; j <= 24; ++j) {
+    const double ct = c0 * std::exp2(-0.25 * j);
+    if (ct < kCfMinTilt && j > 0) break;
+    const double p = CfInversion::line_period(tc, o, ct, delta_scale(ct), true);
+    cands.push_back({ct, p});
+    shortest = std::min(shortest, p);
+  }
+  std::vector<char> tried(cands.size(), 0);
+  auto build = [&](std::size_t i, double tail_rtol) {
+    return CfInversion::build(tc, o, cands[i].first, delta_scale(cands[i].first), true, tail_rtol);
+  };
+  for (std::size_t i = 0; i < cands.size(); ++i) {
+    if (!(cands[i].second <= 1.2 * shortest)) continue;
+    tried[i] = 1;
+    if (auto ti = build(i, kCfTailRtol)) return ti;
+  }
+  for (std::size_t i = 0; i < cands.size(); i += 4)
+    if (!tried[i] && std::isfinite(cands[i].second))
+      if (auto ti = build(i, kCfTailRtol)) return ti;
+  // The last resort: the shortest periods with the larger allowance (two
+  // steps, sigma 1.028, q 1.68e-3, delta 6.17e-4: every tilt needs over
+  // kCfMaxTerms terms at 1e-6, and the sampled-count bound's 0.003227 stood
+  // against 0.002456 at three steps; at 1e-4, 0.0013165, against PLD's
+  // [0.0013038, 0.0013138] at interval 1e-5).
+  for (std::size_t i = 0; i < cands.size(); ++i)
+    if (tried[i])
+      if (auto ti = build(i, kCfLooseTailRtol)) return ti;
+  return std::nullopt;
+}
+
 // The smallest eps whose upper(eps) is at most delta, searched below eps_hi
 // from the guess; nullopt where none below eps_hi is.
 // zero_ok: where the search runs down to eps ~ 0, eps = 0 itself is
@@ -1584,8 +1667,8 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
                                                   double t_hint = 0.0) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
   const double c = detail::cf_tilt(comp, o, eps, t_hint);
-  const TiltedCumulants g = loss_cgf(comp, o, Loss::Y, c, 0, kBoundRtol);
-  const double scale = std::exp(g.log_mgf - c * eps) * 1e-2;
+  auto scale_at = [&](double ct) { return std::exp(loss_cgf(comp, o, Loss::Y, ct, 0, kBoundRtol).log_mgf - ct * eps) * 1e-2; };
+  const double scale = scale_at(c);
   const auto inv = CfInversion::build(comp, o, c, scale);
   if (inv) return inv->delta(eps);
   std::optional<CfInversion::Value> best;
@@ -1593,6 +1676,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
     if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
     else best->lower = std::max(best->lower, v.lower);
   };
+  if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
   // (each retry's failure, a throw included, only leaves the other's answer or the decline)
   try {
     if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
@@ -1608,8 +1692,9 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       const auto tc = detail::truncated_composition(comp, o, target, delta_b);
       if (!tc) break;
       const double ct = detail::cf_tilt(*tc, o, eps, 0.0);
-      const TiltedCumulants gt = loss_cgf(*tc, o, Loss::Y, ct, 0, kBoundRtol);
-      const auto ti = CfInversion::build(*tc, o, ct, std::exp(gt.log_mgf - ct * eps) * 1e-2, true);
+      const auto ti = detail::build_truncated(*tc, o, ct, [&](double x) {
+        return std::exp(loss_cgf(*tc, o, Loss::Y, x, 0, kBoundRtol).log_mgf - x * eps) * 1e-2;
+      });
       if (!ti) break;
       const CfInversion::Value v = ti->delta(eps);
       keep({std::min(1.0, v.upper + delta_b), v.lower});
@@ -1638,6 +1723,8 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;
   };
+  if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
+    keep(detail::cf_epsilon_root([&](double e) { return above->delta(e).upper; }, delta, eps_hi, guess));
   // The split's cut follows the eps of interest; where the answer lands so far
   // below the hint that the flat part's bound matters there, once more with
   // the tilt and the cut for the answer.
@@ -1667,22 +1754,12 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   try {
     double delta_b = 0.0;
     if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
-      // the saddle point's tilt; where that declines (a tilt that weights the
-      // truncated law's upper end into a near-atom), halving it, down to
-      // c0 / 64.  The first that answers is kept: the largest tilt that
-      // answers gives the smallest eps here (sigma 0.66, q = 1e-7, 1e6 steps,
-      // delta = 1e-15: 0.109 at c0 / 2, 0.478 at c0 / 8), and a failed build
-      // costs about 1.5 ms.
+      // from the saddle point's tilt (detail::build_truncated)
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
-      for (int j = 0; j <= 6; ++j) {
-        const double ct = c0 * std::exp2(-j);
-        if (ct < detail::kCfMinTilt && j > 0) break;
-        const auto ti = CfInversion::build(*tc, o, ct, delta, true);
-        if (!ti) continue;
-        const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ct, 1, kBoundRtol).derivative[1], eps_hi);
+      if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
+        const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
         keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
                                      best ? *best : eps_hi, gt, true));
-        break;
       }
     }
   } catch (const std::exception&) {

@@ -3,7 +3,9 @@
 
 ``edgeworth sigma`` with no options calibrates the noise multiplier for a
 typical DP-SGD run (eps = 8, delta = 1e-5, 1000 steps at q = 0.01) and says
-which of those values it assumed.  ``--json`` prints one JSON object.
+which of those values it assumed.  ``--json`` prints one strict JSON object
+(RFC 8259: a number that is infinite or undefined is ``null``, with a
+``<name>_reason`` field saying why).
 
 ``edgeworth compare`` puts every accountant side by side: eps at ``--sigma``
 (default), or the noise multiplier for a target with ``--eps``; ``--plot
@@ -12,22 +14,39 @@ calibration time against steps with ``--plot-kind time-steps``).
 
 ``edgeworth finetune`` fine-tunes a pre-trained encoder with DP-SGD (see
 :mod:`edgeworth.finetune`; it needs the ``torch`` extra).
+
+Exit status (every subcommand): 0, the answer was printed; 1, the command
+could not run here (a missing optional package, a file that cannot be
+written); 2, a usage error (an unknown flag, or a value outside its range);
+3, the accountant declined: no value it can stand behind exists at these
+inputs (an estimate that is unreliable there, or a target that no noise
+multiplier in the searched range meets).  Errors and warnings are one line
+each on stderr.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
+import math
 import os
+import re
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
-from .accounting import delta_details, epsilon_details, noise_multiplier_details
+from . import _core
+from .accounting import _delta, _epsilon, _noise_multiplier
+from .comparison.backends import INSTALL_HINT
 from .comparison.runner import DEFAULT_TIME_LIMIT
 
 DEFAULTS = {"eps": 8.0, "delta": 1e-5, "steps": 1000, "q": 0.01, "sigma": 1.0}
+
+#: Exit statuses (see the module docstring).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED = 0, 1, 2, 3
 
 _MEANING = {
     ("noise_multiplier", "certified"): "certified: the true eps at this sigma is at most the target",
@@ -42,85 +61,280 @@ _MEANING = {
     ("delta", "edgeworth"): "Edgeworth point estimate of delta, not a bound",
 }
 
+_SEMANTICS = ("DP-SGD with Poisson sampling (each example is in a step's batch with probability q), "
+              "add/remove-one-example neighbours, Gaussian noise of standard deviation sigma times the clipping norm.")
+
+
+# -- flag types: each checks its range and says what the flag means ------------------------------------------------
+def _number(flag: str, low: float, high: float, *, low_open: bool, high_open: bool, meaning: str):
+    """An argparse type: a float in the given interval; the error names the flag and both ends of the range."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a number in {interval} ({meaning}), got {text!r}")
+        inside = (math.isfinite(value) and (value > low if low_open else value >= low)
+                  and (value < high if high_open else value <= high))
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{flag} must be in {interval} ({meaning}), got {text}")
+        return value
+    return parse
+
+
+def _count(flag: str, low: int, high: int, meaning: str, high_text: str = ""):
+    """An argparse type: a whole number in [low, high], written as 1000, 1e4 or 10_000."""
+    def parse(text: str) -> int:
+        try:
+            value = float(text.replace("_", ""))
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value == math.floor(value)):
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number ({meaning}), such as 1000 or 1e4, "
+                                             f"got {text!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{flag} must be a whole number in [{low:g}, {high_text or f'{high:g}'}] ({meaning}), "
+                                             f"got {text}")
+        return int(value)
+    return parse
+
+
+_STEPS_MAX = int(_core.STEPS_MAX)
+_TYPES = {
+    "eps": _number("--eps", 0.0, _core.EPS_MAX, low_open=True, high_open=False,
+                   meaning="the privacy budget epsilon, in nats"),
+    "eps0": _number("--eps", 0.0, _core.EPS_MAX, low_open=False, high_open=False,
+                    meaning="epsilon, in nats"),
+    "delta": _number("--delta", 0.0, 1.0, low_open=True, high_open=True,
+                     meaning="the probability with which the eps guarantee may fail"),
+    "sigma": _number("--sigma", _core.SIGMA_MIN, _core.SIGMA_MAX, low_open=False, high_open=False,
+                     meaning="the noise multiplier"),
+    "q": _number("--q", _core.Q_MIN, 1.0, low_open=False, high_open=False,
+                 meaning="the probability that an example is in a step's batch"),
+    "steps": _count("--steps", 1, _STEPS_MAX, "the number of DP-SGD steps", "2^53"),
+}
+
+_HELP = {
+    "eps": "target epsilon: the privacy budget, in nats (the guarantee bounds the log-ratio of output "
+           "probabilities by eps); in (0, {hi:g}]",
+    "eps_given": "epsilon at which delta is computed, in nats; in [0, {hi:g}]",
+    "delta": "delta: the probability with which the eps guarantee may fail; in (0, 1), usually below "
+             "1 / (number of examples)",
+    "sigma": "noise multiplier: the standard deviation of the Gaussian noise divided by the clipping norm "
+             "(unitless); in [{lo:g}, {hi:g}]",
+    "steps": "number of DP-SGD steps (noisy gradient updates), epochs / q; a whole number in [1, 2^53], "
+             "written 1000 or 1e4",
+    "q": "sampling rate: the probability that each example is in a step's batch (Poisson sampling), i.e. "
+         "expected batch size / number of examples; in [{lo:g}, 1]",
+}
+
+
+def _flag_help(name: str, kind: str = "") -> str:
+    key = name + kind
+    text = _HELP[key].format(lo={"sigma": _core.SIGMA_MIN, "q": _core.Q_MIN}.get(name, 0),
+                             hi={"sigma": _core.SIGMA_MAX, "eps": _core.EPS_MAX}.get(name, 0))
+    return f"{text} (default {DEFAULTS[name]:g})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``edgeworth sigma: error: ...`` and a pointer to --help, exit status 2."""
+
+    def error(self, message: str):
+        message = re.sub(r"^argument (--[\w-]+)(/-\w)?: (\1 )?",
+                         lambda m: m.group(1) + (" " if m.group(3) else ": "), message)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+_COMMANDS = {
+    "sigma": ("noise multiplier for a target (eps, delta)",
+              "Calibrates the noise multiplier: the smallest sigma at which --steps DP-SGD steps at sampling rate "
+              "--q spend at most --eps at --delta. By default the answer is certified (the true eps at that sigma "
+              "is at most the target); --method tilted or edgeworth give estimates instead. The time shown is that "
+              "of the figure itself; --estimate adds the tilted estimate and its own time."),
+    "epsilon": ("eps spent at a given sigma and delta",
+                "Computes eps: the privacy spent at --delta by --steps DP-SGD steps with noise multiplier --sigma "
+                "and sampling rate --q. By default the answer is a certified upper bound on the true eps; "
+                "--method tilted or edgeworth give estimates instead."),
+    "delta": ("delta at a given sigma and eps",
+              "Computes delta: the probability with which the eps guarantee of --steps DP-SGD steps with noise "
+              "multiplier --sigma and sampling rate --q fails, at --eps. By default the answer is a certified "
+              "upper bound on the true delta; --method tilted or edgeworth give estimates instead."),
+}
+
+_EPILOG = ("Exit status: 0 answered, 1 could not run here (missing package, unwritable file), 2 usage error, "
+           "3 declined (no value the method can stand behind at these inputs).")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgeworth", description="Differential-privacy accounting for DP-SGD "
-                                "(Poisson-subsampled Gaussian, add/remove neighbours).")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="edgeworth", description="Differential-privacy accounting for DP-SGD. " + _SEMANTICS,
+                epilog=_EPILOG)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
-    def common(sp, needs):
+    def common(command, needs):
+        short, long = _COMMANDS[command]
+        sp = sub.add_parser(command, help=short, description=long + " " + _SEMANTICS, epilog=_EPILOG)
         for name in needs:
-            sp.add_argument(f"--{name}", type=int if name == "steps" else float, default=None,
-                            help=f"(default {DEFAULTS[name]:g})")
+            kind = "_given" if (command == "delta" and name == "eps") else ""
+            sp.add_argument(f"--{name}", type=_TYPES["eps0" if kind else name], default=None,
+                            metavar=name.upper(), help=_flag_help(name, kind))
         sp.add_argument("--method", choices=["certified", "tilted", "edgeworth"], default="certified",
-                        help="certified upper bound (default), tilted (saddle-point) estimate, "
-                             "or Edgeworth point estimate")
-        sp.add_argument("--order", type=int, default=2, help="Edgeworth order 1, 2 or 3 (default 2)")
+                        help="certified: a rigorous upper bound (default); tilted: the saddle-point estimate; "
+                             "edgeworth: the Edgeworth accountant's point estimate (not a bound)")
+        sp.add_argument("--order", type=int, choices=[1, 2, 3], default=None,
+                        help="order of the Edgeworth expansion, with --method edgeworth only (default 2)")
         sp.add_argument("--ordering", choices=["remove", "add", "both"], default=None,
-                        help="orderings for the Edgeworth estimate (default remove; the others cover both)")
-        sp.add_argument("--json", action="store_true", help="print one JSON object")
+                        help="neighbour ordering(s) the Edgeworth estimate covers, with --method edgeworth only "
+                             "(default remove, as in the paper; certified and tilted always cover both)")
+        sp.add_argument("--estimate", action="store_true",
+                        help="also compute the tilted (saddle-point) estimate of the same quantity, with its own "
+                             "time")
+        sp.add_argument("--json", action="store_true", help="print one strict JSON object")
 
-    common(sub.add_parser("sigma", help="noise multiplier for a target (eps, delta)"), ["eps", "delta", "steps", "q"])
-    common(sub.add_parser("epsilon", help="eps at a given sigma and delta"), ["sigma", "delta", "steps", "q"])
-    common(sub.add_parser("delta", help="delta at a given sigma and eps"), ["sigma", "eps", "steps", "q"])
+    common("sigma", ["eps", "delta", "steps", "q"])
+    common("epsilon", ["sigma", "delta", "steps", "q"])
+    common("delta", ["sigma", "eps", "steps", "q"])
 
-    cp = sub.add_parser("compare", help="every accountant side by side: eps at --sigma, or sigma for a target --eps")
-    for name in ("sigma", "eps", "delta", "steps", "q"):
-        cp.add_argument(f"--{name}", type=int if name == "steps" else float, default=None,
-                        help=f"(default {DEFAULTS[name]:g})" if name not in ("sigma", "eps") else
-                        ("noise multiplier: compare eps (the default mode, sigma 1)" if name == "sigma" else
-                         "target eps: compare noise multipliers instead"))
+    cp = sub.add_parser("compare", help="every accountant side by side: eps at --sigma, or sigma for a target --eps",
+                        description="Puts every accountant side by side (edgeworth's, GDP-CLT, dp_accounting, "
+                                    "prv_accountant, Opacus), each row labelled upper bound, lower bound or "
+                                    "estimate, with its library, version and time: eps at --sigma (the default "
+                                    "mode, sigma 1), or each library's noise multiplier for a target --eps. The "
+                                    f"peers need the compare extra: {INSTALL_HINT} from the repository root. "
+                                    + _SEMANTICS, epilog=_EPILOG)
+    cp.add_argument("--sigma", type=_TYPES["sigma"], default=None, metavar="SIGMA",
+                    help=_HELP["sigma"].format(lo=_core.SIGMA_MIN, hi=_core.SIGMA_MAX) +
+                    "; compare eps at it (the default mode, sigma 1)")
+    cp.add_argument("--eps", type=_TYPES["eps"], default=None, metavar="EPS",
+                    help=_HELP["eps"].format(hi=_core.EPS_MAX) + "; compare noise multipliers for it instead")
+    for name in ("delta", "steps", "q"):
+        cp.add_argument(f"--{name}", type=_TYPES[name], default=None, metavar=name.upper(), help=_flag_help(name))
     cp.add_argument("--backends", default=None,
                     help="comma-separated groups or keys (default all): edgeworth, gdp_clt, dp_accounting, "
                          "prv_accountant, opacus, or e.g. opacus.prv")
-    cp.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
+    cp.add_argument("--time-limit", type=_number("--time-limit", 0.0, 86400.0, low_open=True, high_open=False,
+                                                 meaning="seconds"),
+                    default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                     help=f"seconds each heavy backend (PLD, PRV) may run (default {DEFAULT_TIME_LIMIT:g})")
     out = cp.add_mutually_exclusive_group()
     out.add_argument("--markdown", action="store_true", help="print a markdown table")
-    out.add_argument("--json", action="store_true", help="print one JSON object")
-    cp.add_argument("--plot", metavar="FILE.png", default=None, help="also draw a sweep into this file")
+    out.add_argument("--json", action="store_true", help="print one strict JSON object")
+    cp.add_argument("--plot", metavar="FILE.png", default=None,
+                    help="also draw a sweep into this file (needs matplotlib)")
     cp.add_argument("--plot-kind", choices=["eps-steps", "sigma-eps", "time-steps"], default=None,
                     help="eps against steps (default with --sigma), sigma against target eps (default with --eps), "
                          "or calibration time against steps (with --eps)")
-    cp.add_argument("--plot-points", type=int, default=6, help="points in the sweep (default 6)")
+    cp.add_argument("--plot-points", type=_count("--plot-points", 2, 1000, "points in the sweep"), default=6,
+                    metavar="N", help="points in the sweep, a whole number in [2, 1000] (default 6)")
     # Listed for --help only: main() hands `finetune` to _finetune before this parser sees it, so that the
     # accounting commands never import torch.
     sub.add_parser("finetune", add_help=False,
-                   help="DP fine-tuning of a pre-trained text encoder (Opacus; needs the torch extra)")
+                   help="DP fine-tuning of a pre-trained text encoder (Opacus; needs the torch extra: "
+                        f"{INSTALL_HINT.replace('compare', 'torch')})")
     return p
+
+
+# -- output ---------------------------------------------------------------------------------------------------------
+def _reason(value: float) -> str:
+    if math.isnan(value):
+        return "undefined: the method has no value here"
+    return ("infinite: no finite value exists here (for an upper bound, infinity is the true bound)" if value > 0
+            else "minus infinity")
+
+
+def _strict(obj: Any) -> Any:
+    """A copy of obj fit for strict JSON: every infinite or NaN number becomes null, and a dict entry that held one
+    gains a sibling ``<key>_reason`` saying what it was."""
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+                out.setdefault(f"{key}_reason", _reason(value))
+            else:
+                out[key] = _strict(value)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(_strict(obj), allow_nan=False))
+
+
+def _cli_words(message: str) -> str:
+    """A library message in command-line terms: method='x' becomes --method x."""
+    message = re.sub(r"method\s*=\s*'(\w+)'", r"--method \1", message)
+    return re.sub(r"\b(order|ordering)\s*=\s*'?(\w+)'?", r"--\1 \2", message)
+
+
+def _fail(prog: str, message: str, status: int) -> int:
+    print(f"{prog}: {'declined' if status == EXIT_DECLINED else 'error'}: {_cli_words(message)}", file=sys.stderr)
+    return status
+
+
+def _run_quietly(prog: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs), with each warning printed as one line (no Python source line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seen = set()
+            for w in caught:
+                text = f"{prog}: warning: {_cli_words(str(w.message))}"
+                if text not in seen:
+                    seen.add(text)
+                    print(text, file=sys.stderr)
 
 
 def _compare(args) -> int:
     """``edgeworth compare``: the table, and the plot if asked for."""
-    import numpy as np
-
-    from .comparison import compare, compare_noise_multipliers, plots, sweep
-
+    prog = "edgeworth compare"
     if args.sigma is not None and args.eps is not None:
-        print("edgeworth: error: sigma and eps: give --sigma (compare eps) or --eps (compare noise multipliers), "
-              "not both", file=sys.stderr)
-        return 2
+        return _fail(prog, "give --sigma (compare eps) or --eps (compare noise multipliers), not both", EXIT_USAGE)
     calibrate = args.eps is not None
     needs = ["eps", "delta", "steps", "q"] if calibrate else ["sigma", "delta", "steps", "q"]
     values = {n: (DEFAULTS[n] if getattr(args, n) is None else getattr(args, n)) for n in needs}
     kind = args.plot_kind or ("sigma-eps" if calibrate else "eps-steps")
-    backends = None if args.backends is None else [b.strip() for b in args.backends.split(",") if b.strip()]
+    backends = None
+    if args.backends is not None:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        if not backends:
+            return _fail(prog, f"--backends names no backend ({args.backends!r}); give comma-separated groups or "
+                               "keys such as edgeworth,dp_accounting, or leave it out for all", EXIT_USAGE)
+    if args.plot_kind is not None and not args.plot:
+        return _fail(prog, "--plot-kind applies to --plot FILE.png only", EXIT_USAGE)
+    if kind != "eps-steps" and not calibrate:
+        return _fail(prog, f"--plot-kind {kind} plots noise multipliers; give a target with --eps", EXIT_USAGE)
+    if kind == "eps-steps" and calibrate:
+        return _fail(prog, "--plot-kind eps-steps plots eps; give --sigma instead of --eps", EXIT_USAGE)
+    if args.plot:
+        folder = Path(args.plot).expanduser().resolve().parent
+        if not folder.is_dir():
+            return _fail(prog, f"--plot: the folder {str(folder)!r} does not exist", EXIT_USAGE)
+        if not os.access(folder, os.W_OK):
+            return _fail(prog, f"--plot: the folder {str(folder)!r} is not writable", EXIT_FAILED)
+        if importlib.util.find_spec("matplotlib") is None:
+            return _fail(prog, f"--plot needs matplotlib, which is not installed: {INSTALL_HINT} from the "
+                               "repository root (or pip install matplotlib)", EXIT_FAILED)
+
+    import numpy as np
+
+    from .comparison import compare, compare_noise_multipliers, plots, sweep
+
     fn = compare_noise_multipliers if calibrate else compare
     try:
-        if kind != "eps-steps" and not calibrate:
-            raise ValueError(f"plot-kind: {kind} plots noise multipliers; give a target with --eps")
-        if kind == "eps-steps" and calibrate:
-            raise ValueError("plot-kind: eps-steps plots eps; give --sigma instead of --eps")
-        if args.plot_points < 2:
-            raise ValueError(f"plot-points must be an integer >= 2, got {args.plot_points}")
-        result = fn(**values, backends=backends, time_limit=args.time_limit)
+        result = _run_quietly(prog, fn, **values, backends=backends, time_limit=args.time_limit)
     except ValueError as exc:
-        print(f"edgeworth: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(prog, str(exc), EXIT_USAGE)
     assumed = [n for n in needs if getattr(args, n) is None]
     if args.json:
-        print(json.dumps({"quantity": result.quantity, "inputs": result.inputs, "assumed": assumed,
-                          "settings": result.settings, "seconds": result.seconds, "rows": result.to_dicts()}))
+        _print_json({"quantity": result.quantity, "inputs": result.inputs, "assumed": assumed,
+                     "settings": result.settings, "seconds": result.seconds, "rows": result.to_dicts()})
     else:
         if assumed:
             print("assumed " + ", ".join(f"{n} = {values[n]:g}" for n in assumed))
@@ -132,13 +346,16 @@ def _compare(args) -> int:
             over = "steps"
             grid = np.unique(np.geomspace(min(10, values["steps"]), values["steps"], args.plot_points).astype(int))
         fixed = {k: v for k, v in values.items() if k != over}
-        comps = sweep(fn, over, [float(g) if over == "eps" else int(g) for g in grid], backends=backends,
-                      time_limit=args.time_limit, **fixed)
         draw = {"eps-steps": plots.plot_epsilon_vs_steps, "sigma-eps": plots.plot_sigma_vs_target,
                 "time-steps": plots.plot_calibration_time}[kind]
-        draw(comps, args.plot)
+        try:
+            comps = _run_quietly(prog, sweep, fn, over, [float(g) if over == "eps" else int(g) for g in grid],
+                                 backends=backends, time_limit=args.time_limit, **fixed)
+            draw(comps, args.plot)
+        except (OSError, ImportError) as exc:
+            return _fail(prog, f"--plot: could not write {args.plot!r}: {exc}", EXIT_FAILED)
         print(f"wrote {args.plot} ({kind}, {len(comps)} points)", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _finetune_parser() -> argparse.ArgumentParser:
@@ -370,36 +587,60 @@ def _finetune(argv: List[str]) -> int:
         print(_finetune_error(str(exc), {f.name for f in dataclasses.fields(FinetuneConfig)}), file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(report.as_dict()) if args.json else report.as_text())
+        if args.json:
+            _print_json(report.as_dict())
+        else:
+            print(report.as_text())
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["finetune"]:
-        return _finetune(argv[1:])
-    args = _parser().parse_args(argv)
-    if args.command == "compare":
-        return _compare(args)
+def _account(args) -> int:
+    """``edgeworth sigma | epsilon | delta``."""
+    prog = f"edgeworth {args.command}"
+    if args.method != "edgeworth":
+        for flag in ("order", "ordering"):
+            if getattr(args, flag) is not None:
+                return _fail(prog, f"--{flag} applies to --method edgeworth only (the {args.method} method has no "
+                                   "expansion order and always covers both orderings)", EXIT_USAGE)
     needs = {"sigma": ["eps", "delta", "steps", "q"], "epsilon": ["sigma", "delta", "steps", "q"],
              "delta": ["sigma", "eps", "steps", "q"]}[args.command]
     assumed = [name for name in needs if getattr(args, name) is None]
     values = {name: (DEFAULTS[name] if getattr(args, name) is None else getattr(args, name)) for name in needs}
-    fn = {"sigma": noise_multiplier_details, "epsilon": epsilon_details, "delta": delta_details}[args.command]
-    start = time.perf_counter()
+    fn = {"sigma": _noise_multiplier, "epsilon": _epsilon, "delta": _delta}[args.command]
+    order = 2 if args.order is None else args.order
+
+    def timed(method, order, ordering):
+        start = time.perf_counter()
+        result = _run_quietly(prog, fn, *values.values(), method, order, ordering)[0]
+        return result, (time.perf_counter() - start) * 1e3
+
     try:
-        result = fn(**values, method=args.method, order=args.order, ordering=args.ordering)
+        result, elapsed_ms = timed(args.method, order, args.ordering)
+    except _core.UnreachableTargetError as exc:
+        return _fail(prog, str(exc), EXIT_DECLINED)
     except ValueError as exc:
-        print(f"edgeworth: error: {exc}", file=sys.stderr)
-        return 2
-    elapsed_ms = (time.perf_counter() - start) * 1e3
+        return _fail(prog, str(exc), EXIT_USAGE)
+    estimate = estimate_ms = reason = None
+    if args.estimate:
+        try:
+            est, estimate_ms = timed("tilted", 2, None)
+            estimate = float(est.value)
+        except ValueError as exc:  # the tilted estimate declines where a single saddle point cannot describe the law
+            reason = "the tilted estimate declined: " + _cli_words(str(exc))
 
     if args.json:
         out = result.as_dict()
+        for key in ("estimate", "bound", "gap"):
+            out.pop(key, None)
+        out["meaning"] = _MEANING[(result.quantity, result.method)]
         out["assumed"] = {name: values[name] for name in assumed}
         out["elapsed_ms"] = elapsed_ms
-        print(json.dumps(out))
-        return 0
+        if args.estimate:
+            out["estimate"] = {"value": estimate, "method": "tilted", "label": "estimate", "elapsed_ms": estimate_ms}
+            if reason is not None:
+                out["estimate"]["value_reason"] = reason
+        _print_json(out)
+        return EXIT_OK
     if assumed:
         print("assumed " + ", ".join(f"{n} = {values[n]:g}" for n in assumed) + " (pass --" +
               " / --".join(assumed) + " to change)")
@@ -409,8 +650,35 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{name} = {result.value:.6g}   for {given}")
     print(f"  {_MEANING[(result.quantity, result.method)]}")
     print(f"  method: {method}; dominating ordering: {result.dominating}; computed in {elapsed_ms:.1f} ms")
+    if args.estimate:
+        if reason is None:
+            print(f"  tilted estimate (not a bound): {name} = {estimate:.6g}; computed in {estimate_ms:.1f} ms")
+        else:
+            print(f"  tilted estimate: none ({reason})")
     print("  Poisson sampling, add/remove-one neighbours; sigma is the noise multiplier (noise std / clip norm)")
-    return 0
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["finetune"]:
+        if any(a in ("-h", "--help") for a in argv[1:]):
+            # The help needs no torch: only the parser is built (edgeworth.finetune's flags and defaults).
+            try:
+                parser = _finetune_parser()
+            except ImportError as exc:
+                return _fail("edgeworth finetune", f"{exc}; install the torch extra: "
+                             f"{INSTALL_HINT.replace('compare', 'torch')} from the repository root", EXIT_FAILED)
+            parser.print_help()
+            return EXIT_OK
+        return _finetune(argv[1:])
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code
+    if args.command == "compare":
+        return _compare(args)
+    return _account(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

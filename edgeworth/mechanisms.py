@@ -119,8 +119,9 @@ class Laplace:
 
     def __post_init__(self) -> None:
         # The noise multiplier's range, as in the core (csrc/mechanisms.hpp).
-        object.__setattr__(self, "noise_multiplier", float(check_range(
-            "scale (Laplace noise_multiplier b)", self.noise_multiplier, low=_core.SIGMA_MIN, high=_core.SIGMA_MAX,
+        name = "noise_multiplier (Laplace scale b)"
+        object.__setattr__(self, "noise_multiplier", scalar(name, check_range(
+            name, self.noise_multiplier, low=_core.SIGMA_MIN, high=_core.SIGMA_MAX,
             low_open=False, high_open=False,
             why="; the range of the noise multiplier, outside which the core's root searches are not tested")))
 

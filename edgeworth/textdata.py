@@ -27,16 +27,15 @@ SST2_ENV = "EDGEWORTH_SST2_DIR"
 def default_sst2_dir() -> Path:
     """Where SST-2 (GLUE's ``train.tsv`` and ``dev.tsv``) is read from by default.
 
-    ``$EDGEWORTH_SST2_DIR`` if set; else ``../shared/data/sst2/`` next to the
-    source checkout (the project layout, which CI reproduces); else the same
-    path relative to the working directory.
+    ``$EDGEWORTH_SST2_DIR`` if set (a folder holding the same two files);
+    else the copy that ships inside the package, ``edgeworth/datasets/sst2/``
+    (package data: ``pip install .`` installs it with the code, so it is found
+    from any working directory, in a source checkout or an installed copy).
+    Its README gives the source and the citation.
     """
     if os.environ.get(SST2_ENV):
         return Path(os.environ[SST2_ENV])
-    beside_checkout = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2"
-    if beside_checkout.is_dir():
-        return beside_checkout
-    return Path("..") / "shared" / "data" / "sst2"
+    return Path(__file__).resolve().parent / "datasets" / "sst2"
 
 
 @dataclass(frozen=True)

@@ -33,3 +33,14 @@ def write_labelled_tsv(path, n, *, seed=0, users_every=None, user_pattern=None):
                     left = 1 + user % user_pattern
             f.write(row + "\n")
     return str(path)
+
+
+def strict_json(text):
+    """``json.loads`` that refuses NaN, Infinity and -Infinity, as a strict parser (JavaScript's JSON.parse) does:
+    the command line's ``--json`` output must parse with it."""
+    import json
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)

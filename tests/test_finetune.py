@@ -26,7 +26,7 @@ import edgeworth.finetune.run as ft_run
 import edgeworth.opacus as eo
 from edgeworth import cli
 from edgeworth.textdata import default_sst2_dir
-from finetune_data import write_labelled_tsv
+from finetune_data import strict_json, write_labelled_tsv
 from pld_reference import pld_eps
 
 DELTA = 1e-5
@@ -240,7 +240,7 @@ def test_cli_json_text_and_errors(tiny_model, data_dir, capsys):
     args = ["finetune", "--model", tiny_model, "--data", str(data_dir), "--max-dev", "50", "--batch-size", "40",
             "--max-length", "32", "--steps", "2", "--threads", "1", "--no-progress"]
     assert cli.main(args + ["--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = strict_json(capsys.readouterr().out)
     assert out["history"] == [[out["noise_multiplier"], 0.1, 2]]
     assert out["eps_certified"] == edgeworth.epsilon(out["noise_multiplier"], DELTA, 2, 0.1)
     assert out["noise_multiplier"] == edgeworth.noise_multiplier(8.0, DELTA, 2, 0.1)
@@ -287,7 +287,7 @@ def test_finetune_bench_smoke(tiny_model, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--model", tiny_model, "--batch-size", "8", "--steps", "1", "--warmup", "0", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = strict_json(capsys.readouterr().out)
     assert out["device"] and out["device_type"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert set(out["examples_per_s"]) == set(bench.MODES) and min(out["examples_per_s"].values()) > 0
     assert set(out["dp_over_non_private"]) == {"dp-ghost", "dp-per-sample"}

@@ -20,7 +20,7 @@ import edgeworth
 import edgeworth.finetune as ft
 import edgeworth.finetune.run as ft_run
 from edgeworth import cli, userlevel
-from finetune_data import write_labelled_tsv
+from finetune_data import strict_json, write_labelled_tsv
 
 torch.set_num_threads(1)
 DELTA = 1e-5
@@ -50,7 +50,7 @@ def base(tiny_model, files):
 
 def _run(args, capsys):
     assert cli.main(args) == 0, capsys.readouterr().err
-    return json.loads(capsys.readouterr().out)
+    return strict_json(capsys.readouterr().out)
 
 
 def _trace(path):

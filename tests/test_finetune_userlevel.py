@@ -13,7 +13,7 @@ import edgeworth.finetune as ft
 import edgeworth.finetune.loop as ft_loop
 from edgeworth import cli, userlevel
 from edgeworth.textdata import read_labelled_text
-from finetune_data import write_labelled_tsv
+from finetune_data import strict_json, write_labelled_tsv
 
 torch.set_num_threads(1)
 DELTA = 1e-5
@@ -95,7 +95,7 @@ def test_cli_user_level(tiny_model, user_file, dev_file, capsys):
                      "--privacy-unit", "user", "--user-column", "user", "--user-sampling", "uls",
                      "--contribution-bound", "4"])
     assert code == 0
-    out = json.loads(capsys.readouterr().out)
+    out = strict_json(capsys.readouterr().out)
     assert out["privacy_unit"] == "user" and out["user_sampling"] == "uls" and out["contribution_bound"] == 4
     assert out["eps_certified"] == userlevel.epsilon(sigma=out["noise_multiplier"], delta=DELTA, steps=2,
                                                      q=out["sample_rate"], contribution_bound=4, sampling="uls")

@@ -255,7 +255,7 @@ def test_composition_mixes_mechanisms():
     (lambda: MixtureOfGaussians(1.0, (0.0, 1.0), (-0.5, 1.5)), r"weights must be in \[0, 1\]"),
     (lambda: MixtureOfGaussians(1.0, (0.0, math.nan), (0.5, 0.5)), "sensitivities must be finite"),
     (lambda: MixtureOfGaussians(0.0, (0.0, 1.0), (0.5, 0.5)), r"sigma must be in \[0.01, 1e\+06\]"),
-    (lambda: Laplace(-1.0), r"scale \(Laplace noise_multiplier b\) must be in \[0.01, 1e\+06\]"),
+    (lambda: Laplace(-1.0), r"noise_multiplier \(Laplace scale b\) must be in \[0.01, 1e\+06\]"),
     (lambda: PoissonSubsampled(Laplace(1.0), 0.0), r"q must be in \[1e-12, 1\]"),
     (lambda: PoissonSubsampled("gaussian", 0.5), "mechanism must be"),
     (lambda: Accountant().compose(mechanism=Laplace(1.0), steps=0), "steps must be an integer >= 1"),

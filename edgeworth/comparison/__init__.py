@@ -9,7 +9,7 @@
 
 Every row says whether its value is an upper bound, a lower bound or an
 estimate, which library and version computed it and how long it took.  The
-peers are optional (``pip install edgeworth[compare]``): a missing one gives a
+peers are optional (``pip install ".[compare]"`` from the repository root): a missing one gives a
 row that says how to install it, and one that fails or runs past the time
 limit gives a row with the error.
 

@@ -34,7 +34,9 @@ from .result import ESTIMATE, LOWER, UPPER
 
 History = Sequence[Tuple[float, float, int]]
 
-INSTALL_HINT = "pip install edgeworth[compare]"
+#: How to install the peers.  edgeworth is installed from its repository (it is not on PyPI), so the hint names the
+#: extra of the local checkout; the quotes keep zsh from globbing the brackets.
+INSTALL_HINT = 'pip install ".[compare]"'
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class Backend:
                 import_module(module)
             except Exception as exc:  # noqa: BLE001 - ImportError, or a broken dependency (e.g. torch)
                 return (f"not installed: {self.distribution} is needed ({type(exc).__name__}: {exc}); "
-                        f"install the comparison backends with `{INSTALL_HINT}`")
+                        f"install the comparison backends with `{INSTALL_HINT}` from the edgeworth repository root")
         return None
 
     def library(self) -> str:

@@ -1,6 +1,6 @@
 """Plots of sweeps (lists of :class:`Comparison`), one line per accountant.
 
-Needs matplotlib (``pip install edgeworth[compare]``).  Figures are built
+Needs matplotlib (``pip install ".[compare]"`` from the repository root).  Figures are built
 with ``matplotlib.figure.Figure``, without pyplot, so they render headless.
 The line style says what a value is: solid for an upper bound, dashed for an
 estimate, dotted for a lower bound; every legend entry names the kind too.
@@ -27,7 +27,7 @@ def _figure():
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
-        raise ImportError(f"plotting needs matplotlib: `{INSTALL_HINT}`") from exc
+        raise ImportError(f"plotting needs matplotlib: `{INSTALL_HINT}` from the repository root") from exc
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     return fig, fig.add_subplot()
 
