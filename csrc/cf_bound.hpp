@@ -1547,19 +1547,20 @@ inline std::optional<Composition> truncated_composition(const Composition& comp,
   return out;
 }
 
-// The plain inversion on the line c, or, where that declines at a small tilt,
-// on the lines 4c and 16c (up to kCfMaxRetryTilt).  Any c > 0 gives a valid
-// bound, and the period, hence the number of terms, grows like 1 / c: where
-// the saddle point sits below kCfMinTilt (delta near 1, eps small) the floor's
-// period needs more than kCfMaxTerms terms (sigma 0.522, q 0.314, 25 steps,
-// eps 0.204, add ordering: 4662 terms at c = 0.05, 1154 at c = 0.2, the bound
-// the same to 2e-9), and the Chernoff bound, 10 % looser, answered instead.
-// delta_scale(c): the deltas of interest on the line c.
-constexpr double kCfMaxRetryTilt = 1.0;
+// Where the plain inversion declines at the tilt floor kCfMinTilt (the
+// saddle point sits below it: delta near 1, eps small), the plain inversion on
+// the lines 4c and 16c.  Any c > 0 gives a valid bound, and the period, hence
+// the number of terms, grows like 1 / c: at the floor it can need more than
+// kCfMaxTerms terms (sigma 0.522, q 0.314, 25 steps, eps 0.204, add ordering:
+// 4662 terms at c = 0.05, 1154 at c = 0.2, the bound the same to 2e-9), and the
+// Chernoff bound, 10 % looser, answered instead.  Only at the floor: away from
+// the saddle point the bound loosens (sigma 0.1, q 1e-3, 1000 steps, delta
+// 1e-5: 392 at 4c where the other retries give 341), so the caller keeps this
+// as one candidate among its retries.
 template <class Scale>
-std::optional<CfInversion> build_plain(const Composition& comp, Ordering o, double c, const Scale& delta_scale) {
-  if (auto inv = CfInversion::build(comp, o, c, delta_scale(c))) return inv;
-  for (double ct = 4.0 * c; ct <= kCfMaxRetryTilt; ct *= 4.0)
+std::optional<CfInversion> build_above_floor(const Composition& comp, Ordering o, double c, const Scale& delta_scale) {
+  if (!(c <= kCfMinTilt)) return std::nullopt;
+  for (double ct = 4.0 * c; ct <= 16.0 * kCfMinTilt; ct *= 4.0)
     if (auto inv = CfInversion::build(comp, o, ct, delta_scale(ct))) return inv;
   return std::nullopt;
 }
@@ -1664,13 +1665,14 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
   const double c = detail::cf_tilt(comp, o, eps, t_hint);
   auto scale_at = [&](double ct) { return std::exp(loss_cgf(comp, o, Loss::Y, ct, 0, kBoundRtol).log_mgf - ct * eps) * 1e-2; };
   const double scale = scale_at(c);
-  const auto inv = detail::build_plain(comp, o, c, scale_at);
+  const auto inv = CfInversion::build(comp, o, c, scale);
   if (inv) return inv->delta(eps);
   std::optional<CfInversion::Value> best;
   auto keep = [&](const CfInversion::Value& v) {
     if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
     else best->lower = std::max(best->lower, v.lower);
   };
+  if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
   // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
   try {
     if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
@@ -1710,13 +1712,15 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
   const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
-  const auto inv = detail::build_plain(comp, o, c, [delta](double) { return delta; });
+  const auto inv = CfInversion::build(comp, o, c, delta);
   const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
   if (inv) return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess);
   std::optional<double> best;
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;
   };
+  if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
+    keep(detail::cf_epsilon_root([&](double e) { return above->delta(e).upper; }, delta, eps_hi, guess));
   // The split's cut follows the eps of interest; where the answer lands so far
   // below the hint that the flat part's bound matters there, once more with
   // the tilt and the cut for the answer.

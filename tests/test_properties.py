@@ -12,11 +12,12 @@ where q * steps >= MIN_SAMPLED (the finiteness properties are drawn
 everywhere).  docs/robustness.md counts what happens below.
 
 The whole-range properties at the end (test_*_whole_range) draw over every
-input the API accepts, q * steps < 3 included, and hold each certified value
-to the README's tolerance (MONOTONE_RTOL, MONOTONE_RTOL_SIGMA) against a
+input the API accepts up to MONOTONE_MAX_STEPS steps, q * steps < 3 included,
+and hold each certified value to the README's tolerance (MONOTONE_RTOL,
+MONOTONE_RTOL_SIGMA, and MONOTONE_RTOL_FEW where q * steps < 1) against a
 neighbour one step up in steps or a relative move in q, sigma, delta or eps;
 benchmarks/monotonicity_search.py runs the same check on 2000 seeded
-configurations.
+configurations over the whole range.
 """
 import math
 
@@ -24,7 +25,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import edgeworth
-from conftest import MONOTONE_RTOL, MONOTONE_RTOL_SIGMA, MONOTONICITY_EXAMPLES, WHOLE_RANGE_EXAMPLES
+from conftest import (MONOTONE_MAX_STEPS, MONOTONE_RTOL, MONOTONE_RTOL_FEW, MONOTONE_RTOL_SIGMA, MONOTONICITY_EXAMPLES,
+                      WHOLE_RANGE_EXAMPLES)
 
 # Every monotonicity property runs on MONOTONICITY_EXAMPLES drawn examples.
 monotone = settings(max_examples=MONOTONICITY_EXAMPLES, deadline=None,
@@ -159,8 +161,8 @@ def _log_uniform(lo, hi):
 # weighted toward practical values, with the whole range (and its edges) drawn too
 w_sigmas = st.one_of(_log_uniform(0.3, 10.0), _log_uniform(0.01, 1e6), st.sampled_from([0.01, 1e6]))
 w_qs = st.one_of(_log_uniform(1e-4, 1.0), _log_uniform(1e-12, 1.0), st.sampled_from([1e-12, 1.0]))
-w_steps = st.one_of(_log_uniform(1.0, 1e5), _log_uniform(1.0, 2.0 ** 53), st.sampled_from([1.0, 2.0 ** 53])).map(
-    lambda x: float(min(2 ** 53, max(1, round(x)))))
+w_steps = st.one_of(_log_uniform(1.0, 1e5), _log_uniform(1.0, MONOTONE_MAX_STEPS), st.just(1.0)).map(
+    lambda x: float(min(MONOTONE_MAX_STEPS - 1, max(1, round(x)))))
 w_deltas = st.one_of(_log_uniform(1e-15, 0.5), st.just(1e-300))
 w_epss = st.one_of(_log_uniform(1e-3, 100.0), st.sampled_from([1e-6, 1000.0]))
 moves = st.floats(1e-6, 0.05)  # the relative move of the neighbour
@@ -179,7 +181,7 @@ def _not_wrong_way(a, b, direction, rtol, floor=0.0):
 
 
 def _pairs(x_steps, x_q, x_sigma, x_last, move, last_hi):
-    n1, n2 = (x_steps, x_steps + 1) if x_steps < 2 ** 53 else (x_steps - 1, x_steps)
+    n1, n2 = x_steps, x_steps + 1
     return {"steps": (n1, n2, +1), "q": (*_up(x_q, move, 1.0), +1),
             "sigma": (*_up(x_sigma, move, 1e6), -1), "last": (*_up(x_last, move, last_hi), -1)}
 
@@ -188,10 +190,13 @@ AXES = st.sampled_from(["steps", "q", "sigma", "last"])
 
 
 def _check(fn, args, axis, pair, rtol, floor=0.0):
-    """fn at args with argument `axis` (an index) set to each end of pair; None where either declines."""
+    """fn at args with argument `axis` (an index) set to each end of pair; None where either declines.
+    (args end with steps, q; fewer than one sampled step in all takes MONOTONE_RTOL_FEW.)"""
     lo, hi, direction = pair
     a_args, b_args = list(args), list(args)
     a_args[axis], b_args[axis] = lo, hi
+    if min(a_args[2] * a_args[3], b_args[2] * b_args[3]) < 1:
+        rtol = max(rtol, MONOTONE_RTOL_FEW)
     try:
         a, b = fn(*a_args), fn(*b_args)
     except ValueError:  # a named decline or an unreachable target: nothing to compare
@@ -199,26 +204,29 @@ def _check(fn, args, axis, pair, rtol, floor=0.0):
     assert _not_wrong_way(a, b, direction, rtol, floor), (a_args, a, b_args, b)
 
 
+def _check_value(fn, s, q, n, last, last_hi, move, axis, floor):
+    """epsilon(s, last=delta, n, q) or delta(s, last=eps, n, q) against its neighbour along `axis`."""
+    pair = _pairs(n, q, s, last, move, last_hi)[axis]
+    index = {"sigma": 0, "last": 1, "steps": 2, "q": 3}[axis]
+    _check(fn, (s, last, n, q), index, pair, MONOTONE_RTOL, floor)
+
+
 @whole_range
 @given(s=w_sigmas, q=w_qs, n=w_steps, d=w_deltas, move=moves, axis=AXES)
 def test_eps_monotone_whole_range(s, q, n, d, move, axis):
-    pair = _pairs(n, q, s, d, move, 0.999)[axis]
-    index = {"sigma": 0, "last": 1, "steps": 2, "q": 3}[axis]
-    _check(edgeworth.epsilon, (s, d, n, q), index, pair, MONOTONE_RTOL, floor=1e-12)
+    _check_value(edgeworth.epsilon, s, q, n, d, 0.999, move, axis, floor=1e-12)
 
 
 @whole_range
 @given(s=w_sigmas, q=w_qs, n=w_steps, e=w_epss, move=moves, axis=AXES)
 def test_delta_monotone_whole_range(s, q, n, e, move, axis):
-    pair = _pairs(n, q, s, e, move, 1000.0)[axis]
-    index = {"sigma": 0, "last": 1, "steps": 2, "q": 3}[axis]
-    _check(edgeworth.delta, (s, e, n, q), index, pair, MONOTONE_RTOL, floor=1e-300)
+    _check_value(edgeworth.delta, s, q, n, e, 1000.0, move, axis, floor=1e-300)
 
 
 @whole_range
 @given(e=w_epss, q=w_qs, n=w_steps, d=w_deltas, move=moves, axis=st.sampled_from(["steps", "q", "eps", "delta"]))
 def test_sigma_monotone_whole_range(e, q, n, d, move, axis):
-    n1, n2 = (n, n + 1) if n < 2 ** 53 else (n - 1, n)
+    n1, n2 = n, n + 1
     pair = {"steps": (n1, n2, +1), "q": (*_up(q, move, 1.0), +1),
             "eps": (*_up(e, move, 1000.0), -1), "delta": (*_up(d, move, 0.999), -1)}[axis]
     index = {"eps": 0, "delta": 1, "steps": 2, "q": 3}[axis]

