@@ -111,7 +111,7 @@ py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, c
       }
       try {
         out[i] = fn(pa[i], pb[i], pc[i], pd[i]);
-      } catch (const std::exception&) {
+      } catch (const std::exception&) {  // not swallowed: rethrown as it is, its message prefixed with the element
         if (n == 1) throw;
         rethrow_at("element " + std::to_string(i) + " (" + names[0] + " = " + detail::fmt(pa[i]) + ", " + names[1] +
                    " = " + detail::fmt(pb[i]) + ", " + names[2] + " = " + detail::fmt(pc[i]) + ", " + names[3] +
@@ -196,7 +196,33 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("certified", &Answer::certified)
       .def_readonly("t", &Answer::t)
       .def_readonly("margin", &Answer::margin)
-      .def_property_readonly("source", [](const Answer& a) { return std::string(source_name(a.source)); });
+      .def_property_readonly("source", [](const Answer& a) { return std::string(source_name(a.source)); })
+      .def_property_readonly(
+          "trace",
+          [](const Answer& a) {
+            py::list out;
+            for (const TraceEntry& e : a.trace) {
+              py::dict d;
+              d["bound"] = e.bound;
+              d["ordering"] = e.ordering;
+              d["status"] = e.status;
+              d["value"] = e.value;
+              d["reason"] = e.reason;
+              d["seconds"] = e.seconds;
+              out.append(std::move(d));
+            }
+            return out;
+          },
+          "Certified answers: how the value was assembled (certified.hpp), one dict per bound tried or skipped "
+          "(bound, ordering, status 'answered' / 'declined' / 'skipped', value, reason, seconds); empty for "
+          "estimates.");
+
+  {
+    py::list table;
+    for (const CertifiedBound& b : kCertifiedBounds)
+      table.append(py::make_tuple(std::string(b.name), std::string(b.orderings), std::string(b.what)));
+    m.attr("CERTIFIED_BOUNDS") = table;  // (name, orderings, what), in the order they are tried
+  }
 
   py::class_<Composition>(m, "Composition")
       .def(py::init<>())
@@ -239,20 +265,27 @@ PYBIND11_MODULE(_core, m) {
            })
       .def(
           "epsilon",
-          [](const Composition& c, double delta, const std::string& method, int order, const std::string& ordering) {
-            const MethodSpec spec = make_spec(method, order, ordering);
+          [](const Composition& c, double delta, const std::string& method, int order, const std::string& ordering,
+             const std::string& fail_bound) {
+            MethodSpec spec = make_spec(method, order, ordering);
+            spec.fail_bound = fail_bound;
             py::gil_scoped_release release;
             return edgeworth::epsilon(c, delta, spec);
           },
-          py::arg("delta"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both")
+          py::arg("delta"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both",
+          py::arg("_fail_bound") = "",
+          "_fail_bound (tests only): the certified bound of that name throws RuntimeError when tried.")
       .def(
           "delta",
-          [](const Composition& c, double eps, const std::string& method, int order, const std::string& ordering) {
-            const MethodSpec spec = make_spec(method, order, ordering);
+          [](const Composition& c, double eps, const std::string& method, int order, const std::string& ordering,
+             const std::string& fail_bound) {
+            MethodSpec spec = make_spec(method, order, ordering);
+            spec.fail_bound = fail_bound;
             py::gil_scoped_release release;
             return edgeworth::delta(c, eps, spec);
           },
-          py::arg("eps"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both");
+          py::arg("eps"), py::arg("method") = "certified", py::arg("order") = 2, py::arg("ordering") = "both",
+          py::arg("_fail_bound") = "");
 
   // Vectorised DP-SGD entry points (1-d arrays of equal length).
   m.def(
@@ -383,8 +416,8 @@ PYBIND11_MODULE(_core, m) {
           const double chernoff = certified_epsilon(c, o, delta).value;
           try {
             v = cf_epsilon(c, o, delta, chernoff);
-          } catch (const std::runtime_error&) {
-            v = std::nullopt;  // a decline, as in cf_delta
+          } catch (const detail::DeclineSignal&) {
+            v = std::nullopt;  // a decline of its numerics (any other error propagates)
           }
         }
         if (!v) return py::none();

@@ -25,8 +25,8 @@
 #include <limits>
 #include <stdexcept>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
+#include "roots.hpp"
 #include "cgf.hpp"
 
 namespace edgeworth {
@@ -89,15 +89,11 @@ double increasing_root_in_t(const F& phi, double start = 1.0, double factor = 4.
   }
   if (flo == 0.0) return lo;
   if (fhi == 0.0) return hi;
-  std::uintmax_t iters = 60;
   auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
-  if (!stop_where_cgf_fails) {
-    const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
-    return 0.5 * (br.first + br.second);
-  }
+  // (any t gives a valid bound: the middle of the final bracket)
+  if (!stop_where_cgf_fails) return solve_bracket(phi, Bracket{lo, hi, flo, fhi}, tol, 60, End::Middle);
   try {  // the quadrature can fail inside a bracket whose ends it evaluated (sigma = 1e4, t ~ 9e8)
-    const auto br = boost::math::tools::toms748_solve(phi, lo, hi, flo, fhi, tol, iters);
-    return 0.5 * (br.first + br.second);
+    return solve_bracket(phi, Bracket{lo, hi, flo, fhi}, tol, 60, End::Middle);
   } catch (const std::runtime_error&) {
     return lo;
   }

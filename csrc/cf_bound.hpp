@@ -46,17 +46,19 @@
 #include <stdexcept>
 #include <string>
 #include <optional>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 #include <boost/math/quadrature/gauss.hpp>
 #include <boost/math/special_functions/erf.hpp>
 #include <boost/math/quadrature/gauss_kronrod.hpp>
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
 #include "cgf.hpp"
 #include "quadrature.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -426,8 +428,10 @@ class TiltedStep {
           for (int p = t; p < kCfParts; p += workers) run(p);
         });
         for (int p = t; p < kCfParts; p += workers) taken[static_cast<std::size_t>(p)] = 1;
-      } catch (const std::exception&) {  // std::system_error, or the thread state's allocation
-        break;  // (the caller sums what no thread took)
+      } catch (const std::system_error&) {  // no thread could be started
+        break;  // (the caller sums what no thread took: the same sums, on this thread)
+      } catch (const std::bad_alloc&) {  // the thread state's allocation
+        break;
       }
     }
     for (int p = 0; p < kCfParts; ++p)
@@ -821,10 +825,8 @@ class TiltedStep {
       double flo = psi(lo), fhi = psi(hi);
       for (int i = 0; i < 200 && flo <= 0.0; ++i) flo = psi(lo -= std::max(1.0, std::fabs(lo)));
       for (int i = 0; i < 200 && fhi >= 0.0; ++i) fhi = psi(hi += std::max(1.0, std::fabs(hi)));
-      std::uintmax_t it = 200;
       auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
-      const auto br = boost::math::tools::toms748_solve(psi, lo, hi, flo, fhi, tol, it);
-      return 0.5 * (br.first + br.second);
+      return solve_bracket(psi, Bracket{lo, hi, flo, fhi}, tol, 200, End::Middle);
     };
     std::vector<double> maxima, minima;
     const double A = (b_ + 1.0) * mu * mu;
@@ -843,10 +845,8 @@ class TiltedStep {
         maxima.push_back(root(xm - 1.0, xm));
       } else {
         maxima.push_back(root(xm - 1.0, xm));
-        std::uintmax_t it = 200;
         auto tol = [](double x, double y) { return std::fabs(x - y) <= 1e-14 * std::max(1.0, std::fabs(x)); };
-        const auto br = boost::math::tools::toms748_solve(psi, xm, xp, pm, pp, tol, it);
-        minima.push_back(0.5 * (br.first + br.second));
+        minima.push_back(solve_bracket(psi, Bracket{xm, xp, pm, pp}, tol, 200, End::Middle));
         maxima.push_back(root(xp, xp + 1.0));
       }
     }
@@ -1497,9 +1497,6 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 
 }  // namespace detail
 
-// Certified [lower, upper] on delta(eps) for one ordering, or nullopt where
-// the inversion declines.
-// t_hint: a tilt near the saddle point (e.g. the Chernoff bound's t), or 0.
 namespace detail {
 
 // The cut x_m of one subsampled Gaussian step above which the step's law of
@@ -1648,9 +1645,8 @@ std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double e
     lo *= 0.7;
     flo = f(lo);
   }
-  std::uintmax_t iters = 100;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-6, std::fabs(b)); };
-  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  const auto br = narrow_bracket(f, Bracket{lo, hi, flo, fhi}, tol, 100);
   // The answer must itself satisfy upper(eps) <= delta.
   for (double e : {br.first, br.second, hi})
     if (f(e) <= 0.0) return e;
@@ -1677,10 +1673,10 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
     else best->lower = std::max(best->lower, v.lower);
   };
   if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
-  // (each retry's failure, a throw included, only leaves the other's answer or the decline)
+  // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
   try {
     if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   try {
     // The truncation aims below the Chernoff-scale delta; where the truncated
@@ -1701,7 +1697,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
       target = std::max(v.upper, 1e-6 * target);
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   return best;
 }
@@ -1748,7 +1744,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       hint = *e;
       c_split = detail::cf_tilt(comp, o, hint, 0.0);
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   if (best && *best == 0.0) return best;  // (nothing beats 0)
   try {
@@ -1762,7 +1758,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
                                      best ? *best : eps_hi, gt, true));
       }
     }
-  } catch (const std::exception&) {
+  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   return best;
 }

@@ -96,7 +96,7 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   std::vector<double> lb(b.size());
   double shift = -std::numeric_limits<double>::infinity();
   for (std::size_t i = 0; i < b.size(); ++i) shift = std::max(shift, lb[i] = logg(b[i]));
-  if (!std::isfinite(shift)) throw std::runtime_error("CGF integrand is not finite at s = " + fmt(s));
+  if (!std::isfinite(shift)) throw detail::Declining<std::runtime_error>("CGF integrand is not finite at s = " + fmt(s));
   // Only breakpoints where the integrand is significant shape the range and
   // the panels.  A far one (e.g. where l turns linear, x ~ 9000 for sigma =
   // 1000, q = 1e-4) would otherwise make a panel so wide that none of its
@@ -168,7 +168,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     };
     const auto r = integrate_adaptive<2>(f, range.cuts, rtol);
     if (!(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
-      throw std::runtime_error("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
+      throw detail::Declining<std::runtime_error>("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
     out.log_mgf = shift + std::log(r.value[0]);
     out.log_mgf_error = r.error[0] / r.value[0];
     mean = r.value[1] / r.value[0];

@@ -64,8 +64,8 @@
 
 #include <boost/math/quadrature/gauss.hpp>
 #include <boost/math/quadrature/gauss_kronrod.hpp>
-#include <boost/math/tools/toms748_solve.hpp>
 
+#include "roots.hpp"
 #include "bounds.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
@@ -570,21 +570,15 @@ inline InversionLine inversion_line(const FlatSplit& split, double eps, double h
     hi *= 2.0;
     phi = at(hi);
   }
-  std::uintmax_t iters = 60;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-6 * std::max(1.0, std::fabs(a)); };
   auto slope = [&](double c) { return at(c).slope; };
-  if (cj < 0.0) {
-    const auto br = boost::math::tools::toms748_solve(slope, lo, hi, plo.slope, phi.slope, tol, iters);
-    cj = 0.5 * (br.first + br.second);
-  }
+  if (cj < 0.0) cj = solve_bracket(slope, Bracket{lo, hi, plo.slope, phi.slope}, tol, 60, End::Middle);
   const double target = at(cj).f - std::log(cj * (cj + 1.0)) + lift;
   auto h = [&](double c) { return at(c).f - std::log(c * (c + 1.0)) - target; };
   const double hmin = h(kMinLine), hj = h(cj);
   if (hmin <= 0.0) return {kMinLine, cj};
   if (hj >= 0.0) return {cj, cj};
-  iters = 60;
-  const auto bl = boost::math::tools::toms748_solve(h, kMinLine, cj, hmin, hj, tol, iters);
-  return {0.5 * (bl.first + bl.second), cj};
+  return {solve_bracket(h, Bracket{kMinLine, cj, hmin, hj}, tol, 60, End::Middle), cj};
 }
 
 }  // namespace detail

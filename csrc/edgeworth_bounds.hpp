@@ -76,12 +76,12 @@
 #include <vector>
 
 #include <boost/math/special_functions/gamma.hpp>
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "mechanisms.hpp"
 #include "quadrature.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -132,10 +132,8 @@ inline void add_level_crossings(const Mechanism& m, double level, std::vector<do
       if (ga == 0.0) {
         found.push_back(xa);
       } else if ((ga < 0.0) != (gb < 0.0) && gb != 0.0) {
-        std::uintmax_t it = 200;
         auto tol = [](double u, double v) { return std::fabs(v - u) <= 1e-15 * (1.0 + std::fabs(u)); };
-        const auto r = boost::math::tools::toms748_solve(g, xa, xb, ga, gb, tol, it);
-        found.push_back(0.5 * (r.first + r.second));
+        found.push_back(detail::solve_bracket(g, detail::Bracket{xa, xb, ga, gb}, tol, 200, detail::End::Middle));
       }
       xa = xb;
       ga = gb;
@@ -231,7 +229,7 @@ inline PllrCentredMoments pllr_centred_moments(const Mechanism& m, double s, dou
     };
     const auto r = integrate_to<7>(f, cuts, tol, 4000);
     if (!r.converged || !(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
-      throw std::runtime_error("moment quadrature did not converge for " + m.describe() + " at s = " + detail::fmt(s));
+      throw detail::Declining<std::runtime_error>("moment quadrature did not converge for " + m.describe() + " at s = " + detail::fmt(s));
     std::array<double, 7> mom{};
     for (int j = 0; j < 7; ++j) mom[j] = r.value[j] / r.value[0];
     const double m1 = mom[1];  // E[l - c]
@@ -253,7 +251,7 @@ inline PllrCentredMoments pllr_centred_moments(const Mechanism& m, double s, dou
     out.abs3 = mom[3] + 3.0 * am * mom[2] + 3.0 * am * am * mom[6] + am * am * am;
     out.panels = r.panels;
     if (!(out.variance > 0.0) || !std::isfinite(out.variance) || !std::isfinite(out.fourth))
-      throw std::domain_error("the variance of the privacy loss is not a positive finite double for " +
+      throw detail::Declining<std::domain_error>("the variance of the privacy loss is not a positive finite double for " +
                               m.describe() + "; the Edgeworth bound is undefined here");
     return out;
   }
@@ -437,9 +435,8 @@ constexpr double kZmax = 40.0;  // beyond this z both expansions are ~e^-800: no
 
 template <class F>
 std::pair<double, double> refine(const F& g, double lo, double hi, double glo, double ghi) {
-  std::uintmax_t it = 200;
   auto tol = [](double u, double v) { return std::fabs(v - u) <= 1e-12 * (1.0 + std::fabs(u)); };
-  return boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, it);
+  return detail::narrow_bracket(g, detail::Bracket{lo, hi, glo, ghi}, tol, 200);
 }
 
 inline double eps_scan_end(const EdgeworthBoundInputs& in) {

@@ -1,6 +1,6 @@
 // Inversions: eps from delta, delta from eps, and the noise multiplier sigma
 // from a target (eps, delta), for each method.  Every root is found by
-// TOMS748 (Boost.Math) on a bracket whose end points have been evaluated and
+// TOMS748 (Boost.Math, through roots.hpp) on a bracket whose end points have been evaluated and
 // seen to change sign; nothing here runs an unbracketed solver.
 #pragma once
 
@@ -14,15 +14,15 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/math/tools/toms748_solve.hpp>
-
 #include "bounds.hpp"
 #include "cf_bound.hpp"
+#include "certified.hpp"
 #include "edgeworth_bounds.hpp"
 #include "cgf.hpp"
 #include "expansions.hpp"
 #include "mechanisms.hpp"
 #include "rare_jump.hpp"
+#include "roots.hpp"
 #include "sampled_count.hpp"
 #include "saddlepoint.hpp"
 
@@ -41,6 +41,9 @@ struct MethodSpec {
   // (a looser but ~10-50x cheaper valid bound; calibrate_noise's first phase
   // where that bound declines).
   bool without_cf = false;
+  // Certified only, for tests: the bound of this name (kCertifiedBounds)
+  // throws when tried (CertifiedOptions::fail_bound).
+  std::string fail_bound;
 
   void validate() const {
     detail::require(method == Method::Certified || method == Method::Edgeworth || method == Method::Tilted,
@@ -48,41 +51,10 @@ struct MethodSpec {
     detail::require(order >= 1 && order <= 3, "order must be 1, 2 or 3, got " + std::to_string(order));
     detail::require(orderings >= 1 && orderings <= 3, "ordering must be 'remove', 'add' or 'both'");
   }
+  CertifiedOptions certified_options() const { return CertifiedOptions{without_cf, fail_bound}; }
   bool covers(Ordering o) const {
     return method != Method::Edgeworth || (orderings & (o == Ordering::Remove ? kRemove : kAdd));
   }
-};
-
-// One answer: the value, the ordering that gave it, and for certified
-// answers the optimal order t and the numerical margin.
-// Which bound or estimate gave an answer.
-enum class Source : int {
-  Estimate = 0,
-  Chernoff = 1,
-  CharacteristicFunction = 2,
-  SampledCount = 3,
-  EdgeworthBound = 4,
-  RareJump = 5
-};
-
-inline const char* source_name(Source s) {
-  switch (s) {
-    case Source::Chernoff: return "chernoff";
-    case Source::CharacteristicFunction: return "characteristic_function";
-    case Source::SampledCount: return "sampled_count";
-    case Source::EdgeworthBound: return "edgeworth_bound";
-    case Source::RareJump: return "rare_jump";
-    default: return "estimate";
-  }
-}
-
-struct Answer {
-  Source source = Source::Estimate;
-  double value = 0.0;
-  Ordering ordering = Ordering::Remove;
-  bool certified = false;
-  double t = std::numeric_limits<double>::quiet_NaN();  // certified: the Chernoff bound's order t (NaN when the paper's bound answered)
-  double margin = 0.0;
 };
 
 constexpr double kEpsMax = 1e3;
@@ -107,17 +79,6 @@ inline void check_steps(double steps) {
           "steps must be an integer in [1, 2^53 = " + fmt(kStepsMax) + "], got " + fmt(steps));
 }
 
-// TOMS748 on [lo, hi] where f(lo) and f(hi) are known to differ in sign;
-// returns the bracket found, to a relative width rtol.
-template <class F>
-std::pair<double, double> solve_bracketed(const F& f, double lo, double hi, double flo, double fhi, double rtol) {
-  if (flo == 0.0) return {lo, lo};
-  if (fhi == 0.0) return {hi, hi};
-  std::uintmax_t iters = 200;
-  auto tol = [rtol](double a, double b) { return std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)); };
-  return boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
-}
-
 // Edgeworth estimate of eps(delta) for one ordering: the first eps >= 0 at
 // which the estimated delta falls to the target, bracketed by doubling.
 inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int order) {
@@ -127,18 +88,15 @@ inline double edgeworth_epsilon_one(const LossCumulants& lc, double delta, int o
   };
   const double g0 = g(0.0);
   if (g0 <= 0.0) return 0.0;
-  double lo = 0.0, glo = g0, hi = 0.125, ghi = g(hi);
-  while (ghi > 0.0) {
-    lo = hi;
-    glo = ghi;
-    hi *= 2.0;
-    if (hi > kEpsMax)
-      throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
-                              fmt(kEpsMax) + ": the estimated eps exceeds " + fmt(kEpsMax) +
-                              " or the expansion is unusable here; use method='certified'");
-    ghi = g(hi);
-  }
-  return solve_bracketed(g, lo, hi, glo, ghi, 1e-13).second;
+  const auto b = expand_bracket(
+      g, Bracket{0.0, 0.125, g0, g(0.125)},
+      [](double hi, double) { return 2.0 * hi > kEpsMax ? std::nullopt : std::optional<double>(2.0 * hi); },
+      [](double v) { return v > 0.0; });
+  if (!b)
+    throw std::domain_error("the Edgeworth estimate of delta stays above " + fmt(delta) + " for every eps <= " +
+                            fmt(kEpsMax) + ": the estimated eps exceeds " + fmt(kEpsMax) +
+                            " or the expansion is unusable here; use method='certified'");
+  return solve_bracketed(g, b->lo, b->hi, b->flo, b->fhi, 1e-13).second;
 }
 
 }  // namespace detail
@@ -176,201 +134,6 @@ Answer largest_over_orderings(const MethodSpec& m, const F& value_of) {
   return a;
 }
 
-// The Edgeworth accountant's own certified bound (order-1 expansion plus the
-// DGG error Delta, edgeworth_bounds.hpp) is for i.i.d. steps, and can only be
-// informative once Delta, which is at least 0.1995 / sqrt(n) (Lyapunov:
-// K3 >= 1), is below delta.  Skipping it elsewhere only ever forgoes a
-// tighter bound; it never affects validity.
-inline bool paper_bound_may_help(const Composition& c, double delta) {
-  return c.segments().size() == 1 && delta > 0.1995 / std::sqrt(c.segments()[0].count);
-}
-
-// The paper's certified delta_upper(eps) over both orderings (1 if vacuous).
-inline double paper_delta_upper(const Composition& c, double eps) {
-  const auto& seg = c.segments()[0];
-  const PllrCentredMoments x = pllr_centred_moments(*seg.mechanism, 0.0), y = pllr_centred_moments(*seg.mechanism, 1.0);
-  const double dx = dgg_delta_for_steps(x, seg.count).value, dy = dgg_delta_for_steps(y, seg.count).value;
-  EdgeworthBoundInputs rm = edgeworth_bound_inputs(x, y, seg.count), ad = edgeworth_bound_inputs(y.negated(), x.negated(), seg.count);
-  rm.delta_x = dx;
-  rm.delta_y = dy;
-  ad.delta_x = dy;
-  ad.delta_y = dx;
-  return std::min(1.0, std::max({0.0, edgeworth_delta_upper(rm, eps), edgeworth_delta_upper(ad, eps)}));
-}
-
-inline Answer certified_answer(const Bound& b) {
-  Answer a;
-  a.value = b.value;
-  a.ordering = b.ordering;
-  a.certified = true;
-  a.source = Source::Chernoff;
-  a.t = b.t;
-  a.margin = b.margin;
-  return a;
-}
-
-// The certified answer of one ordering: the Chernoff bound (bounds.hpp),
-// replaced by the characteristic-function bound (cf_bound.hpp) where that
-// answers and is smaller.  Both are valid, so either failing to answer (or
-// throwing on a degenerate law) only costs tightness.
-template <class CfFn>
-Answer tightest(const Bound& chernoff, const CfFn& cf) {
-  Answer a = certified_answer(chernoff);
-  try {
-    const std::optional<double> v = cf();
-    if (v && *v < a.value) {
-      a.value = *v;  // t stays the Chernoff order computed alongside; the CF bound's margins are inside it
-      a.margin = 0.0;
-      a.source = Source::CharacteristicFunction;
-    }
-  } catch (const std::exception&) {
-    // the Chernoff bound stands
-  }
-  return a;
-}
-
-// The smaller of a and another bound's value v (where it answered), which
-// then names its source.
-inline Answer with_bound(Answer a, const std::optional<double>& v, Source source) {
-  if (v && *v < a.value) {
-    a.value = *v;  // t stays the Chernoff order computed alongside
-    a.margin = 0.0;
-    a.source = source;
-  }
-  return a;
-}
-
-// Where the sampling rate is at most kJumpSkipQ, at most kJumpSkipMean
-// sampled steps are expected, and the rare-jump bound is within these
-// factors of the one-jump approximation (eps, and delta), the
-// characteristic-function bound is not tried: it costs 20 to 100 ms there
-// (q = 1e-7) and gained at most 4 % on random configurations of that regime
-// (median 0).  (With larger q the approximation can sit above the
-// truth, and the retries gain up to 5 %: sigma 1.068, q 6.6e-3, 18 steps,
-// delta 1e-12: 1.7219 by the rare-jump bound, 1.646 by the split.)
-constexpr double kJumpTightEps = 1.05, kJumpTightDelta = 2.0;
-constexpr double kJumpSkipQ = 1e-5, kJumpSkipMean = 0.15;
-
-// Whether c is in that regime (subsampled Gaussian steps only).
-inline bool jump_regime(const Composition& c) {
-  double sampled = 0.0;
-  for (const auto& seg : c.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr || sg->q() > kJumpSkipQ) return false;
-    sampled += seg.count * sg->q();
-  }
-  return sampled <= kJumpSkipMean;
-}
-
-// The rare-jump bound's value (bound()) and whether, in jump_regime, it is
-// within `factor` of the one-jump approximation (approx()), so that the
-// characteristic-function bound is not tried.  A throw leaves no value.
-struct JumpAnswer {
-  std::optional<double> value;
-  bool tight = false;
-};
-template <class BoundFn, class ApproxFn>
-JumpAnswer rare_jump_answer(const Composition& c, const BoundFn& bound, const ApproxFn& approx, double factor) {
-  JumpAnswer j;
-  try {
-    j.value = bound();
-    const std::optional<double> a = j.value && jump_regime(c) ? approx() : std::nullopt;
-    j.tight = a && *j.value <= factor * *a;
-  } catch (const std::exception&) {
-    j = JumpAnswer{};  // the other bounds stand
-  }
-  return j;
-}
-
-// The certified eps: per ordering, the smallest of the Chernoff bound, the
-// characteristic-function bound, the sampled-count bound and (remove
-// ordering) the rare-jump bound; then the larger ordering.
-// One step of the subsampled Gaussian: there the sampled-count bound is the
-// exact curve (sampled_count.hpp), and no other bound can be smaller.
-inline bool count_bound_is_exact(const Composition& c) {
-  return c.segments().size() == 1 && c.segments()[0].count == 1.0 &&
-         dynamic_cast<const SubsampledGaussian*>(c.segments()[0].mechanism.get()) != nullptr;
-}
-
-// The answer of the exact one-step curve: the larger ordering.
-inline Answer exact_one_step(const std::optional<double> (&count)[2]) {
-  Answer a;
-  a.certified = true;
-  a.source = Source::SampledCount;
-  a.t = std::numeric_limits<double>::quiet_NaN();
-  const double rm = *count[static_cast<int>(Ordering::Remove)], ad = *count[static_cast<int>(Ordering::Add)];
-  a.value = std::max(rm, ad);
-  a.ordering = ad > rm ? Ordering::Add : Ordering::Remove;
-  return a;
-}
-
-inline Answer certified_epsilon_tight(const Composition& c, double delta, bool try_cf = true) {
-  const auto law = sampled_count_law(c);
-  std::optional<double> count[2];
-  if (law)
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_epsilon(*law, o, delta);
-  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
-  auto one = [&](Ordering o, const Bound& b) {
-    const auto& v = count[static_cast<int>(o)];
-    const bool count_zero = v && *v == 0.0;  // (nothing beats a count bound of 0)
-    const JumpAnswer jump =
-        o == Ordering::Remove && b.value > 0.0 && !count_zero
-            ? rare_jump_answer(c, [&] { return rare_jump_epsilon(c, delta, b.value); },
-                               [&] { return one_jump_epsilon(c, delta); }, kJumpTightEps)
-            : JumpAnswer{};
-    const double hi = jump.value ? std::min(b.value, *jump.value) : b.value;
-    const Answer tight = tightest(b, [&] {
-      return try_cf && hi > 0.0 && !count_zero && !jump.tight ? cf_epsilon(c, o, delta, hi, b.t)
-                                                                : std::optional<double>();
-    });
-    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
-  };
-  const Bound remove = certified_epsilon(c, Ordering::Remove, delta);
-  const Answer r = one(Ordering::Remove, remove);
-  // The add ordering's bounds first where they are cheap (the count bound, the
-  // Chernoff bound at the remove ordering's t): where one is already below,
-  // the add ordering cannot be the larger.
-  const auto& count_add = count[static_cast<int>(Ordering::Add)];
-  if (count_add && *count_add <= r.value) return r;
-  if (chernoff_epsilon_at(c, Ordering::Add, delta, remove.t).value <= r.value) return r;
-  const Bound add = certified_epsilon(c, Ordering::Add, delta, remove.t);
-  if (add.value <= r.value) return r;  // the add ordering's own bound is below: it cannot be the larger
-  const Answer a = one(Ordering::Add, add);
-  return a.value > r.value ? a : r;
-}
-
-inline Answer certified_delta_tight(const Composition& c, double eps) {
-  const auto law = sampled_count_law(c);
-  std::optional<double> count[2];
-  if (law)
-    for (Ordering o : {Ordering::Remove, Ordering::Add}) count[static_cast<int>(o)] = sampled_count_delta(*law, o, eps);
-  if (count[0] && count[1] && count_bound_is_exact(c)) return exact_one_step(count);
-  auto one = [&](Ordering o, const Bound& b) {
-    const auto& v = count[static_cast<int>(o)];
-    const bool count_zero = v && *v == 0.0;
-    const JumpAnswer jump = o == Ordering::Remove && b.value > 0.0 && !count_zero
-                                ? rare_jump_answer(c, [&] { return rare_jump_delta(c, eps); },
-                                                   [&] { return one_jump_delta(c, eps); }, kJumpTightDelta)
-                                : JumpAnswer{};
-    const Answer tight = tightest(b, [&]() -> std::optional<double> {
-      if (!(b.value > 0.0) || count_zero || jump.tight) return std::nullopt;
-      // (the Chernoff t is a good tilt only where its bound is not vacuous)
-      const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
-      return d ? std::optional<double>(d->upper) : std::nullopt;
-    });
-    return with_bound(with_bound(tight, v, Source::SampledCount), jump.value, Source::RareJump);
-  };
-  const Bound remove = certified_delta(c, Ordering::Remove, eps);
-  const Answer r = one(Ordering::Remove, remove);
-  const auto& count_add = count[static_cast<int>(Ordering::Add)];
-  if (count_add && *count_add <= r.value) return r;
-  if (chernoff_delta_at(c, Ordering::Add, eps, remove.t).value <= r.value) return r;
-  const Bound add = certified_delta(c, Ordering::Add, eps, remove.t);
-  if (add.value <= r.value) return r;
-  const Answer a = one(Ordering::Add, add);
-  return a.value > r.value ? a : r;
-}
-
 // The tilted estimate is a number in range or a named refusal: an answer that
 // is not (delta = inf at sigma = 0.05, q = 1e-7, 1000 steps, where the
 // saddle point runs off to the flat part of the loss), or a CGF that cannot be
@@ -403,16 +166,6 @@ double checked_tilted(const F& estimate, double low, double high, const char* wh
 
 namespace detail {
 
-// Whether some mechanism of c lies beyond what the CGF quadratures resolve: a
-// mixture with a mean past kMixtureMeanMax (mechanisms.hpp).  There only the
-// sampled-count bound, which needs no quadrature, may answer.
-inline bool beyond_quadrature(const Composition& c) {
-  for (const auto& seg : c.segments())
-    if (const auto* gm = dynamic_cast<const GaussianMixture*>(seg.mechanism.get()))
-      if (!gm->within_quadrature_range()) return true;
-  return false;
-}
-
 inline void require_quadrature_range_for_estimate(const Composition& c) {
   if (beyond_quadrature(c))
     throw std::domain_error("a mixture mean exceeds " + fmt(kMixtureMeanMax) +
@@ -420,59 +173,15 @@ inline void require_quadrature_range_for_estimate(const Composition& c) {
                             "method='certified' (which answers with the sampled-count bound, or eps = inf)");
 }
 
-// The certified answer there: per ordering the sampled-count bound where it
-// answers, else the trivial bound (eps = inf, delta = 1); the larger ordering.
-template <class CountFn>
-Answer count_or_trivial(const Composition& c, const CountFn& count, double trivial) {
-  const auto law = sampled_count_law(c);
-  Answer a;
-  a.certified = true;
-  a.source = Source::SampledCount;
-  a.t = std::numeric_limits<double>::quiet_NaN();
-  a.value = -std::numeric_limits<double>::infinity();
-  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
-    const std::optional<double> v = law ? count(*law, o) : std::nullopt;
-    const double x = v ? *v : trivial;
-    if (x > a.value) {
-      a.value = x;
-      a.ordering = o;
-    }
-  }
-  return a;
-}
-
 }  // namespace detail
 
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
-  if (detail::beyond_quadrature(c)) {
-    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
-    return detail::count_or_trivial(
-        c, [&](const detail::SampledCountLaw& law, Ordering o) { return sampled_count_epsilon(law, o, delta); },
-        std::numeric_limits<double>::infinity());
-  }
+  if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
   switch (m.method) {
-    case Method::Certified: {
-      // The smallest of the valid bounds: the CGF bound and, where it may help, the paper's.
-      Answer a = detail::certified_epsilon_tight(c, delta, !m.without_cf);
-      if (detail::paper_bound_may_help(c, delta)) {
-        try {
-          const auto& seg = c.segments()[0];
-          const EdgeworthBoundResult e = edgeworth_bound(*seg.mechanism, seg.count, delta);
-          if (!e.vacuous_upper && e.eps_upper < a.value) {
-            a.value = e.eps_upper;
-            a.ordering = e.ordering;
-            a.t = std::numeric_limits<double>::quiet_NaN();
-            a.margin = 0.0;
-            a.source = Source::EdgeworthBound;
-          }
-        } catch (const std::exception&) {
-          // degenerate moments (e.g. sigma ~ 0.01 at tiny q): the optional bound is simply not used
-        }
-      }
-      return a;
-    }
+    case Method::Certified:
+      return certified_epsilon_answer(c, delta, m.certified_options());
     case Method::Tilted:
       if (detail::count_bound_is_exact(c)) {
         // One step of the subsampled Gaussian: the exact curve, where the single
@@ -504,32 +213,10 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
 inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
   m.validate();
   detail::check_eps(eps, true);
-  if (detail::beyond_quadrature(c)) {
-    if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
-    return detail::count_or_trivial(
-        c, [&](const detail::SampledCountLaw& law, Ordering o) -> std::optional<double> {
-          return sampled_count_delta(law, o, eps);
-        },
-        1.0);
-  }
+  if (m.method != Method::Certified) detail::require_quadrature_range_for_estimate(c);
   switch (m.method) {
-    case Method::Certified: {
-      Answer a = detail::certified_delta_tight(c, eps);
-      if (detail::paper_bound_may_help(c, a.value)) {
-        try {
-          const double d = detail::paper_delta_upper(c, eps);
-          if (d < a.value) {
-            a.value = d;
-            a.t = std::numeric_limits<double>::quiet_NaN();
-            a.margin = 0.0;
-            a.source = Source::EdgeworthBound;
-          }
-        } catch (const std::exception&) {
-          // as above: the optional bound is not used
-        }
-      }
-      return a;
-    }
+    case Method::Certified:
+      return certified_delta_answer(c, eps, m.certified_options());
     case Method::Tilted:
       if (detail::count_bound_is_exact(c)) {
         // one step of the subsampled Gaussian: the exact curve, as for epsilon
@@ -577,6 +264,258 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 
 }  // namespace detail
 
+namespace detail {
+
+// One calibration's search state: the memoised residual r(sigma) =
+// eps(sigma) - target under the method, the least sigma seen to meet the
+// target with its answer, and the phases of the search (calibrate_noise).
+template <class Make>
+class NoiseSearch {
+ public:
+  NoiseSearch(double eps, double delta, const Make& make, const MethodSpec& m, double rtol)
+      : eps_(eps), delta_(delta), make_(make), m_(m), rtol_(rtol),
+        eps_rtol_(m.method == Method::Certified ? std::max(rtol, kCalibrateEpsRtol) : rtol) {}
+
+  // r(sigma), memoised, so that a point the search returns to costs nothing.
+  double r(double sigma) {
+    if (const auto it = seen_.find(sigma); it != seen_.end()) return it->second;
+    double v;
+    try {
+      const Answer a = edgeworth::epsilon(make_(sigma), delta_, m_);
+      v = a.value - eps_;
+      last_source_ = a.source;
+      if (v <= 0.0 && sigma < best_safe_) {
+        best_safe_ = sigma;
+        best_ = a;
+      }
+    } catch (const std::domain_error&) {
+      if (m_.method == Method::Tilted) throw;
+      v = 2.0 * kEpsMax;
+    }
+    seen_.emplace(sigma, v);
+    return v;
+  }
+
+  // r on the cheap bounds alone (certified without the CF bound): at or above r.
+  double r_cheap(double sigma) const {
+    MethodSpec cheap = m_;
+    cheap.without_cf = true;
+    try {
+      return edgeworth::epsilon(make_(sigma), delta_, cheap).value - eps_;
+    } catch (const std::domain_error&) {
+      return 2.0 * kEpsMax;
+    }
+  }
+
+  bool close_enough() const { return std::isfinite(best_safe_) && best_.value >= eps_ * (1.0 - eps_rtol_); }
+  bool found() const { return std::isfinite(best_safe_); }
+  Source last_source() const { return last_source_; }
+
+  // A jump: the certified eps is the smallest of several bounds, and where
+  // one of them starts to answer as sigma grows (the characteristic-function
+  // bound's retries with few sampled steps: eps 0.68 -> 0.0054 between sigmas
+  // 5e-10 apart at q = 1e-7, 1000 steps, delta = 1e-15) the crossing of the
+  // target sits on the jump.  Once the bracket is kCalibrateJumpRtol wide
+  // with both ends more than 1 % from the target there is nothing to converge
+  // to; the safe end is within that of the least sigma.  (At 1e-4, two
+  // targets whose crossings sit on the same jump came back up to 1e-4 apart in
+  // either order: eps 0.013872 and 1 % more at q 9.16e-6, 2898 steps, delta
+  // 1.42e-3 gave sigmas 0.403196 and 0.403382.)
+  bool at_jump(double lo, double hi, double r_lo, double r_hi) const {
+    return hi / lo - 1.0 <= kCalibrateJumpRtol && std::fabs(r_lo) > 0.01 * eps_ && std::fabs(r_hi) > 0.01 * eps_;
+  }
+
+  // TOMS748 on a bracket of r, until it is rtol wide, close enough, or at a jump.
+  void narrow(double lo, double hi, double flo, double fhi) {
+    if (flo == 0.0 || fhi == 0.0) return;
+    auto tol = [&](double a, double b) {
+      if (std::fabs(b - a) <= rtol_ * std::min(std::fabs(a), std::fabs(b)) || close_enough()) return true;
+      const auto ra = seen_.find(std::min(a, b)), rb = seen_.find(std::max(a, b));
+      return ra != seen_.end() && rb != seen_.end() && at_jump(ra->first, rb->first, ra->second, rb->second);
+    };
+    // (the answer is the least safe sigma, recorded by r: the bracket itself is not needed)
+    narrow_bracket([this](double s) { return r(s); }, Bracket{lo, hi, flo, fhi}, tol, 200);
+  }
+
+  // The answer: the least sigma seen to meet the target.
+  Answer answer() const {
+    Answer a = best_;
+    a.value = best_safe_;
+    return a;
+  }
+
+  // The certified phases: secant steps on log eps against log sigma (eps
+  // falls like a power of sigma, so from a good start they converge in a few
+  // steps), first on the cheap bounds where the tight bound does not answer
+  // at the start, then on the full bound, then TOMS748 on the bracket they
+  // found.  Every point is an evaluation of r, so whatever the steps do, the
+  // answer is the smallest sigma seen to meet the target; the steps only make
+  // that sigma close to the crossing.  They stop once the bracket [unsafe,
+  // safe] is rtol wide relative, or a safe sigma's eps is within eps_rtol of
+  // the target (then sigma is within ~eps_rtol of the crossing).  nullopt:
+  // the bracket search takes over from `start` (updated to the last point).
+  std::optional<Answer> certified_phases(double& start, bool cheap_first) {
+    Window br;
+    double slope = -1.5;
+    double v_start = 0.0;
+    if (!cheap_first) {
+      v_start = r(start);
+      br.record(start, v_start);
+    }
+    double x_from = std::log(start), v_from = v_start;
+    if (cheap_first || (last_source_ != Source::CharacteristicFunction && !close_enough()))
+      cheap_phase(start, cheap_first, br, slope, x_from, v_from);
+    else if (!close_enough() && std::fabs(log_ratio(v_from)) > 0.02)
+      cheap_slope(start, slope);
+    if (!close_enough() && !(br.width() <= rtol_)) {
+      // (from the cheap bounds' crossing, their slope there is the better first guess)
+      const double x_last = secant([this](double s) { return r(s); }, x_from, v_from, br,
+                                   [&](const Window&) { return close_enough(); }, slope);
+      start = std::exp(x_last);
+    }
+    if (found() && (br.width() <= rtol_ || close_enough() || at_jump(br))) return answer();
+    if (br.both()) {
+      narrow(br.unsafe, br.safe, br.r_unsafe, br.r_safe);
+      return answer();
+    }
+    return std::nullopt;
+  }
+
+  // The bracket search: from `start`, steps by the factor `down` (< 1) until
+  // r changes sign, then TOMS748.
+  Answer bracket_search(double start, double down, const std::string& name, const std::string& setting) {
+    double lo = start, hi = start, flo = r(start), fhi = flo;
+    if (flo > 0.0) {
+      while (fhi > 0.0) {
+        if (hi == kSigmaMax)
+          throw std::domain_error("no " + name + " <= " + fmt(kSigmaMax) + " meets eps = " + fmt(eps_) +
+                                  ", delta = " + fmt(delta_) + (setting.empty() ? "" : " with " + setting));
+        lo = hi;
+        flo = fhi;
+        hi = std::min(hi / down, kSigmaMax);
+        fhi = r(hi);
+      }
+    } else {
+      while (flo <= 0.0) {
+        if (lo == kSigmaMin)
+          throw std::domain_error("eps = " + fmt(eps_) + ", delta = " + fmt(delta_) + " is met even at " + name +
+                                  " = " + fmt(lo) + (setting.empty() ? "" : " (" + setting + ")") + "; " + name +
+                                  " is only searched in [" + fmt(kSigmaMin) + ", " + fmt(kSigmaMax) + "]");
+        hi = lo;
+        fhi = flo;
+        lo = std::max(down * lo, kSigmaMin);
+        flo = r(lo);
+      }
+    }
+    narrow(lo, hi, flo, fhi);
+    return answer();
+  }
+
+ private:
+  // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
+  struct Window {
+    double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
+    void record(double sigma, double v) {
+      if (v <= 0.0 && sigma < safe) {
+        safe = sigma;
+        r_safe = v;
+      } else if (!(v <= 0.0) && sigma > unsafe) {
+        unsafe = sigma;
+        r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
+      }
+    }
+    double width() const { return safe / unsafe - 1.0; }
+    bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
+  };
+  bool at_jump(const Window& b) const { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); }
+
+  // log(eps(sigma) / eps) from r's value
+  double log_ratio(double v) const {
+    return v + eps_ > 0.0 ? std::log((v + eps_) / eps_) : -std::numeric_limits<double>::infinity();
+  }
+
+  // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br, until
+  // done(); returns the last x.  slope0: d log eps / d log sigma to take the
+  // first step with (eps ~ sigma^-1.5 unless known better); on return, the
+  // last secant slope seen.  The steps stay strictly inside the searched range.
+  template <class F, class Done>
+  double secant(const F& f, double x0, double v0, Window& br, const Done& done, double& slope0) const {
+    const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
+    double y0 = log_ratio(v0);
+    double x1 = std::clamp(x0 + std::clamp(-y0 / slope0, -0.7, 0.7), x_min, x_max);
+    for (int it = 0; it < 12; ++it) {
+      const double sigma = std::exp(x1);
+      const double v1 = f(sigma), y1 = log_ratio(v1);
+      br.record(sigma, v1);
+      // a step that stayed on its side of the target and closed less than half the gap
+      const bool creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
+      if (br.width() <= rtol_ || done(br) || at_jump(br)) break;
+      double slope = (y1 - y0) / (x1 - x0);
+      if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
+      slope0 = slope;
+      // aim a hair to the safe side once close, so the last step lands safe
+      const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol_ : 0.0;
+      double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
+      // outside the bracket, or creeping up on one end of it (across a jump
+      // between bounds the secant keeps landing on the same side, closing
+      // little of the gap each time): bisect it
+      if (br.both() && (!(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)) || creeping))
+        x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));
+      if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
+      x0 = x1;
+      y0 = y1;
+      x1 = x2;
+    }
+    return x1;
+  }
+
+  // The tight bound did not answer at the start (few sampled steps, where it
+  // can take 20-90 ms to decline).  Converge first on the cheaper bounds
+  // alone, which lie above the certified eps, so their crossing is at or
+  // above the answer; then evaluate in full there: where the tight bound
+  // still does not help, that point is the answer (one full evaluation
+  // instead of five), and otherwise the search goes on from it.
+  void cheap_phase(double start, bool cheap_first, Window& br, double& slope, double& x_from, double& v_from) {
+    Window cheap_br;
+    const double vc = r_cheap(start);
+    cheap_br.record(start, vc);
+    secant([this](double s) { return r_cheap(s); }, std::log(start), vc, cheap_br,
+           [&](const Window& b) { return std::isfinite(b.safe) && b.r_safe >= -eps_ * eps_rtol_; }, slope);
+    if (std::isfinite(cheap_br.safe)) {
+      x_from = std::log(cheap_br.safe);
+      v_from = r(cheap_br.safe);
+      br.record(cheap_br.safe, v_from);
+    } else if (cheap_first) {
+      v_from = r(start);  // (nothing safe on the cheap bounds: the full search from the start)
+      br.record(start, v_from);
+    }
+  }
+
+  // Far from the target (a poor CLT start, few sampled steps), with no cheap
+  // phase to learn a slope from: the first secant step takes the cheap
+  // bounds' local slope at the start, which follows the full bound's better
+  // than a fixed guess (eps 10, delta 1e-5, q 1e-3, 1000 steps: -3.2 against
+  // -3.35; the fixed -1.5 overshoots by 8 %).
+  void cheap_slope(double start, double& slope) const {
+    const double h = start * 1.01 <= kSigmaMax ? 0.01 : -0.01;  // (a step inside the range)
+    const double e0 = r_cheap(start) + eps_, e1 = r_cheap(start * (1.0 + h)) + eps_;
+    const double s = std::log(e1 / e0) / std::log1p(h);
+    if (e0 > 0.0 && e1 > 0.0 && e0 < kEpsMax && e1 < kEpsMax && std::isfinite(s) && s < 0.0)
+      slope = std::clamp(s, -8.0, -0.5);
+  }
+
+  const double eps_, delta_;
+  const Make& make_;
+  const MethodSpec& m_;
+  const double rtol_, eps_rtol_;
+  std::map<double, double> seen_;
+  double best_safe_ = std::numeric_limits<double>::infinity();
+  Answer best_;
+  Source last_source_ = Source::Estimate;
+};
+
+}  // namespace detail
+
 // The smallest noise parameter sigma in [kSigmaMin, kSigmaMax] at which the
 // composition make(sigma) has eps at `delta` at most `eps` under the method
 // (certified: the bound; tilted / edgeworth: the estimate), for any family
@@ -596,6 +535,11 @@ inline double gdp_sigma_guess(double eps, double delta, double steps, double q) 
 // chasing a 1e-9 bracket through that jitter took 22 evaluations where 5 give
 // a sigma within ~1e-5 of the smallest.
 //
+// Phases (detail::NoiseSearch): for the certified method, certified_phases
+// (the cheap bounds' crossing, then secant steps, then TOMS748 on their
+// bracket); where they end without an answer, and for the estimates,
+// bracket_search.
+//
 // cheap_first (certified): converge on the cheap bounds before the first full
 // evaluation, for settings where they are nearly the full bound and the CLT
 // start is a poor guess (the rare-jump regime, detail::jump_regime: at q = 1e-7,
@@ -608,213 +552,11 @@ Answer calibrate_noise(double eps, double delta, const Make& make, const MethodS
   m.validate();
   detail::check_eps(eps, false);
   detail::check_delta(delta);
-  double best_safe = std::numeric_limits<double>::infinity();
-  Answer best;
-  const double eps_rtol = m.method == Method::Certified ? std::max(rtol, kCalibrateEpsRtol) : rtol;
-  auto close_enough = [&] { return std::isfinite(best_safe) && best.value >= eps * (1.0 - eps_rtol); };
-  // r(sigma) = eps(sigma) - target under the method; memoised, so that a
-  // point the search returns to costs nothing.
-  std::map<double, double> seen;
-  Source last_source = Source::Estimate;
-  auto r = [&](double sigma) {
-    if (const auto it = seen.find(sigma); it != seen.end()) return it->second;
-    double v;
-    try {
-      const Answer a = edgeworth::epsilon(make(sigma), delta, m);
-      v = a.value - eps;
-      last_source = a.source;
-      if (v <= 0.0 && sigma < best_safe) {
-        best_safe = sigma;
-        best = a;
-      }
-    } catch (const std::domain_error&) {
-      if (m.method == Method::Tilted) throw;
-      v = 2.0 * kEpsMax;
-    }
-    seen.emplace(sigma, v);
-    return v;
-  };
-  // A jump: the certified eps is the smallest of several bounds, and where
-  // one of them starts to answer as sigma grows (the characteristic-function
-  // bound's retries with few sampled steps: eps 0.68 -> 0.0054 between sigmas
-  // 5e-10 apart at q = 1e-7, 1000 steps, delta = 1e-15) the crossing of the
-  // target sits on the jump.  Once the bracket is kCalibrateJumpRtol wide
-  // with both ends more than 1 % from the target there is nothing to converge
-  // to; the safe end is within that of the least sigma.  (At 1e-4, two
-  // targets whose crossings sit on the same jump came back up to 1e-4 apart in
-  // either order: eps 0.013872 and 1 % more at q 9.16e-6, 2898 steps, delta
-  // 1.42e-3 gave sigmas 0.403196 and 0.403382.)
-  auto at_jump = [&](double lo, double hi, double r_lo, double r_hi) {
-    return hi / lo - 1.0 <= kCalibrateJumpRtol && std::fabs(r_lo) > 0.01 * eps && std::fabs(r_hi) > 0.01 * eps;
-  };
-  auto solve = [&](double lo, double hi, double flo, double fhi) {
-    if (flo == 0.0 || fhi == 0.0) return;
-    std::uintmax_t iters = 200;
-    auto tol = [&](double a, double b) {
-      if (std::fabs(b - a) <= rtol * std::min(std::fabs(a), std::fabs(b)) || close_enough()) return true;
-      const auto ra = seen.find(std::min(a, b)), rb = seen.find(std::max(a, b));
-      return ra != seen.end() && rb != seen.end() && at_jump(ra->first, rb->first, ra->second, rb->second);
-    };
-    boost::math::tools::toms748_solve(r, lo, hi, flo, fhi, tol, iters);
-  };
+  detail::NoiseSearch<Make> search(eps, delta, make, m, rtol);
   start = std::min(std::max(start, kSigmaMin), kSigmaMax);
-  if (m.method == Method::Certified) {
-    // Secant steps on log eps against log sigma from `start` (eps falls like
-    // a power of sigma, so from a good start they converge in a few steps).
-    // Every point is an evaluation of r, so whatever the steps do, the answer
-    // is the smallest sigma seen to meet the target; the steps only make that
-    // sigma close to the crossing.  They stop once the bracket [unsafe, safe]
-    // is rtol wide relative, or a safe sigma's eps is within eps_rtol of the
-    // target (then sigma is within ~eps_rtol of the crossing); otherwise the
-    // bracket search below takes over from the last point (or from the
-    // bracket, if there is one).
-    auto log_ratio = [&](double v) {  // log(eps(sigma) / eps) from r's value
-      return v + eps > 0.0 ? std::log((v + eps) / eps) : -std::numeric_limits<double>::infinity();
-    };
-    // the bracket in sigma, with r at its ends (a NaN counts as unsafe)
-    struct Bracket {
-      double unsafe = 0.0, safe = std::numeric_limits<double>::infinity(), r_unsafe = 0.0, r_safe = 0.0;
-      void record(double sigma, double v) {
-        if (v <= 0.0 && sigma < safe) {
-          safe = sigma;
-          r_safe = v;
-        } else if (!(v <= 0.0) && sigma > unsafe) {
-          unsafe = sigma;
-          r_unsafe = std::isnan(v) ? 2.0 * kEpsMax : v;
-        }
-      }
-      double width() const { return safe / unsafe - 1.0; }
-      bool both() const { return unsafe > 0.0 && std::isfinite(safe); }
-    };
-    auto bracket_at_jump = [&](const Bracket& b) { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); };
-    // secant steps stay strictly inside the searched range
-    const double x_min = std::log(kSigmaMin) + 1e-12, x_max = std::log(kSigmaMax) - 1e-12;
-    // Secant steps of f from x0 (f(e^x0) = v0 known), recording into br,
-    // until done(); returns the last x.
-    // slope: d log eps / d log sigma to take the first step with (eps ~ sigma^-1.5
-    // unless known better); on return, the last secant slope seen.
-    auto secant = [&](const auto& f, double x0, double v0, Bracket& br, const auto& done, double& slope0) {
-      double y0 = log_ratio(v0);
-      double x1 = std::clamp(x0 + std::clamp(-y0 / slope0, -0.7, 0.7), x_min, x_max);
-      for (int it = 0; it < 12; ++it) {
-        const double sigma = std::exp(x1);
-        const double v1 = f(sigma), y1 = log_ratio(v1);
-        br.record(sigma, v1);
-        // a step that stayed on its side of the target and closed less than half the gap
-        const bool creeping = it > 0 && (y1 > 0.0) == (y0 > 0.0) && std::fabs(y1) > 0.5 * std::fabs(y0);
-        if (br.width() <= rtol || done(br) || bracket_at_jump(br)) break;
-        double slope = (y1 - y0) / (x1 - x0);
-        if (!(slope < 0.0) || !std::isfinite(slope)) slope = -1.5;
-        slope0 = slope;
-        // aim a hair to the safe side once close, so the last step lands safe
-        const double aim = std::fabs(y1) < 1e-3 ? -0.3 * eps_rtol : 0.0;
-        double x2 = std::clamp(x1 + std::clamp((aim - y1) / slope, -0.7, 0.7), x_min, x_max);
-        // outside the bracket, or creeping up on one end of it (across a jump
-        // between bounds the secant keeps landing on the same side, closing
-        // little of the gap each time): bisect it
-        if (br.both() && (!(x2 > std::log(br.unsafe) && x2 < std::log(br.safe)) || creeping))
-          x2 = 0.5 * (std::log(br.unsafe) + std::log(br.safe));
-        if (x2 == x1) break;  // pinned at an end of the range: the search below reports it
-        x0 = x1;
-        y0 = y1;
-        x1 = x2;
-      }
-      return x1;
-    };
-    Bracket br;
-    double slope = -1.5;
-    double v_start = 0.0;
-    if (!cheap_first) {
-      v_start = r(start);
-      br.record(start, v_start);
-    }
-    double x_from = std::log(start), v_from = v_start;
-    MethodSpec cheap = m;
-    cheap.without_cf = true;
-    auto r_cheap = [&](double sigma) {
-      try {
-        return edgeworth::epsilon(make(sigma), delta, cheap).value - eps;
-      } catch (const std::domain_error&) {
-        return 2.0 * kEpsMax;
-      }
-    };
-    if (cheap_first || (last_source != Source::CharacteristicFunction && !close_enough())) {
-      // The tight bound did not answer at the start (few sampled steps, where
-      // it can take 20-90 ms to decline).  Converge first on the cheaper
-      // bounds alone, which lie above the certified eps, so their crossing is
-      // at or above the answer; then evaluate in full there: where the tight
-      // bound still does not help, that point is the answer (one full
-      // evaluation instead of five), and otherwise the search goes on from it.
-      Bracket cheap_br;
-      const double vc = r_cheap(start);
-      cheap_br.record(start, vc);
-      secant(r_cheap, std::log(start), vc, cheap_br,
-             [&](const Bracket& b) { return std::isfinite(b.safe) && b.r_safe >= -eps * eps_rtol; }, slope);
-      if (std::isfinite(cheap_br.safe)) {
-        x_from = std::log(cheap_br.safe);
-        v_from = r(cheap_br.safe);
-        br.record(cheap_br.safe, v_from);
-      } else if (cheap_first) {
-        v_from = r(start);  // (nothing safe on the cheap bounds: the full search from the start)
-        br.record(start, v_from);
-      }
-    } else if (!close_enough() && std::fabs(log_ratio(v_from)) > 0.02) {
-      // Far from the target (a poor CLT start, few sampled steps), with no
-      // cheap phase to learn a slope from: the first secant step takes the
-      // cheap bounds' local slope at the start, which follows the full
-      // bound's better than a fixed guess (eps 10, delta 1e-5, q 1e-3, 1000
-      // steps: -3.2 against -3.35; the fixed -1.5 overshoots by 8 %).
-      const double h = start * 1.01 <= kSigmaMax ? 0.01 : -0.01;  // (a step inside the range)
-      const double e0 = r_cheap(start) + eps, e1 = r_cheap(start * (1.0 + h)) + eps;
-      const double s = std::log(e1 / e0) / std::log1p(h);
-      if (e0 > 0.0 && e1 > 0.0 && e0 < kEpsMax && e1 < kEpsMax && std::isfinite(s) && s < 0.0)
-        slope = std::clamp(s, -8.0, -0.5);
-    }
-    if (!close_enough() && !(br.width() <= rtol)) {
-      // (from the cheap bounds' crossing, their slope there is the better first guess)
-      const double x_last = secant(r, x_from, v_from, br, [&](const Bracket&) { return close_enough(); }, slope);
-      start = std::exp(x_last);
-    }
-    if (std::isfinite(best_safe) &&
-        (br.width() <= rtol || close_enough() || bracket_at_jump(br))) {
-      best.value = best_safe;
-      return best;
-    }
-    if (br.both()) {
-      solve(br.unsafe, br.safe, br.r_unsafe, br.r_safe);
-      best.value = best_safe;
-      return best;
-    }
-    // (the bracket search below takes over from `start`)
-  }
-  double lo = start, hi = start, flo = r(start), fhi = flo;
-  if (flo > 0.0) {
-    while (fhi > 0.0) {
-      if (hi == kSigmaMax)
-        throw std::domain_error("no " + name + " <= " + detail::fmt(kSigmaMax) + " meets eps = " +
-                                detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                (setting.empty() ? "" : " with " + setting));
-      lo = hi;
-      flo = fhi;
-      hi = std::min(hi / down, kSigmaMax);
-      fhi = r(hi);
-    }
-  } else {
-    while (flo <= 0.0) {
-      if (lo == kSigmaMin)
-        throw std::domain_error("eps = " + detail::fmt(eps) + ", delta = " + detail::fmt(delta) +
-                                " is met even at " + name + " = " + detail::fmt(lo) +
-                                (setting.empty() ? "" : " (" + setting + ")") + "; " + name + " is only searched in [" + detail::fmt(kSigmaMin) + ", " +
-                                detail::fmt(kSigmaMax) + "]");
-      hi = lo;
-      fhi = flo;
-      lo = std::max(down * lo, kSigmaMin);
-      flo = r(lo);
-    }
-  }
-  solve(lo, hi, flo, fhi);
-  best.value = best_safe;
-  return best;
+  if (m.method == Method::Certified)
+    if (const auto a = search.certified_phases(start, cheap_first)) return *a;
+  return search.bracket_search(start, down, name, setting);
 }
 
 // The smallest sigma in [kSigmaMin, kSigmaMax] whose eps at `delta` is at most

@@ -63,6 +63,23 @@ namespace detail {
 inline void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
+
+// A numerical step that cannot answer here (a quadrature that does not
+// converge, moments that are not finite doubles), deep inside a computation
+// that has no value to return instead.  It is thrown as Declining<Base>, so
+// that it keeps its standard type (std::runtime_error, std::domain_error) for
+// every caller; the certified assembly (certified.hpp) catches this tag, and
+// only it, and records it as the bound's named decline.  Any other exception
+// is an error and reaches the caller.
+struct DeclineSignal {
+  virtual ~DeclineSignal() = default;
+  virtual const char* reason() const noexcept = 0;
+};
+template <class Base>
+struct Declining final : Base, DeclineSignal {
+  using Base::Base;
+  const char* reason() const noexcept override { return Base::what(); }
+};
 // Shortest representation that reads back to the same double.
 inline std::string fmt(double v) {
   char buf[64];

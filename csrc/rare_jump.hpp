@@ -56,12 +56,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "bounds.hpp"
 #include "cf_bound.hpp"
 #include "cgf.hpp"
 #include "mechanisms.hpp"
+#include "roots.hpp"
 #include "sampled_count.hpp"
 
 namespace edgeworth {
@@ -260,18 +260,13 @@ inline std::optional<double> one_jump_epsilon(const Composition& c, double delta
   };
   double lo = 0.0, flo = f(lo);
   if (flo <= 0.0) return 0.0;
-  double hi = 1e-3, fhi = f(hi);
-  while (fhi > 0.0) {
-    if (hi >= detail::kEpsMaxJump) return std::nullopt;
-    lo = hi;
-    flo = fhi;
-    hi *= 4.0;
-    fhi = f(hi);
-  }
-  std::uintmax_t iters = 60;
-  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-6 * std::fabs(b); };
-  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
-  return 0.5 * (br.first + br.second);
+  const auto b = detail::expand_bracket(
+      f, detail::Bracket{lo, 1e-3, flo, f(1e-3)},
+      [](double hi, double) { return hi >= detail::kEpsMaxJump ? std::nullopt : std::optional<double>(4.0 * hi); },
+      [](double v) { return v > 0.0; });
+  if (!b) return std::nullopt;
+  auto tol = [](double x, double y) { return std::fabs(y - x) <= 1e-6 * std::fabs(y); };
+  return detail::solve_bracket(f, *b, tol, 60, detail::End::Middle);  // (an approximation: the middle)
 }
 
 namespace detail {

@@ -23,11 +23,11 @@
 #include <stdexcept>
 #include <string>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "conditioned.hpp"
 #include "expansions.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -164,20 +164,15 @@ inline const TiltedPoint& check_reliable(const TiltedPoint& p) {
 // rtol relative (absolute below w = 1).
 inline double saddle_point(const Composition& c, Ordering o, double eps, double rtol = 1e-12) {
   auto f = [&](double w) { return loss_cgf(c, o, Loss::X, w, 1).derivative[1] - eps; };
-  double lo = 0.0, flo = f(0.0);  // G'(0) = E[S_X] < 0 <= eps
-  double hi = 1.0, fhi = f(1.0);
-  while (fhi < 0.0) {
-    lo = hi;
-    flo = fhi;
-    hi *= 2.0;
-    if (hi > 1e9) throw std::domain_error("no saddle point below w = 1e9 for eps = " + fmt(eps));
-    fhi = f(hi);
-  }
-  if (flo >= 0.0) return lo;
-  std::uintmax_t iters = 100;
-  auto tol = [&](double a, double b) { return std::fabs(b - a) <= rtol * std::max(1.0, std::fabs(a)); };
-  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
-  return 0.5 * (br.first + br.second);
+  const double f0 = f(0.0);  // G'(0) = E[S_X] < 0 <= eps
+  const auto b = expand_bracket(
+      f, Bracket{0.0, 1.0, f0, f(1.0)},
+      [](double hi, double) { return 2.0 * hi > 1e9 ? std::nullopt : std::optional<double>(2.0 * hi); },
+      [](double v) { return v < 0.0; });
+  if (!b) throw std::domain_error("no saddle point below w = 1e9 for eps = " + fmt(eps));
+  if (b->flo >= 0.0) return b->lo;
+  auto tol = [&](double x, double y) { return std::fabs(y - x) <= rtol * std::max(1.0, std::fabs(x)); };
+  return solve_bracket(f, *b, tol, 100, End::Middle);
 }
 
 // The add ordering's privacy loss is bounded above: there S = -sum l(W_i)
@@ -351,10 +346,8 @@ inline double inverted_remove_epsilon(const Composition& c, double delta, double
       glo = g(lo);
     }
   }
-  std::uintmax_t iters = 100;
   auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-10 * std::max(1e-3, std::fabs(a)); };
-  const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
-  const double eps = 0.5 * (br.first + br.second);
+  const double eps = solve_bracket(g, Bracket{lo, hi, glo, ghi}, tol, 100, End::Middle);
   checked(inv->delta(eps, true), eps);
   return eps;
 }
@@ -439,18 +432,18 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
   };
   const double g0 = g(w0);
   if (g0 <= 0.0) return finish(detail::tilted_point(c, o, w0, mean), 0.0);
-  double lo = w0, glo = g0, hi = std::max(1.0, 2.0 * w0), ghi = g(hi);
-  while (ghi > 0.0) {
-    lo = hi;
-    glo = ghi;
-    // Where the estimate of delta is above 1 it has broken down and no root
-    // is near: larger strides up (the add ordering at sigma 0.1, q 1e-3, 1000
-    // steps, delta 0.1 stays at 66 from w = 1 to 1e9, 30 doublings of 1.4 ms)
-    hi *= ghi > -std::log(delta) ? 16.0 : 2.0;
-    if (hi > 1e9) throw std::domain_error("the tilted estimate of delta stays above " + detail::fmt(delta));
-    ghi = g(hi);
-  }
-  std::uintmax_t iters = 100;
+  const double w1 = std::max(1.0, 2.0 * w0);
+  const auto b = detail::expand_bracket(
+      g, detail::Bracket{w0, w1, g0, g(w1)},
+      [&](double hi, double ghi) {
+        // Where the estimate of delta is above 1 it has broken down and no root
+        // is near: larger strides up (the add ordering at sigma 0.1, q 1e-3, 1000
+        // steps, delta 0.1 stays at 66 from w = 1 to 1e9, 30 doublings of 1.4 ms)
+        const double next = hi * (ghi > -std::log(delta) ? 16.0 : 2.0);
+        return next > 1e9 ? std::nullopt : std::optional<double>(next);
+      },
+      [](double v) { return v > 0.0; });
+  if (!b) throw std::domain_error("the tilted estimate of delta stays above " + detail::fmt(delta));
   // Where the estimate collapses (delta <= 0) while every positive value
   // seen is still far above the target, the sign change is the collapse, not
   // a root (q = 1e-7, sigma = 10, delta = 1e-15: the estimate stays ~1.26e-7
@@ -467,8 +460,7 @@ inline double tilted_epsilon(const Composition& c, Ordering o, double delta) {
     return width <= 1e-12 * std::max(1.0, std::fabs(a)) ||
            (collapsed && g_positive_min > 0.5 && width <= 1e-2 * std::max(1.0, std::fabs(a)));
   };
-  const auto br = boost::math::tools::toms748_solve(g, lo, hi, glo, ghi, tol, iters);
-  const detail::TiltedPoint p = detail::tilted_point(c, o, br.second, mean);
+  const detail::TiltedPoint p = detail::tilted_point(c, o, detail::solve_bracket(g, *b, tol, 100, detail::End::Upper), mean);
   return finish(p, p.eps);
 }
 

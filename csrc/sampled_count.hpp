@@ -53,10 +53,10 @@
 #include <optional>
 #include <vector>
 
-#include <boost/math/tools/toms748_solve.hpp>
 
 #include "cgf.hpp"
 #include "mechanisms.hpp"
+#include "roots.hpp"
 
 namespace edgeworth {
 
@@ -257,20 +257,18 @@ inline std::optional<double> sampled_count_epsilon(const detail::SampledCountLaw
   };
   const double f0 = f(0.0);
   if (f0 <= 0.0) return 0.0;
-  double lo = 0.0, flo = f0, hi = 1.0 / 64.0, fhi = f(hi);
-  while (fhi > 0.0) {
-    if (hi >= detail::kCountEpsMax) return std::nullopt;
-    lo = hi;
-    flo = fhi;
-    hi = std::min(4.0 * hi, detail::kCountEpsMax);
-    fhi = f(hi);
-  }
-  if (fhi == 0.0) return hi;
-  std::uintmax_t iters = 100;
-  auto tol = [](double a, double b) { return std::fabs(b - a) <= 1e-11 * std::max(std::fabs(a), std::fabs(b)); };
-  const auto br = boost::math::tools::toms748_solve(f, lo, hi, flo, fhi, tol, iters);
+  const auto b = detail::expand_bracket(
+      f, detail::Bracket{0.0, 1.0 / 64.0, f0, f(1.0 / 64.0)},
+      [](double hi, double) {
+        return hi >= detail::kCountEpsMax ? std::nullopt : std::optional<double>(std::min(4.0 * hi, detail::kCountEpsMax));
+      },
+      [](double v) { return v > 0.0; });
+  if (!b) return std::nullopt;
+  if (b->fhi == 0.0) return b->hi;
+  auto tol = [](double x, double y) { return std::fabs(y - x) <= 1e-11 * std::max(std::fabs(x), std::fabs(y)); };
   // f(lo) > 0 >= f(hi) throughout, so the upper end is the safe one; checked, as it costs one evaluation
-  return f(br.second) <= 0.0 ? br.second : hi;
+  const double e = detail::solve_bracket(f, *b, tol, 100, detail::End::Upper);
+  return f(e) <= 0.0 ? e : b->hi;
 }
 
 inline std::optional<double> sampled_count_epsilon(const Composition& c, Ordering o, double delta) {

@@ -24,8 +24,9 @@ except ImportError as exc:  # pragma: no cover - only without a built extension
                       "`pip install .` and run it from outside the source tree") from exc
 from ._core import UnreachableTargetError
 from .accountant import Accountant
-from .accounting import (AccountingResult, EdgeworthAccuracyWarning, EdgeworthBounds, delta, delta_details, epsilon,
-                         epsilon_details, noise_multiplier, noise_multiplier_details, privacy_loss_cumulants)
+from .accounting import (AccountingResult, EdgeworthAccuracyWarning, EdgeworthBounds, delta, delta_details,
+                         edgeworth_bounds, epsilon, epsilon_details, noise_multiplier, noise_multiplier_details,
+                         privacy_loss_cumulants)
 from .comparison import compare, compare_noise_multipliers
 from .dp_event import from_dp_event
 from .mechanisms import Gaussian, Laplace, MixtureOfGaussians, PoissonSubsampled, PoissonSubsampledGaussian
@@ -48,6 +49,7 @@ __all__ = [
     "compare_noise_multipliers",
     "delta",
     "delta_details",
+    "edgeworth_bounds",
     "epsilon",
     "epsilon_details",
     "from_dp_event",

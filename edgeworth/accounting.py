@@ -9,14 +9,12 @@ Semantics shared by every function here:
   Q^n against P^n, the "add" ordering P^n against Q^n; a guarantee for
   add/remove neighbours needs both.
 * ``method="certified"`` (default) is a rigorous *upper bound* on eps (or
-  delta) covering both orderings: the smallest of the characteristic-function
-  bound (the exact inversion of the privacy loss's characteristic function on
-  a tilted line, every error term bounded; within ~1e-6 of the truth where
-  ten or more steps are sampled in all) and the optimal Chernoff/Renyi bound
-  from the exact CGF over a continuous order with the conversion of Canonne,
-  Kamath and Steinke (arXiv 2004.00010), which answers alone where fewer steps
-  are sampled and is at least as tight as an RDP accountant on any grid of
-  orders.  ``docs/certified.md`` gives the argument.
+  delta) covering both orderings: per ordering the smallest of the valid
+  bounds that answer, then the larger ordering.  The bounds, their order and
+  the rules that skip one are listed once, in the table ``kCertifiedBounds``
+  of ``csrc/certified.hpp`` (``edgeworth._core.CERTIFIED_BOUNDS``);
+  ``epsilon_details(...).trace`` shows how one value was assembled, and
+  ``docs/certified.md`` gives the argument for each bound, in the same order.
 * ``method="tilted"`` is the saddle-point *estimate*: the Edgeworth
   expansion of the exponentially tilted privacy-loss sum (Lugannani-Rice form
   with the second-order correction; Alghamdi et al., arXiv 2208.09595), both
@@ -96,6 +94,17 @@ class AccountingResult:
         bound: the certified value of the same quantity.
         gap: ``bound - estimate``: what the guarantee costs over the best
             estimate (in eps, delta or sigma).
+        trace: how the certified value ``bound`` was assembled, filled in by
+            :func:`epsilon_details` and :func:`delta_details`: a list of
+            dicts, one per bound tried or skipped, in the order of the table
+            ``edgeworth._core.CERTIFIED_BOUNDS`` (``csrc/certified.hpp``), each
+            with ``bound``, ``ordering``, ``status`` ("answered", "declined" or
+            "skipped"), ``value`` (answered), ``reason`` (declined or skipped)
+            and ``seconds`` (a skip that covers several bounds names them
+            ``"(add ordering)"`` or ``"(all others)"``; a skip's reason starts
+            with the name of the rule in ``csrc/certified.hpp``); an object
+            array of such lists for array input (None where the certified
+            bound declined).
     """
 
     quantity: str
@@ -109,6 +118,7 @@ class AccountingResult:
     estimate: Optional[ArrayLike] = None
     bound: Optional[ArrayLike] = None
     gap: Optional[ArrayLike] = None
+    trace: Any = None
 
     @property
     def certified(self) -> bool:
@@ -132,6 +142,7 @@ class AccountingResult:
             "estimate": plain(self.estimate),
             "bound": plain(self.bound),
             "gap": plain(self.gap),
+            "trace": plain(self.trace),
         }
 
 
@@ -167,7 +178,28 @@ class EdgeworthBounds:
     label: str = "certified"
 
 
-def _edgeworth_bounds(sigma, delta, steps, q) -> EdgeworthBounds:
+def edgeworth_bounds(sigma, delta, steps, q) -> EdgeworthBounds:
+    """The Edgeworth accountant's own certified bounds on eps of DP-SGD (Wang et
+    al., arXiv 2206.04236): the order-1 Edgeworth expansion plus the
+    Derumigny-Girard-Guyonvarch uniform error bound (arXiv 2101.05780), both
+    orderings (add/remove neighbours, Poisson sampling).
+
+    Args:
+        sigma: noise multiplier (noise std / clipping norm), in [0.01, 1e6].
+        delta: target delta, in (0, 1).
+        steps: number of DP-SGD steps (an integer >= 1).
+        q: Poisson sampling rate, in [1e-12, 1].
+
+    Returns:
+        :class:`EdgeworthBounds`: lower and upper eps with vacuity flags (a
+        vacuous upper bound is inf).  They are vacuous wherever the error
+        bound exceeds delta, which is every usual DP-SGD regime; this
+        library's ``epsilon(..., method="certified")`` takes this bound into
+        account where it can help (``csrc/certified.hpp``).
+
+    Raises:
+        ValueError: a parameter outside its range, or names that do not broadcast.
+    """
     b = broadcast(sigma=check_sigma(sigma), delta=check_delta(delta), steps=check_steps(steps), q=check_q(q))
     shape = b["sigma"].shape
     keys = ("eps_lower", "eps_upper", "vacuous_lower", "vacuous_upper", "delta_x", "delta_y", "ordering")
@@ -273,15 +305,36 @@ def _check_edgeworth(result: AccountingResult) -> None:
         EdgeworthAccuracyWarning, stacklevel=4)
 
 
+def _certified_answer(quantity: str, sigma: float, target: float, steps: float, q: float):
+    """The core's certified answer for one DP-SGD element, with its trace."""
+    comp = _core.Composition()
+    comp.add(_core.SubsampledGaussian(sigma, q), steps)
+    return comp.epsilon(target) if quantity == "epsilon" else comp.delta(target)
+
+
 def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> AccountingResult:
-    """Adds the tilted estimate, the certified bound and their gap to a result."""
+    """Adds the tilted estimate, the certified bound and their gap (and for eps
+    and delta, the certified bound's trace) to a result."""
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
     estimate = _elementwise(_scalar(core_fn, "tilted"), shape, list(b.values()))
-    bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
+    trace = None
+    if result.quantity in ("epsilon", "delta"):
+        bound = np.full(shape, np.nan)
+        traces = np.full(shape, None, dtype=object)
+        for idx in np.ndindex(*shape):
+            try:
+                a = _certified_answer(result.quantity, *(float(v[idx]) for v in b.values()))
+            except ValueError:  # a named decline: nan, as for the estimate (any other error propagates)
+                continue
+            bound[idx], traces[idx] = a.value, a.trace
+        trace = traces[()] if len(shape) == 0 else traces
+    else:
+        bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
     out = float if len(shape) == 0 else (lambda a: a)
-    return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate))
+    return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate),
+                               trace=trace)
 
 
 def _epsilon(sigma, delta, steps, q, method, order, ordering):
@@ -312,18 +365,15 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
             "tilted" (saddle-point estimate, both orderings) or "edgeworth"
             (point estimate of the given order, not a bound).
         order: Edgeworth order, 1, 2 or 3 (used by method="edgeworth";
-            default 2, and 1 with bound=True).
+            default 2).
         ordering: "remove", "add" or "both" for method="edgeworth"
             (default "remove", as in the paper); the other methods always
             cover both.
-        bound: with method="edgeworth", return the paper's own certified
-            bounds instead of the estimate: an :class:`EdgeworthBounds` with
-            lower and upper eps and vacuity flags (order-1 expansion plus the
-            Derumigny-Girard-Guyonvarch error bound, both orderings).
+        bound: no longer supported (a ``ValueError`` says so): the paper's own
+            certified bounds are :func:`edgeworth_bounds`.
 
     Returns:
-        eps (float, or an array of the broadcast shape); an
-        :class:`EdgeworthBounds` with bound=True.
+        eps (float, or an array of the broadcast shape).
 
     Raises:
         ValueError: a parameter outside its range, names that do not
@@ -335,13 +385,9 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
             from the tilted one by more than 2 %.
     """
     if bound:
-        if method != "edgeworth":
-            raise ValueError(f"bound: only method='edgeworth' has the paper's bounds (got method={method!r}); "
-                             "method='certified' is this library's own certified bound")
-        if order not in (None, 1) or ordering not in (None, "both"):
-            raise ValueError("order: the paper's bounds use the order-1 expansion and cover both orderings; "
-                             f"leave order and ordering unset (got order={order!r}, ordering={ordering!r})")
-        return _edgeworth_bounds(sigma, delta, steps, q)
+        # (a flag never changes the return type: the paper's bounds have their own function)
+        raise ValueError("bound: epsilon() returns eps only; the Edgeworth paper's own bounds are "
+                         "edgeworth.edgeworth_bounds(sigma, delta, steps, q)")
     return _epsilon(sigma, delta, steps, q, method, 2 if order is None else order, ordering)[0].value
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from . import _core
-from .accounting import _delta, _epsilon, _noise_multiplier
+from .accounting import _certified_answer, _delta, _epsilon, _noise_multiplier
 from .comparison.backends import INSTALL_HINT
 from .comparison.runner import DEFAULT_TIME_LIMIT
 
@@ -190,6 +190,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="also compute the tilted (saddle-point) estimate of the same quantity, with its own "
                              "time")
         sp.add_argument("--json", action="store_true", help="print one strict JSON object")
+        if command in ("epsilon", "delta"):
+            sp.add_argument("--explain", action="store_true",
+                            help="also show how the certified figure was assembled: each bound tried (the table in "
+                                 "csrc/certified.hpp), with its value or why it declined or was skipped, and its time")
 
     common("sigma", ["eps", "delta", "steps", "q"])
     common("epsilon", ["sigma", "delta", "steps", "q"])
@@ -620,6 +624,10 @@ def _account(args) -> int:
         return _fail(prog, str(exc), EXIT_DECLINED)
     except ValueError as exc:
         return _fail(prog, str(exc), EXIT_USAGE)
+    trace = None
+    if getattr(args, "explain", False):
+        # (the certified answer's trace, whatever --method gave the figure; any error propagates)
+        trace = _certified_answer(result.quantity, *(float(v) for v in values.values())).trace
     estimate = estimate_ms = reason = None
     if args.estimate:
         try:
@@ -630,7 +638,7 @@ def _account(args) -> int:
 
     if args.json:
         out = result.as_dict()
-        for key in ("estimate", "bound", "gap"):
+        for key in ("estimate", "bound", "gap", "trace"):
             out.pop(key, None)
         out["meaning"] = _MEANING[(result.quantity, result.method)]
         out["assumed"] = {name: values[name] for name in assumed}
@@ -639,6 +647,8 @@ def _account(args) -> int:
             out["estimate"] = {"value": estimate, "method": "tilted", "label": "estimate", "elapsed_ms": estimate_ms}
             if reason is not None:
                 out["estimate"]["value_reason"] = reason
+        if trace is not None:
+            out["trace"] = trace
         _print_json(out)
         return EXIT_OK
     if assumed:
@@ -656,7 +666,18 @@ def _account(args) -> int:
         else:
             print(f"  tilted estimate: none ({reason})")
     print("  Poisson sampling, add/remove-one neighbours; sigma is the noise multiplier (noise std / clip norm)")
+    if trace is not None:
+        _print_trace(trace)
     return EXIT_OK
+
+
+def _print_trace(trace) -> None:
+    """The certified figure's trace (--explain): one line per bound tried or skipped, in the order of the table in
+    csrc/certified.hpp."""
+    print("  certified figure, assembled from (csrc/certified.hpp):")
+    for e in trace:
+        what = f"{e['value']:.6g}" if e["status"] == "answered" else e["reason"]
+        print(f"    {e['bound']:<24} {e['ordering']:<7} {e['status']:<9} {1e3 * e['seconds']:8.2f} ms  {what}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

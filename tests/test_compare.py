@@ -148,7 +148,7 @@ def test_edgeworth_rows_match_edgeworth(issue_table):
     for k in (1, 2, 3):
         assert_row(t, f"edgeworth order {k}",
                    lambda: edgeworth.epsilon(SIGMA, DELTA, STEPS, Q, method="edgeworth", order=k), ESTIMATE)
-    b = edgeworth.epsilon(SIGMA, DELTA, STEPS, Q, method="edgeworth", bound=True)
+    b = edgeworth.edgeworth_bounds(SIGMA, DELTA, STEPS, Q)
     assert t.row("edgeworth paper bound (lower)").value == b.lower
     assert t.row("edgeworth paper bound (upper)").value == b.upper
     assert t.row("edgeworth paper bound (upper)").kind == UPPER

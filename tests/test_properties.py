@@ -1,8 +1,8 @@
 """Monotonicity and invariants of the certified accountant, by hypothesis.
 
-The certified value is the smallest of several rigorous bounds: the Chernoff
-(CGF) bound, the sampled-count bound and the characteristic-function bound.
-The last is as tight as a fine PLD accountant but can decline where the
+The certified value is the smallest of several rigorous bounds (the table
+kCertifiedBounds in csrc/certified.hpp).  The characteristic-function bound
+is as tight as a fine PLD accountant but can decline where the
 privacy-loss sum is far from any smooth law (about one sampled step in all or
 fewer, more so at sigma ~0.5), and there the looser bounds answer.  Each is
 monotone; across a switch between them the minimum can step the wrong way, so

@@ -1,7 +1,7 @@
 """edgeworth against Google's dp_accounting (PLD and RDP), computed in the test.
 
 The only hard-coded expected values are the public reference numbers of
-docs/accounting-background.md (sections 4 and 6).  Everything else is
+docs/reference-values.md (sections 3 and 4).  Everything else is
 recomputed here with dp_accounting 0.6:
 
 * PLD *optimistic* (privacy buckets, losses rounded down): a lower bound on the
@@ -236,9 +236,9 @@ def test_composition_consistent(case, method):
 
 
 # ---------------------------------------------------------------------------
-# 6. Public reference numbers of the background document
+# 6. Public reference numbers (docs/reference-values.md)
 # ---------------------------------------------------------------------------
-# Section 4: (q, sigma, steps, delta, Edgeworth order 1, order 2)
+# docs/reference-values.md section 3: (q, sigma, steps, delta, Edgeworth order 1, order 2)
 SECTION4 = [
     (0.005, 0.8, 1000, 1e-6, 1.6136, 1.7145),
     (256 / 60000, 1.1, 14062, 1e-5, 2.4251, 2.3917),
@@ -257,7 +257,7 @@ def test_edgeworth_reproduces_section4(row, order):
     assert edgeworth.epsilon_details(sigma, delta, steps, q, method="edgeworth", order=order).label == "estimate"
 
 
-# Section 6 (EW-Tune): dataset size N (batch 2000, 20 epochs, q = 2000 / N,
+# docs/reference-values.md section 4 (EW-Tune): dataset size N (batch 2000, 20 epochs, q = 2000 / N,
 # steps = 20 * floor(N / 2000)), delta, sigma EW, sigma PRV, sigma RDP,
 # true eps at sigma EW (PLD), sigma that truly gives eps = 8.
 SECTION6 = [
@@ -269,7 +269,7 @@ SECTION6 = [
     ("MNLI", 392702, 1e-6, 0.573, 0.607, 0.65, 9.600, 0.6045),
 ]
 S6_IDS = [f"{r[0]}-d{r[2]:g}" for r in SECTION6]
-S6_VDI = 1e-4  # as in the background document
+S6_VDI = 1e-4  # as in docs/reference-values.md section 4
 
 
 def _qT(N):

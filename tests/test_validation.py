@@ -218,7 +218,7 @@ def test_edgeworth_moments_of_an_almost_constant_loss(sigma, q):
     assert m["mean"] == pytest.approx(kappa[0], rel=1e-12)
     assert m["variance"] == pytest.approx(kappa[1], rel=1e-9)
     assert m["fourth"] > 0 and math.isfinite(m["fourth"])
-    b = edgeworth.epsilon(sigma, 1e-5, 1000, q, method="edgeworth", bound=True)
+    b = edgeworth.edgeworth_bounds(sigma, 1e-5, 1000, q)
     assert b.lower <= b.upper
 
 

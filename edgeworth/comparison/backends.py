@@ -149,7 +149,7 @@ def edgeworth_epsilon(history, delta, settings, *, method: str, order: int = 2):
 def edgeworth_paper_bounds(history, delta, settings):
     import edgeworth
     (sigma, q, steps), = history
-    b = edgeworth.epsilon(sigma, delta, steps, q, method="edgeworth", bound=True)
+    b = edgeworth.edgeworth_bounds(sigma, delta, steps, q)
     return (float(b.lower), float(b.upper))
 
 

@@ -1,0 +1,195 @@
+"""The certified assembly (csrc/certified.hpp): its table, its trace, and errors
+that are not declines.
+
+The certified eps (delta) is the smallest value over the bounds that answered,
+per ordering, then the larger ordering.  These tests rebuild that value from
+the trace, check the trace's values against the bounds' own entry points, and
+show that a failure inside a bound reaches the caller instead of being skipped
+for a looser bound.
+"""
+import json
+import math
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgeworth
+from edgeworth import _core
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAMES = [row[0] for row in _core.CERTIFIED_BOUNDS]
+PSEUDO = {"(add ordering)", "(all others)"}
+
+# (sigma, q, steps, delta) where each bound is tried
+CONFIGS = {
+    "many_steps": (1.0, 0.01, 1000, 1e-6),         # characteristic function answers
+    "rare_jump": (1.0, 1e-6, 1000, 1e-10),         # few steps sampled in all
+    "paper": (2.0, 0.5, 100000, 0.2),              # the paper's bound may help (delta > 0.1995 / sqrt(n))
+    "few_steps": (0.8, 6e-4, 100, 6e-4),
+}
+
+
+def _comp(sigma, q, steps):
+    c = _core.Composition()
+    c.add(_core.SubsampledGaussian(sigma, q), steps)
+    return c
+
+
+def test_table_lists_each_bound_once_in_order():
+    assert NAMES == ["sampled_count", "chernoff", "rare_jump", "characteristic_function", "edgeworth_bound"]
+    assert all(len(row) == 3 and row[2] for row in _core.CERTIFIED_BOUNDS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("quantity", ["epsilon", "delta"])
+def test_value_is_rebuilt_from_the_trace(name, quantity):
+    sigma, q, steps, delta = CONFIGS[name]
+    c = _comp(sigma, q, steps)
+    a = c.epsilon(delta) if quantity == "epsilon" else c.delta(1.0)
+    assert a.certified and a.trace
+    per = {"remove": [], "add": []}
+    paper = None
+    for e in a.trace:
+        assert e["bound"] in NAMES or e["bound"] in PSEUDO
+        assert e["status"] in ("answered", "declined", "skipped")
+        if e["status"] == "answered":
+            assert math.isfinite(e["value"]) or e["value"] == math.inf
+            assert e["seconds"] >= 0.0
+            if e["bound"] == "edgeworth_bound":
+                paper = e["value"]
+            else:
+                per[e["ordering"]].append((e["bound"], e["value"]))
+        else:
+            assert e["reason"], e  # every decline and skip says why
+    # within an ordering, the bounds come in the table's order
+    for rows in per.values():
+        idx = [NAMES.index(b) for b, _ in rows]
+        assert idx == sorted(idx)
+    # per ordering the smallest answer, then the larger ordering (the add
+    # ordering only where it was not skipped as unable to dominate)
+    if any(e["bound"] == "(all others)" for e in a.trace):
+        expected = max(min(v for _, v in rows) for rows in per.values())
+    else:
+        expected = min(v for _, v in per["remove"])
+        if not any(e["bound"] == "(add ordering)" for e in a.trace):
+            expected = max(expected, min(v for _, v in per["add"]))
+    if paper is not None:
+        expected = min(expected, paper)
+    assert a.value == expected
+    if a.source == "edgeworth_bound":
+        assert paper == a.value
+    else:
+        assert (a.source, a.value) in per[a.ordering]
+
+
+def test_trace_values_match_the_bounds_own_entry_points():
+    sigma, q, steps, delta = CONFIGS["many_steps"]
+    c = _comp(sigma, q, steps)
+    a = c.epsilon(delta)
+    for e in a.trace:
+        if e["bound"] == "sampled_count":
+            assert e["value"] == _core.count_epsilon(sigma, q, steps, delta, e["ordering"])
+        if e["bound"] == "characteristic_function" and e["ordering"] == "remove":
+            # (the standalone entry point inverts from the Chernoff order alone: the same bound to ~1e-6)
+            assert e["value"] == pytest.approx(_core.cf_epsilon(sigma, q, steps, delta, "remove"), rel=1e-4)
+    assert {e["bound"] for e in a.trace if e["status"] == "answered"} >= {"sampled_count", "chernoff",
+                                                                          "characteristic_function"}
+
+
+def _tried(trace):
+    return {e["bound"] for e in trace if e["status"] in ("answered", "declined")}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_injected_failure_in_a_bound_is_an_error_not_a_skip(name):
+    """A std::runtime_error inside any bound that is tried reaches the caller
+    (before the engine, a catch-all turned it into a quietly looser bound)."""
+    sigma, q, steps, delta = CONFIGS[name]
+    c = _comp(sigma, q, steps)
+    for quantity, arg in (("epsilon", delta), ("delta", 1.0)):
+        call = c.epsilon if quantity == "epsilon" else c.delta
+        clean = call(arg)
+        tried = _tried(clean.trace)
+        assert tried, clean.trace
+        for bound in NAMES:
+            if bound in tried:
+                with pytest.raises(RuntimeError, match=f"injected failure in the bound '{bound}'"):
+                    call(arg, _fail_bound=bound)
+            else:  # a bound never tried cannot fail
+                assert call(arg, _fail_bound=bound).value == clean.value
+
+
+def test_each_bound_is_tried_somewhere():
+    tried = set()
+    for sigma, q, steps, delta in CONFIGS.values():
+        tried |= _tried(_comp(sigma, q, steps).epsilon(delta).trace)
+    assert tried == set(NAMES)
+
+
+def test_one_step_is_the_exact_curve_alone():
+    a = _comp(1.0, 0.1, 1).epsilon(1e-8)
+    assert a.source == "sampled_count"
+    assert any(e["reason"].startswith("count_bound_is_exact") for e in a.trace)
+    assert _tried(a.trace) == {"sampled_count"}
+
+
+def test_details_carry_the_trace():
+    r = edgeworth.epsilon_details(1.0, 1e-6, 1000, 0.01)
+    assert r.bound == edgeworth.epsilon(1.0, 1e-6, 1000, 0.01)
+    assert isinstance(r.trace, list) and r.trace[0]["bound"] == "sampled_count"
+    assert r.as_dict()["trace"] == r.trace
+    d = edgeworth.delta_details(1.0, 2.0, 1000, 0.01)
+    assert d.bound == edgeworth.delta(1.0, 2.0, 1000, 0.01)
+    assert any(e["bound"] == "characteristic_function" for e in d.trace)
+    arr = edgeworth.epsilon_details(np.array([1.0, 2.0]), 1e-6, 1000, 0.01)
+    assert arr.trace.shape == (2,) and all(isinstance(t, list) for t in arr.trace)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgeworth.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("command,given", [("epsilon", ["--delta", "1e-6"]), ("delta", ["--eps", "2"])])
+def test_cli_explain_prints_the_trace(command, given):
+    flags = [command, "--sigma", "1", *given, "--steps", "1000", "--q", "0.01", "--explain"]
+    out = _cli(*flags)
+    assert out.returncode == 0, out.stderr
+    lines = [ln.split() for ln in out.stdout.splitlines()
+             if re.match(r"\s+(sampled_count|chernoff|rare_jump|characteristic_function|edgeworth_bound)\s", ln)]
+    details = (edgeworth.epsilon_details(1.0, 1e-6, 1000, 0.01) if command == "epsilon"
+               else edgeworth.delta_details(1.0, 2.0, 1000, 0.01))
+    expected = [e for e in details.trace if e["bound"] in NAMES]
+    assert [(ln[0], ln[1], ln[2]) for ln in lines] == [(e["bound"], e["ordering"], e["status"]) for e in expected]
+    for ln, e in zip(lines, expected):  # an answered line shows the value to 6 digits
+        if e["status"] == "answered":
+            assert float(ln[5]) == pytest.approx(e["value"], rel=1e-5)
+    js = _cli(*flags, "--json")
+    assert js.returncode == 0, js.stderr
+    trace = json.loads(js.stdout)["trace"]
+    assert [(e["bound"], e["status"], e["value"]) for e in trace] == \
+        [(e["bound"], e["status"], None if math.isnan(e["value"]) else e["value"]) for e in details.trace]
+    assert "trace" not in json.loads(_cli(*flags[:-1], "--json").stdout)
+
+
+def test_docs_follow_the_table_order():
+    text = (ROOT / "docs" / "certified.md").read_text()
+    positions = [text.find(f"`{name}`") for name in NAMES]
+    assert all(p >= 0 for p in positions), positions
+    assert positions == sorted(positions)
+
+
+def test_no_catch_all_in_the_core():
+    """A catch-all would turn any exception, a bug included, into a quietly
+    looser bound: the core catches named types only, and the one
+    std::exception handler left (the array entry points) rethrows, as its
+    comment says."""
+    hits = []
+    for path in sorted((ROOT / "csrc").glob("*.[hc]pp")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "catch (...)" in line or "catch (const std::exception" in line:
+                hits.append((path.name, n, line.strip()))
+    assert len(hits) == 1 and hits[0][0] == "bindings.cpp" and "rethrown" in hits[0][2], hits
