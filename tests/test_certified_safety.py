@@ -297,3 +297,42 @@ def test_laplace_scale_ends():
     for b in (0.01, 1e6):
         eps = ew.Accountant().compose(mechanism=ew.Laplace(b), steps=1).epsilon(1e-5)
         assert 0.0 <= eps <= 1.0 / b
+
+
+# -- the Gaussian's tail, where Phi(-a) and e^eps Phi(-b) agree to many digits ---------------------------------
+
+
+def _gaussian_hockey_stick(eps, mu):
+    """delta(eps) of the Gaussian mechanism with mean shift mu, at 80 digits (the closed form)."""
+    with mp.workdps(80):
+        eps, mu = mp.mpf(eps), mp.mpf(mu)
+        return mp.ncdf(-eps / mu + mu / 2) - mp.exp(eps) * mp.ncdf(-eps / mu - mu / 2)
+
+
+@pytest.mark.parametrize("sigma", [1e6, 1e3, 1.0, 0.05])
+@pytest.mark.parametrize("a", [29.5, 30.0, 33.0, 36.99, 37.0, 37.01, 37.5, 38.0])
+def test_gaussian_tail_delta_is_a_tight_upper_bound(sigma, a):
+    # eps where a = eps / mu - mu / 2 crosses 37: the one-step curve there used Gordon's bound Phi(-a) alone,
+    # which at sigma 1e6 is 1e6 times the truth, so delta(eps) rose again with eps and the certified eps at
+    # delta 1.03e-300 was 1.3 % above the one at 1e-300 (found by test_eps_monotone_whole_range).
+    mu = 1.0 / sigma
+    eps = mu * (a + mu / 2)
+    truth = _gaussian_hockey_stick(eps, mu)
+    got = ew.delta(sigma, eps, 1, 1.0)
+    assert got >= truth
+    if a >= 30 and truth > 1e-300:  # from a = 30 the curve is free of cancellation (csrc/sampled_count.hpp)
+        assert got <= truth * (1 + 1e-8)
+
+
+@pytest.mark.parametrize("delta", [1e-300, 1.03125e-300, 1e-305, 2e-308])
+def test_gaussian_eps_at_tiny_delta_is_monotone_and_tight(delta):
+    sigma = 1e6
+    mu = 1.0 / sigma
+    lo, hi = mp.mpf(0), mp.mpf("1e-3")
+    with mp.workdps(80):
+        for _ in range(120):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if _gaussian_hockey_stick(mid, mu) > delta else (lo, mid)
+    got = ew.epsilon(sigma, delta, 1, 1.0)
+    assert float(hi) <= got <= float(hi) * (1 + 1e-9)
+    assert ew.epsilon(sigma, delta * 1.03125, 1, 1.0) <= got
