@@ -134,8 +134,7 @@ def fuzz_api(fdp: atheris.FuzzedDataProvider) -> None:
                    **kw)
             check_value(fn.__name__, r.value, -math.inf, math.inf)
         elif which == 4:
-            b = edgeworth.epsilon(number(fdp), number(fdp), steps_value(fdp), number(fdp), method="edgeworth",
-                                  bound=True)
+            b = edgeworth.edgeworth_bounds(number(fdp), number(fdp), steps_value(fdp), number(fdp))
             if not (b.lower <= b.upper) or math.isnan(b.lower) or math.isnan(b.upper):
                 raise AssertionError(f"edgeworth bounds out of order or nan: {b!r}")
         elif which == 5:
