@@ -41,8 +41,9 @@
 // that rest charged in full (delta_G <= 1).  delta_G is an upper bound with
 // its rounding: the two terms are erfc values and their difference carries
 // 16 ulps of both plus the rounding of the exponent e + log Phi; where
-// e / mu - mu / 2 > 37 only Gordon's bound Phi(-a) <= phi(a) / a is used
-// (below 1e-290).  The sum is widened by 1e-9 relative for the recursion.
+// a = e / mu - mu / 2 >= 30 it comes from Mills' ratio instead, free of the
+// difference (gaussian_delta_far).  The sum is widened by 1e-9 relative for
+// the recursion.
 #pragma once
 
 #include <algorithm>
