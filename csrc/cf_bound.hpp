@@ -1471,7 +1471,16 @@ constexpr double kCfMinTilt = 0.05;
 // to 1e-3.
 inline double tilt_root(const std::function<double(double)>& phi, double hint) {
   if (hint > 0.0 && std::isfinite(hint)) return hint;
-  return increasing_root_in_t(phi, 1.0, 4.0, 1e-3);
+  // A condition that is not finite (a tilted variance that rounds to 0 or
+  // below, e.g. a mixture component of weight 1e-23) would send TOMS748 to a
+  // NaN tilt: the bound declines by name there instead.
+  auto checked = [&phi](double t) {
+    const double v = phi(t);
+    if (!std::isfinite(v))
+      throw Declining<std::runtime_error>("the saddle-point condition is not finite at tilt t = " + fmt(t));
+    return v;
+  };
+  return increasing_root_in_t(checked, 1.0, 4.0, 1e-3);
 }
 
 inline double cf_tilt(const Composition& comp, Ordering o, double eps, double hint) {
