@@ -187,19 +187,6 @@ def test_compare_plot_writes_the_file(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().err
 
 
-def test_finetune_help_dispatch_imports_no_torch(tmp_path):
-    """main() hands `finetune --help` to the parser alone: nothing on that path imports torch (the parser's own
-    imports are edgeworth.finetune's configuration)."""
-    code = ("import argparse, sys\n"
-            "sys.modules['torch'] = None\n"
-            "from edgeworth import cli\n"
-            "cli._finetune_parser = lambda: argparse.ArgumentParser(prog='edgeworth finetune', description='stub')\n"
-            "sys.exit(cli.main(['finetune', '--help']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("usage: edgeworth finetune") and "stub" in proc.stdout
-
-
 def test_finetune_help_without_torch(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
             "from edgeworth.cli import main\n"
