@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 WORDS = ("the film was good bad great awful fine dull fun slow a an it is not very quite plot acting story "
          "charming bleak moving tedious").split()

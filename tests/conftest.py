@@ -25,3 +25,17 @@ MONOTONE_MAX_STEPS = 1e12
 # input the API accepts) draw this many examples each.
 WHOLE_RANGE_EXAMPLES = 25 if os.environ.get("HYPOTHESIS_PROFILE") == "dev" else 300
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def package_env(**extra):
+    """The environment for a child Python that must import the edgeworth this test process imported.
+
+    CI installs the package into a virtual environment and runs pytest in the clone, whose own ``edgeworth/``
+    folder has no built extension: a child started there (``-m``/``-c`` put the working directory first on
+    sys.path) would import that folder and fail.  So children run with a working directory outside the source
+    tree (the caller passes ``cwd=tmp_path``) and this environment, which puts the imported package's parent
+    first on PYTHONPATH."""
+    import edgeworth
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(edgeworth.__file__)))
+    path = os.pathsep.join(p for p in (parent, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

@@ -19,6 +19,7 @@ import pytest
 
 import edgeworth
 from edgeworth import _core
+from conftest import package_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = [row[0] for row in _core.CERTIFIED_BOUNDS]
@@ -149,14 +150,15 @@ def test_details_carry_the_trace():
     assert arr.trace.shape == (2,) and all(isinstance(t, list) for t in arr.trace)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgeworth.cli", *args], capture_output=True, text=True, cwd=ROOT)
+def _cli(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "edgeworth.cli", *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=package_env())
 
 
 @pytest.mark.parametrize("command,given", [("epsilon", ["--delta", "1e-6"]), ("delta", ["--eps", "2"])])
-def test_cli_explain_prints_the_trace(command, given):
+def test_cli_explain_prints_the_trace(command, given, tmp_path):
     flags = [command, "--sigma", "1", *given, "--steps", "1000", "--q", "0.01", "--explain"]
-    out = _cli(*flags)
+    out = _cli(tmp_path, *flags)
     assert out.returncode == 0, out.stderr
     lines = [ln.split() for ln in out.stdout.splitlines()
              if re.match(r"\s+(sampled_count|chernoff|rare_jump|characteristic_function|edgeworth_bound)\s", ln)]
@@ -167,12 +169,12 @@ def test_cli_explain_prints_the_trace(command, given):
     for ln, e in zip(lines, expected):  # an answered line shows the value to 6 digits
         if e["status"] == "answered":
             assert float(ln[5]) == pytest.approx(e["value"], rel=1e-5)
-    js = _cli(*flags, "--json")
+    js = _cli(tmp_path, *flags, "--json")
     assert js.returncode == 0, js.stderr
     trace = json.loads(js.stdout)["trace"]
     assert [(e["bound"], e["status"], e["value"]) for e in trace] == \
         [(e["bound"], e["status"], None if math.isnan(e["value"]) else e["value"]) for e in details.trace]
-    assert "trace" not in json.loads(_cli(*flags[:-1], "--json").stdout)
+    assert "trace" not in json.loads(_cli(tmp_path, *flags[:-1], "--json").stdout)
 
 
 def test_docs_follow_the_table_order():

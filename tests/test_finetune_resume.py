@@ -20,6 +20,7 @@ import edgeworth
 import edgeworth.finetune as ft
 import edgeworth.finetune.run as ft_run
 from edgeworth import cli, userlevel
+from conftest import package_env
 from finetune_data import strict_json, write_labelled_tsv
 
 torch.set_num_threads(1)
@@ -319,10 +320,10 @@ def test_bad_data_model_and_flags_end_in_one_line_before_the_model_loads(base, s
     assert ckpt.read_bytes() == before
 
 
-def test_finetune_help_needs_no_torch():
+def test_finetune_help_needs_no_torch(tmp_path):
     """The parser (and so `edgeworth finetune --help`) imports nothing of torch."""
     code = ("import sys; sys.modules['torch'] = None; from edgeworth import cli; "
             "cli._finetune_parser().format_help(); print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(Path(edgeworth.__file__).parent.parent)})
+                          cwd=tmp_path, env=package_env())
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

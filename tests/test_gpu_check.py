@@ -14,14 +14,13 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 import edgeworth  # noqa: E402
+from conftest import package_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_gpu_check_smoke_mode(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(Path(edgeworth.__file__).parent.parent),
-                                                     os.environ.get("PYTHONPATH")) if p)}
+    env = package_env(OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke"],
                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -237,7 +237,7 @@ def test_hostile_input_is_a_value_error_naming_the_parameter(name, call, message
         call()
 
 
-def test_no_hostile_input_hangs_or_takes_a_gibibyte():
+def test_no_hostile_input_hangs_or_takes_a_gibibyte(tmp_path):
     # Must-show 4: every case above, in a fresh process: it ends (the timeout is a hang detector only),
     # each raises exactly ValueError (or a subclass), and the process's peak resident set stays under 1 GiB
     # (the 10**8-element broadcast alone reached 6.7 GiB before).
@@ -264,7 +264,8 @@ def test_no_hostile_input_hangs_or_takes_a_gibibyte():
         "print('MAXRSS', peak)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(edgeworth.__file__))] +
                                                       sys.path))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert not [ln for ln in lines if ln.startswith(("WRONG", "ACCEPTED"))], out.stdout
