@@ -15,6 +15,8 @@ import functools
 import dp_accounting
 from dp_accounting.pld import privacy_loss_distribution as pldlib
 
+from edgeworth.comparison.pld_epsilon import UNRELIABLE_ABOVE, pld_epsilon
+
 NR = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
 
 
@@ -32,8 +34,13 @@ def pld_of(segments: tuple, pessimistic: bool, vdi: float):
 
 
 def pld_eps(segments, delta, pessimistic, vdi):
-    """eps at delta of the PLD of ``segments`` (pessimistic: upper bound; else lower bound)."""
-    return float(pld_of(tuple(segments), pessimistic, vdi).get_epsilon_for_delta(delta))
+    """eps at delta of the PLD of ``segments`` (pessimistic: upper bound; else lower bound).
+
+    Above eps 700 dp_accounting's own eps underflows (too high, the optimistic one included), so the same PMF
+    is read in log space there (edgeworth.comparison.pld_epsilon, checked in tests/test_pld_epsilon.py)."""
+    pld = pld_of(tuple(segments), pessimistic, vdi)
+    eps = float(pld.get_epsilon_for_delta(delta))
+    return pld_epsilon(pld, delta) if eps > UNRELIABLE_ABOVE else eps
 
 
 def pld_eps_by_ordering(segments, delta, pessimistic, vdi):

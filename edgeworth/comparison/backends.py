@@ -25,11 +25,13 @@ process can run them (see :mod:`edgeworth.comparison.isolation`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from importlib import import_module, metadata
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from .pld_epsilon import UNRELIABLE_ABOVE, pld_epsilon
 from .result import ESTIMATE, LOWER, UPPER
 
 History = Sequence[Tuple[float, float, int]]
@@ -230,10 +232,19 @@ def dp_accounting_rdp(history, delta, settings):
     return (float(rdp.RdpAccountant().compose(_dp_event(history)).get_epsilon(delta)),)
 
 
+def _pld_underflow_note(pld, delta: float, eps: float) -> None:
+    """Warn (the row's note) where dp_accounting's own eps is unreliable: above eps 700 it underflows."""
+    if eps > UNRELIABLE_ABOVE:
+        warnings.warn(f"unreliable above eps {UNRELIABLE_ABOVE:g}: dp_accounting 0.6.0 sums exp(-loss), which "
+                      f"underflows there; the same PMF summed in log space gives eps {pld_epsilon(pld, delta):.6g}")
+
+
 def dp_accounting_pld_pessimistic(history, delta, settings):
     from dp_accounting import pld
     acc = pld.PLDAccountant(value_discretization_interval=settings.pld_value_discretization_interval)
-    return (float(acc.compose(_dp_event(history)).get_epsilon(delta)),)
+    eps = float(acc.compose(_dp_event(history)).get_epsilon(delta))
+    _pld_underflow_note(acc._pld, delta, eps)  # pylint: disable=protected-access
+    return (eps,)
 
 
 def dp_accounting_pld_optimistic(history, delta, settings):
@@ -247,7 +258,9 @@ def dp_accounting_pld_optimistic(history, delta, settings):
             use_connect_dots=False, neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
         ).self_compose(int(steps))
         composed = one if composed is None else composed.compose(one)
-    return (float(composed.get_epsilon_for_delta(delta)),)
+    eps = float(composed.get_epsilon_for_delta(delta))
+    _pld_underflow_note(composed, delta, eps)
+    return (eps,)
 
 
 def _calibrate(make_accountant, eps, delta, steps, q):
@@ -346,7 +359,7 @@ def _registry() -> Dict[str, Backend]:
     pld = "dp-accounting", ("dp_accounting",)
     backends = [
         _edgeworth("certified", "certified", 2, UPPER,
-                   "certified: the smaller of the characteristic-function and Chernoff bounds, both orderings",
+                   "certified: the tightest answer of the ordered bound table (docs/certified.md), both orderings",
                    "certified: its eps at this sigma is at most the target"),
         _edgeworth("tilted", "tilted", 2, ESTIMATE, "saddle-point estimate, both orderings",
                    "saddle-point estimate, both orderings"),
