@@ -1086,10 +1086,26 @@ class CfInversion {
     const double log_target = std::log(std::max(delta_scale, 1e-300)) - std::log(1e7);
     double right = std::numeric_limits<double>::infinity();
     std::vector<double> ts{0.25, 0.5, 1.0, 2.0};
+    // A law whose CGF grows fast past c (a mixture with a far component of
+    // tiny weight: ELS with k = 8, sigma 1, q 0.01, 1000 steps has
+    // G(c + 1/4) - G(c) - M / 4 ~ 4600 where the variance term is 10) needs
+    // a small t: 2^-3 .. 2^-10 are tried where t >= 1/4 needs a period above
+    // 64 s (there the period was 2000 s and the inversion declined).
     if (wide_alias_)
       for (double f : {0.125, 0.25, 0.5, 1.0})
         if (f * c > 2.0) ts.push_back(f * c);
     for (double t : ts) {
+      const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
+      if (!std::isfinite(gt.log_mgf)) continue;
+      const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
+      if (p < right) {
+        right = p;
+        alias_t_ = t;
+        g1_ = gt.log_mgf;
+        g1_margin_ = detail::cgf_margin(gt);
+      }
+    }
+    for (double t = 0.125; t >= 1.0 / 1024.0 && !(right <= 64.0 * s); t *= 0.5) {
       const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
       if (!std::isfinite(gt.log_mgf)) continue;
       const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
@@ -1508,21 +1524,28 @@ inline double cf_tilt_for_delta(const Composition& comp, Ordering o, double delt
 
 namespace detail {
 
-// The cut x_m of one subsampled Gaussian step above which the step's law of
-// x (Q = (1 - q) N(0, 1) + q N(mu, 1) for the remove ordering, P = N(0, 1)
-// for add) leaves at most `target`, by bisection on the closed-form tail;
-// `above` is set to that law's mass above x_m.  nullopt where no x_m > 0
-// does (target at or above the mass above 0).  Shared by the truncated bound
-// and the rare-jump bound (rare_jump.hpp).
-inline std::optional<double> step_cut(const SubsampledGaussian& sg, Ordering o, double target, double& above) {
+// The cut x_m of one step of a Gaussian-reference mechanism whose Q is a
+// mixture of unit Gaussians (the subsampled Gaussian: weights 1 - q, q at
+// means 0, 1 / sigma; ELS's mixture) above which the step's law of x (Q for
+// the remove ordering, P = N(0, 1) for add) leaves at most `target`, by
+// bisection on the closed-form tail sum_j w_j Phi(m_j - x); `above` is set to
+// that law's mass above x_m.  nullopt where no x_m > 0 does (target at or
+// above the mass above 0).  Shared by the truncated bound and the rare-jump
+// bound (rare_jump.hpp).
+inline std::optional<double> step_cut(const std::vector<double>& weights, const std::vector<double>& means, Ordering o,
+                                      double target, double& above) {
   auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
-  const double mu = 1.0 / sg.sigma(), q = sg.q();
   auto tail = [&](double x) {
-    return o == Ordering::Add ? upper_tail(x) : (1.0 - q) * upper_tail(x) + q * upper_tail(x - mu);
+    if (o == Ordering::Add) return upper_tail(x);
+    double t = 0.0;
+    for (std::size_t j = 0; j < weights.size(); ++j) t += weights[j] * upper_tail(x - means[j]);
+    return t;
   };
   if (!(target > 0.0 && target < 0.5)) return std::nullopt;
-  // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi)
-  double lo = 0.0, hi = mu + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
+  // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi);
+  // at hi every component's tail is at most target
+  const double m_max = *std::max_element(means.begin(), means.end());
+  double lo = 0.0, hi = std::max(m_max, 0.0) + std::sqrt(2.0) * boost::math::erfc_inv(2.0 * target);
   if (!std::isfinite(hi) || tail(lo) <= target) return std::nullopt;
   for (int i = 0; i < 60; ++i) {
     const double mid = 0.5 * (lo + hi);
@@ -1532,26 +1555,49 @@ inline std::optional<double> step_cut(const SubsampledGaussian& sg, Ordering o, 
   return hi;
 }
 
+inline std::optional<double> step_cut(const SubsampledGaussian& sg, Ordering o, double target, double& above) {
+  return step_cut({1.0 - sg.q(), sg.q()}, {0.0, 1.0 / sg.sigma()}, o, target, above);
+}
+
+// The mixture form (weights, means) of Q for the mechanisms step_cut covers:
+// the subsampled Gaussian and a Gaussian mixture with non-negative means (its
+// PLLR increasing); false for the others.
+inline bool gaussian_mixture_form(const Mechanism& mech, std::vector<double>& weights, std::vector<double>& means) {
+  if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(&mech)) {
+    weights = {1.0 - sg->q(), sg->q()};
+    means = {0.0, 1.0 / sg->sigma()};
+    return true;
+  }
+  if (const auto* gm = dynamic_cast<const GaussianMixture*>(&mech)) {
+    if (!gm->pllr_increasing()) return false;
+    weights = gm->weights();
+    means = gm->means();
+    return true;
+  }
+  return false;
+}
+
 // The truncated bound (docs/certified.md, "Few sampled steps"): every step
 // restricted to x <= x_m, where the step's law of x (Q = (1 - q) N(0, 1) +
 // q N(mu, 1) for the remove ordering, P = N(0, 1) for add) puts
 // kCfSplitFlatShare * delta_target / steps above x_m.  Returns the truncated
 // composition and sets delta_b to an upper bound on the probability that some
 // step is above its cut (the union bound), which bounds the rest of delta;
-// nullopt for mechanisms other than the subsampled Gaussian.
+// nullopt for mechanisms other than those of gaussian_mixture_form.
 inline std::optional<Composition> truncated_composition(const Composition& comp, Ordering o, double delta_target,
                                                         double& delta_b) {
   Composition out;
   delta_b = 0.0;
   const double n_total = comp.steps();
   for (const auto& seg : comp.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr || !(delta_target > 0.0)) return std::nullopt;
+    std::vector<double> weights, means;
+    if (!gaussian_mixture_form(*seg.mechanism, weights, means) || !(delta_target > 0.0)) return std::nullopt;
     double above = 0.0;
-    const auto x_m = step_cut(*sg, o, kCfSplitFlatShare * delta_target / n_total, above);
+    const auto x_m = step_cut(weights, means, o, kCfSplitFlatShare * delta_target / n_total, above);
     if (!x_m) return std::nullopt;
     delta_b += seg.count * above * (1.0 + 1e-12);
-    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, *sg, *x_m), seg.count);
+    const auto& base = dynamic_cast<const GaussianReferencePllr&>(*seg.mechanism);
+    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, base, *x_m), seg.count);
   }
   return out;
 }
