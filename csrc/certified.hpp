@@ -72,7 +72,8 @@ inline constexpr CertifiedBound kCertifiedBounds[] = {
     {Source::CharacteristicFunction, "characteristic_function", "both",
      "the exact inversion of the privacy loss's characteristic function on a tilted line, every error term "
      "bounded; plain, then split at the flat part, then truncated; within ~1e-6 of the truth where ten or more "
-     "steps are sampled in all (cf_bound.hpp)"},
+     "steps are sampled in all; the subsampled Gaussian and Gaussian mixtures (ELS), not the subsampled Laplace "
+     "mechanism (cf_bound.hpp)"},
     {Source::EdgeworthBound, "edgeworth_bound", "both",
      "the Edgeworth accountant's own certified bound (order-1 expansion plus the Derumigny-Girard-Guyonvarch "
      "error), for i.i.d. steps and large delta only (edgeworth_bounds.hpp)"},

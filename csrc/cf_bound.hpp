@@ -24,10 +24,11 @@
 // Numerical error.  phi_j(k du) are Gauss-Kronrod sums over fixed panels;
 //     10 |Kronrod - Gauss| bounds their error; G(c) carries bounds.hpp's margin.
 //
-// Only the subsampled Gaussian is supported (the TV and second-order bounds
-// use the explicit form of its loss); other mechanisms, and laws the bounds
-// cannot control within kCfMaxTerms terms and kCfMaxWork work (few sampled
-// steps in all), decline.  There two retries follow (docs/certified.md, "Few
+// The mechanisms with P = N(0, 1) and an increasing loss are supported (the
+// subsampled Gaussian with its TV in closed form, Gaussian mixtures such as
+// ELS's with TV by quadrature); others (the subsampled Laplace mechanism),
+// and laws the bounds cannot control within kCfMaxTerms terms and kCfMaxWork
+// work (few sampled steps in all), decline.  There two retries follow (docs/certified.md, "Few
 // sampled steps"): the split bound (R = R_A + R_B by a cut into a flat part
 // and the rest; CfInversion::build_split) and the truncated bound (the plain
 // inversion of the steps restricted below a cut, TruncatedPllr, plus the

@@ -339,3 +339,32 @@ def test_gaussian_eps_at_tiny_delta_is_monotone_and_tight(delta):
     got = ew.epsilon(sigma, delta, 1, 1.0)
     assert float(hi) <= got <= float(hi) * (1 + 1e-9)
     assert ew.epsilon(sigma, delta * 1.03125, 1, 1.0) <= got
+
+
+# --- issue 18: the inversion of ELS mixtures (a small alias order; the truncated bound of a mixture) ---------------
+
+def _els(k, sigma, q):
+    return [float(w) for w in userlevel.binomial_weights(k, q)], [j / sigma for j in range(k + 1)]
+
+
+@pytest.mark.parametrize("k,sigma,q,steps,delta", [
+    (16, 2.65837, 0.00121865, 188, 1e-6),  # the truncated bound of the mixture answers (was 1.9153 by Chernoff)
+    (8, 0.943416, 0.00281571, 210, 1e-6),  # the truncated bound (was 10.507)
+    (8, 1.0, 0.01, 1000, 1e-6),            # the plain inversion with the alias order 1/8 (was 25.22)
+    (16, 1.0, 0.01, 1000, 1e-6),           # alias order 1/32
+    (4, 0.8, 3e-3, 40, 1e-9),
+])
+def test_els_certified_not_below_truth(k, sigma, q, steps, delta):
+    weights, means = _els(k, sigma, q)
+    eps = userlevel.epsilon(sigma=sigma, delta=delta, steps=steps, q=q, contribution_bound=k)
+    check_eps(eps, delta, lambda e: delta_lower(weights, means, steps, e))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(k=st.integers(2, 16), sigma=_log(0.8, 4.0), q=_log(1e-4, 1e-2), steps=st.integers(1, 300),
+       delta=_log(1e-10, 1e-4))
+def test_els_few_sampled_steps_not_below_truth(k, sigma, q, steps, delta):
+    # few sampled steps: there the lower bound {max x_i > c} is close to the truth, and the truncated bound answers
+    weights, means = _els(k, sigma, q)
+    eps = userlevel.epsilon(sigma=sigma, delta=delta, steps=steps, q=q, contribution_bound=k)
+    check_eps(eps, delta, lambda e: delta_lower(weights, means, steps, e))
