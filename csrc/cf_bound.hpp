@@ -1095,9 +1095,9 @@ class CfInversion {
     if (wide_alias_)
       for (double f : {0.125, 0.25, 0.5, 1.0})
         if (f * c > 2.0) ts.push_back(f * c);
-    for (double t : ts) {
+    auto try_alias = [&](double t) {
       const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
-      if (!std::isfinite(gt.log_mgf)) continue;
+      if (!std::isfinite(gt.log_mgf)) return;
       const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
       if (p < right) {
         right = p;
@@ -1105,18 +1105,9 @@ class CfInversion {
         g1_ = gt.log_mgf;
         g1_margin_ = detail::cgf_margin(gt);
       }
-    }
-    for (double t = 0.125; t >= 1.0 / 1024.0 && !(right <= 64.0 * s); t *= 0.5) {
-      const TiltedCumulants gt = loss_cgf(comp, o, Loss::Y, c + t, 0, kBoundRtol);
-      if (!std::isfinite(gt.log_mgf)) continue;
-      const double p = (std::log(1e7) + std::max(0.0, gt.log_mgf - g_ - t * g.derivative[1])) / t;
-      if (p < right) {
-        right = p;
-        alias_t_ = t;
-        g1_ = gt.log_mgf;
-        g1_margin_ = detail::cgf_margin(gt);
-      }
-    }
+    };
+    for (double t : ts) try_alias(t);
+    for (double t = 0.125; t >= 1.0 / 1024.0 && !(right <= 64.0 * s); t *= 0.5) try_alias(t);
     if (!std::isfinite(right)) return false;
     period_ = std::max({-log_target / c, right, 8.0 * s, wide_alias_ ? 0.0 : 1.0});
     du_ = 2.0 * detail::kCfPi / period_;

@@ -52,17 +52,20 @@ def check(certified, lower, upper, factor):
 
 # --- the seeded random grid of the issue: sigma 0.4-20, q 1e-5-0.5, steps 1-1e5, delta 1e-12-1e-3 -------------------
 
-def _grid(n, seed):
+def log_uniform_draws(n, seed, *ranges):
+    """n draws, each a tuple with one log-uniform value per (lo, hi) range; a range of ints draws an int."""
     rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        row = []
+        for lo, hi in ranges:
+            v = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+            row.append(int(round(v)) if isinstance(lo, int) else v)
+        out.append(tuple(row))
+    return out
 
-    def log_uniform(lo, hi):
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
-    return [(log_uniform(0.4, 20.0), log_uniform(1e-5, 0.5), int(round(log_uniform(1.0, 1e5))),
-             log_uniform(1e-12, 1e-3)) for _ in range(n)]
-
-
-GRID = _grid(40, 18)
+GRID = log_uniform_draws(40, 18, (0.4, 20.0), (1e-5, 0.5), (1, 100000), (1e-12, 1e-3))
 
 
 @pytest.mark.parametrize("sigma,q,steps,delta", GRID, ids=[f"{i}" for i in range(len(GRID))])
@@ -151,17 +154,8 @@ def test_mixture_inversion_matches_mpmath(adjacency):
 
 # --- the subsampled Laplace mechanism -------------------------------------------------------------------------------
 
-def _laplace_draws(n, seed):
-    rng = np.random.default_rng(seed)
-
-    def log_uniform(lo, hi):
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-    return [(log_uniform(1.0, 30.0), log_uniform(1e-3, 0.1), int(round(log_uniform(10, 2000))),
-             log_uniform(1e-8, 1e-3)) for _ in range(n)]
-
-
-LAPLACE_DRAWS = [(17.8215, 0.0108308, 526, 9.44e-5)] + _laplace_draws(19, 7)
+LAPLACE_DRAWS = [(17.8215, 0.0108308, 526, 9.44e-5)] + log_uniform_draws(19, 7, (1.0, 30.0), (1e-3, 0.1), (10, 2000),
+                                                                     (1e-8, 1e-3))
 
 
 @pytest.mark.parametrize("b,q,steps,delta", LAPLACE_DRAWS, ids=[f"{i}" for i in range(len(LAPLACE_DRAWS))])
