@@ -39,7 +39,8 @@ def _gaussian_truth(sigma, delta):
 
 
 @pytest.mark.parametrize("sigma,q,steps,delta", [(1.0, 0.01, 1000, 1e-5), (0.8, 0.05, 300, 1e-6),
-                                                   (2.0, 1.0, 10, 1e-8), (5.0, 0.3, 50, 1e-3)])
+                                                   (2.0, 1.0, 10, 1e-8), (5.0, 0.3, 50, 1e-3),
+                                                   (0.66, 1e-3, 1000, 4e-12)])  # thousands of negative FFT probs
 @pytest.mark.parametrize("pessimistic", [True, False])
 def test_agrees_with_dp_accounting_where_it_is_right(sigma, q, steps, delta, pessimistic):
     pld = _gaussian_pld(sigma, q, steps, pessimistic, 1e-3)

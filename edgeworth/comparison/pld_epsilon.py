@@ -37,15 +37,23 @@ def _pmf_epsilon(pmf, delta: float) -> float:
     # pylint: enable=protected-access
     if infinity_mass > delta:
         return math.inf
-    keep = probs > 0
+    keep = probs != 0
     probs, losses = probs[keep], losses[keep]
     if probs.size == 0:
         return 0.0
-    # Suffix sums over the losses strictly above index j (j = -1 .. n-1): U and log L.
+    # Suffix sums over the losses from index k on (k = 0 .. n): U and log L.  dp_accounting's FFT leaves tiny
+    # negative probabilities; like its own sums, these count, as a separate log-space sum subtracted at the end.
     above = np.concatenate((np.cumsum(probs[::-1])[::-1], [0.0]))
-    with np.errstate(divide="ignore"):
-        log_terms = np.log(probs) - losses
-    log_lower = np.concatenate((np.logaddexp.accumulate(log_terms[::-1])[::-1], [-np.inf]))
+
+    def log_suffix(weights):
+        with np.errstate(divide="ignore"):
+            terms = np.log(weights) - losses
+        return np.concatenate((np.logaddexp.accumulate(terms[::-1])[::-1], [-np.inf]))
+
+    log_pos, log_neg = log_suffix(np.maximum(probs, 0.0)), log_suffix(np.maximum(-probs, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_lower = log_pos + np.log1p(-np.minimum(np.exp(log_neg - log_pos), 1.0))
+    log_lower[np.isnan(log_lower)] = -np.inf  # both sums empty
     # delta at each loss l_j (the losses above it count): m + U_{j+1} - exp(l_j + log L_{j+1}).
     with np.errstate(under="ignore", over="ignore"):
         at_loss = infinity_mass + above[1:] - np.exp(np.minimum(losses + log_lower[1:], 0.0))
