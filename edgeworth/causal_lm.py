@@ -184,33 +184,45 @@ def add_lora(model, rank: int, alpha: float, targets: Sequence[str], dropout: fl
 def label_accuracy(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], choices: Sequence[str],
                    batch_size: int = 16) -> float:
     """Fraction of prompts whose answer has the highest log-likelihood among ``choices`` (each choice's summed
-    token log-probabilities after the prompt)."""
+    token log-probabilities after the prompt).  Prompts are scored in order of length (little padding), and where
+    the model takes ``logits_to_keep`` the output layer runs only at the positions that predict a choice token."""
     import torch
+
+    from .hf import accepts_logits_to_keep
 
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
     single = all(len(c) == 1 for c in choice_ids)  # one forward pass over the prompt scores every choice
+    sliced = accepts_logits_to_keep(model)
     model.eval()
     correct = 0
     pad = tokenizer.pad_token_id
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     with torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
-            scores = torch.zeros(len(chunk), len(choices), dtype=torch.float64)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = [encoded[i] for i in rows]
+            scores = torch.zeros(len(rows), len(choices), dtype=torch.float64)
             for c, cids in enumerate([[]] if single else choice_ids):
                 seqs = [x + cids for x in ids]
                 width = max(len(s) for s in seqs)
                 input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
                 mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-                logp = torch.log_softmax(model(input_ids=input_ids, attention_mask=mask).logits.double(), dim=-1)
-                for row, x in enumerate(ids):
+                # row r's positions len(x) - 1 ... predict the choice's tokens
+                positions = torch.tensor([[len(x) - 1 + t for t in range(max(1, len(cids)))] for x in ids])
+                if sliced:
+                    logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=positions).logits
+                else:
+                    logits = model(input_ids=input_ids, attention_mask=mask).logits
+                    logits = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+                logp = torch.log_softmax(logits.double(), dim=-1)
+                for row in range(len(rows)):
                     if single:
-                        scores[row] = torch.stack([logp[row, len(x) - 1, k[0]] for k in choice_ids])
-                        continue
-                    positions = range(len(x) - 1, len(x) - 1 + len(cids))
-                    scores[row, c] = sum(logp[row, t, tok] for t, tok in zip(positions, cids))
+                        scores[row] = torch.stack([logp[row, 0, k[0]] for k in choice_ids])
+                    else:
+                        scores[row, c] = sum(logp[row, t, tok] for t, tok in enumerate(cids))
             best = scores.argmax(dim=1).tolist()
-            correct += sum(choices[b] == a for b, a in zip(best, answers[start:start + batch_size]))
+            correct += sum(choices[b] == answers[i] for b, i in zip(best, rows))
     model.train()
     return correct / len(prompts)
 
