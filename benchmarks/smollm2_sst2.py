@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--label-only", action="store_true",
                    help="train on the label word alone, without an end-of-sequence token after it")
     p.add_argument("--eval-batch-size", type=int, default=32)
+    p.add_argument("--runs", default="dp,nonprivate", help="which training runs, of dp and nonprivate")
+    p.add_argument("--eval-steps", type=int, default=0,
+                   help="also evaluate every this many steps (a learning curve; needs --lora-layers)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
 
@@ -147,7 +150,7 @@ def main(argv=None) -> int:
                                f"{out['zero_shot']['accuracy']}")
     print(json.dumps({"zero_shot": out["zero_shot"]}), flush=True)
     base = model
-    for private in (True, False):
+    for private in [r == "dp" for r in a.runs.split(",")]:
         torch.manual_seed(0)
         lora = clm.add_lora(base, a.lora_rank, 2.0 * a.lora_rank, tuple(a.lora_targets.split(",")), layers=layers)
         model = lora
@@ -156,13 +159,23 @@ def main(argv=None) -> int:
                                     eps=a.eps, delta=a.delta, max_grad_norm=a.max_grad_norm, private=private,
                                     max_length=a.max_length)
         trainer = clm.make_trainer(lora, tok, train, config)
+        curve = []
+        if a.eval_steps:
+            from transformers import TrainerCallback
+
+            class Curve(TrainerCallback):
+                def on_step_end(self, args, state, control, **kwargs):
+                    if state.global_step % a.eval_steps == 0 and state.global_step < a.steps:
+                        curve.append((state.global_step, accuracy("replay")[0]))
+                        print(json.dumps({"step": state.global_step, "accuracy": curve[-1][1]}), flush=True)
+            trainer.add_callback(Curve())
         t = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t
         acc, eval_seconds = accuracy("replay")
         key = "dp" if private else "nonprivate"
         out[key] = {**summary(acc), "eval_seconds": eval_seconds, "train_seconds": round(seconds, 1),
-                    "steps": trainer.state.global_step,
+                    "steps": trainer.state.global_step, "curve": curve,
                     "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
         if private:
             out[key]["privacy"] = trainer.privacy_report()

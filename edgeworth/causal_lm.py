@@ -140,6 +140,7 @@ def check_model_folder(model: Optional[str]) -> Tuple[str, Optional[str]]:
     if not p.is_dir():
         raise ValueError(f"model: no such folder {model!r}")
     if (p / "config.json").is_file():
+        _check_causal_lm_config(p, model)
         return str(p), None
     ggufs = sorted(x.name for x in p.glob("*.gguf"))
     if len(ggufs) == 1:
@@ -148,20 +149,69 @@ def check_model_folder(model: Optional[str]) -> Tuple[str, Optional[str]]:
                      + (f"; {len(ggufs)} .gguf files, give one folder per model)" if ggufs else " nor .gguf file)"))
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def _check_causal_lm_config(folder: Path, model: str) -> None:
+    """ValueError (one line, naming --model) unless the folder's config.json is a causal LM's and weights are
+    beside it."""
+    import json
+
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model: {model!r} has a config.json that is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not raw.get("model_type"):
+        raise ValueError(f"model: {model!r} has a config.json without a model_type: not a Hugging Face model")
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if raw["model_type"] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"model: {model!r} holds a {raw['model_type']!r} model, not a causal language model")
+    try:
+        AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"model: {model!r} has a config.json transformers cannot read "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not any((folder / w).is_file() for w in WEIGHT_FILES):
+        raise ValueError(f"model: {model!r} has a config.json but no weights ({' or '.join(WEIGHT_FILES[::2])})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_tokenizer(folder: str, gguf: Optional[str]):
+    """The model's tokenizer, with a pad token (the eos token where it has none); ValueError naming --model if
+    none loads."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"model: no tokenizer loads from {folder!r} ({_first_line(exc)})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(folder: str, gguf: Optional[str]):
     """(model, tokenizer) in float32, with a pad token (the eos token where the tokenizer has none)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     kw = {"gguf_file": gguf} if gguf else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    tokenizer = load_tokenizer(folder, gguf)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"model: no causal language model loads from {folder!r} ({_first_line(exc)})") from None
     if gguf and getattr(model, "hf_quantizer", None) is not None:
         # The GGUF weights are dequantized to float32 tensors on loading; only the marker says "quantized" (and
         # makes the Trainer refuse to train), so it is removed.
         model.hf_quantizer.remove_quantization_config(model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
@@ -296,10 +346,7 @@ def run(config: CausalLMConfig) -> dict:
     folder, gguf = check_model_folder(config.model)
     if config.threads:
         torch.set_num_threads(config.threads)
-    from transformers import AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(folder, gguf)
     train = CompletionDataset(tokenizer, texts, completions, config.max_length)  # prompt lengths: before the model
     dev = sst2_as_instructions(config.dev, config.max_dev) if config.dev else None
     expected = config.batch_size * config.accumulation

@@ -266,21 +266,48 @@ def test_completion_only_loss_masks_the_prompt():
         CompletionDataset(tok, ["the film was"], [" good"], max_length=4)
 
 
-@pytest.mark.parametrize("case", ["missing column", "not a model", "prompt too long", "no sigma"])
+@pytest.mark.parametrize("case", ["missing column", "missing text column", "not a model", "config not JSON",
+                                  "not a causal LM", "config without weights", "no tokenizer", "prompt too long",
+                                  "no sigma"])
 def test_cli_causal_lm_bad_input_is_one_line_before_training(tmp_path, tiny_model_folder, capsys, case):
     data = _tsv(tmp_path / "train.tsv", ["prompt", "completion"], [(s, " good") for s in hf_tiny.texts(40)])
     args = {"--data": str(data), "--prompt-column": "prompt", "--completion-column": "completion",
             "--model": str(tiny_model_folder), "--output": str(tmp_path / "out"), "--steps": "4",
             "--batch-size": "4", "--max-length": "16"}
     expected = {"missing column": r"--completion-column: no column 'answer' in .* \(its columns: prompt, completion\)",
+                "missing text column": r"--text-column: no column 'text' in .* \(its columns: prompt, completion\)",
                 "not a model": r"--model: '.*' is not a Hugging Face model folder \(no config.json nor .gguf file\)",
+                "config not JSON": r"--model: '.*' has a config.json that is not valid JSON",
+                "not a causal LM": r"--model: '.*' holds a 'resnet' model, not a causal language model",
+                "config without weights": r"--model: '.*' has a config.json but no weights \(model.safetensors or "
+                                          r"pytorch_model.bin\)",
+                "no tokenizer": r"--model: no tokenizer loads from '.*' \(",
                 "prompt too long": r"--max-length: example \d+ has a prompt of \d+ tokens",
                 "no sigma": r"--eps: no sigma <= 1e\+06 meets"}[case]
     if case == "missing column":
         args["--completion-column"] = "answer"
+    elif case == "missing text column":
+        del args["--prompt-column"], args["--completion-column"]
+        args["--text-column"] = "text"
     elif case == "not a model":
         (tmp_path / "empty").mkdir()
         args["--model"] = str(tmp_path / "empty")
+    elif case in ("config not JSON", "not a causal LM", "config without weights", "no tokenizer"):
+        import shutil
+
+        folder = tmp_path / "model"
+        shutil.copytree(tiny_model_folder, folder)
+        if case == "config not JSON":
+            (folder / "config.json").write_text("{not json", encoding="utf-8")
+        elif case == "not a causal LM":
+            (folder / "config.json").write_text(json.dumps({"model_type": "resnet"}), encoding="utf-8")
+        elif case == "config without weights":
+            (folder / "model.safetensors").unlink()
+        else:
+            for f in folder.iterdir():
+                if f.name.startswith(("tokenizer", "special_tokens")):
+                    f.unlink()
+        args["--model"] = str(folder)
     elif case == "prompt too long":
         args["--max-length"] = "4"
     else:
