@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--eps", type=float, default=8.0)
     p.add_argument("--delta", type=float, default=1e-5)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "linear"],
+                   help="constant, or linear decay to 0 over the steps")
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--lora-rank", type=int, default=4)
     p.add_argument("--lora-targets", default="q_proj,v_proj")
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
                                     eps=a.eps, delta=a.delta, max_grad_norm=a.max_grad_norm, private=private,
                                     max_length=a.max_length)
         trainer = clm.make_trainer(lora, tok, train, config)
+        trainer.args.lr_scheduler_type = a.lr_schedule  # read when train() builds the scheduler
         curve = []
         if a.eval_steps:
             from transformers import TrainerCallback
