@@ -17,7 +17,8 @@ What one optimizer step does (neighbouring datasets differ by adding or removing
   ``GradSampleHooks`` (hooks where Opacus has a grad sampler, ``torch.func`` for other layers, e.g. RMSNorm), and
   adds up the clipped gradients.  Each example's loss is its own (the mean over its own target tokens for a causal
   LM): a loss averaged over the whole batch would couple the examples and void the sensitivity bound.  An example
-  whose gradient is not finite contributes nothing.
+  whose gradient is not finite contributes nothing.  A causal LM's output layer runs only at the positions that
+  predict a target token (``logits_to_keep``, where the model's forward takes it; :func:`causal_lm_logits`).
 * **Noise once per logical step.**  The ranks' clipped sums are added up (``all_reduce``), Gaussian noise of std
   ``sigma * C`` from a generator seeded by (seed, step) is added (every rank draws the same noise, so the model
   stays identical on every rank and the noise counts once), and the result divided by ``B`` is the gradient
