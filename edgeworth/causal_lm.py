@@ -140,6 +140,7 @@ def check_model_folder(model: Optional[str]) -> Tuple[str, Optional[str]]:
     if not p.is_dir():
         raise ValueError(f"model: no such folder {model!r}")
     if (p / "config.json").is_file():
+        _check_causal_lm_config(p, model)
         return str(p), None
     ggufs = sorted(x.name for x in p.glob("*.gguf"))
     if len(ggufs) == 1:
@@ -148,20 +149,69 @@ def check_model_folder(model: Optional[str]) -> Tuple[str, Optional[str]]:
                      + (f"; {len(ggufs)} .gguf files, give one folder per model)" if ggufs else " nor .gguf file)"))
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def _check_causal_lm_config(folder: Path, model: str) -> None:
+    """ValueError (one line, naming --model) unless the folder's config.json is a causal LM's and weights are
+    beside it."""
+    import json
+
+    try:
+        raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"model: {model!r} has a config.json that is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or not raw.get("model_type"):
+        raise ValueError(f"model: {model!r} has a config.json without a model_type: not a Hugging Face model")
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if raw["model_type"] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"model: {model!r} holds a {raw['model_type']!r} model, not a causal language model")
+    try:
+        AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"model: {model!r} has a config.json transformers cannot read "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not any((folder / w).is_file() for w in WEIGHT_FILES):
+        raise ValueError(f"model: {model!r} has a config.json but no weights ({' or '.join(WEIGHT_FILES[::2])})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_tokenizer(folder: str, gguf: Optional[str]):
+    """The model's tokenizer, with a pad token (the eos token where it has none); ValueError naming --model if
+    none loads."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"model: no tokenizer loads from {folder!r} ({_first_line(exc)})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(folder: str, gguf: Optional[str]):
     """(model, tokenizer) in float32, with a pad token (the eos token where the tokenizer has none)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     kw = {"gguf_file": gguf} if gguf else {}
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    tokenizer = load_tokenizer(folder, gguf)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"model: no causal language model loads from {folder!r} ({_first_line(exc)})") from None
     if gguf and getattr(model, "hf_quantizer", None) is not None:
         # The GGUF weights are dequantized to float32 tensors on loading; only the marker says "quantized" (and
         # makes the Trainer refuse to train), so it is removed.
         model.hf_quantizer.remove_quantization_config(model)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 
@@ -184,33 +234,45 @@ def add_lora(model, rank: int, alpha: float, targets: Sequence[str], dropout: fl
 def label_accuracy(model, tokenizer, prompts: Sequence[str], answers: Sequence[str], choices: Sequence[str],
                    batch_size: int = 16) -> float:
     """Fraction of prompts whose answer has the highest log-likelihood among ``choices`` (each choice's summed
-    token log-probabilities after the prompt)."""
+    token log-probabilities after the prompt).  Prompts are scored in order of length (little padding), and where
+    the model takes ``logits_to_keep`` the output layer runs only at the positions that predict a choice token."""
     import torch
+
+    from .hf import accepts_logits_to_keep
 
     choice_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
     single = all(len(c) == 1 for c in choice_ids)  # one forward pass over the prompt scores every choice
+    sliced = accepts_logits_to_keep(model)
     model.eval()
     correct = 0
     pad = tokenizer.pad_token_id
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     with torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in chunk]
-            scores = torch.zeros(len(chunk), len(choices), dtype=torch.float64)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = [encoded[i] for i in rows]
+            scores = torch.zeros(len(rows), len(choices), dtype=torch.float64)
             for c, cids in enumerate([[]] if single else choice_ids):
                 seqs = [x + cids for x in ids]
                 width = max(len(s) for s in seqs)
                 input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
                 mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-                logp = torch.log_softmax(model(input_ids=input_ids, attention_mask=mask).logits.double(), dim=-1)
-                for row, x in enumerate(ids):
+                # row r's positions len(x) - 1 ... predict the choice's tokens
+                positions = torch.tensor([[len(x) - 1 + t for t in range(max(1, len(cids)))] for x in ids])
+                if sliced:
+                    logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=positions).logits
+                else:
+                    logits = model(input_ids=input_ids, attention_mask=mask).logits
+                    logits = logits.gather(1, positions.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+                logp = torch.log_softmax(logits.double(), dim=-1)
+                for row in range(len(rows)):
                     if single:
-                        scores[row] = torch.stack([logp[row, len(x) - 1, k[0]] for k in choice_ids])
-                        continue
-                    positions = range(len(x) - 1, len(x) - 1 + len(cids))
-                    scores[row, c] = sum(logp[row, t, tok] for t, tok in zip(positions, cids))
+                        scores[row] = torch.stack([logp[row, 0, k[0]] for k in choice_ids])
+                    else:
+                        scores[row, c] = sum(logp[row, t, tok] for t, tok in enumerate(cids))
             best = scores.argmax(dim=1).tolist()
-            correct += sum(choices[b] == a for b, a in zip(best, answers[start:start + batch_size]))
+            correct += sum(choices[b] == answers[i] for b, i in zip(best, rows))
     model.train()
     return correct / len(prompts)
 
@@ -284,10 +346,7 @@ def run(config: CausalLMConfig) -> dict:
     folder, gguf = check_model_folder(config.model)
     if config.threads:
         torch.set_num_threads(config.threads)
-    from transformers import AutoTokenizer
-    tokenizer = AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf} if gguf else {}))
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(folder, gguf)
     train = CompletionDataset(tokenizer, texts, completions, config.max_length)  # prompt lengths: before the model
     dev = sst2_as_instructions(config.dev, config.max_dev) if config.dev else None
     expected = config.batch_size * config.accumulation

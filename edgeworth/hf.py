@@ -17,7 +17,8 @@ What one optimizer step does (neighbouring datasets differ by adding or removing
   ``GradSampleHooks`` (hooks where Opacus has a grad sampler, ``torch.func`` for other layers, e.g. RMSNorm), and
   adds up the clipped gradients.  Each example's loss is its own (the mean over its own target tokens for a causal
   LM): a loss averaged over the whole batch would couple the examples and void the sensitivity bound.  An example
-  whose gradient is not finite contributes nothing.
+  whose gradient is not finite contributes nothing.  A causal LM's output layer runs only at the positions that
+  predict a target token (``logits_to_keep``, where the model's forward takes it; :func:`causal_lm_logits`).
 * **Noise once per logical step.**  The ranks' clipped sums are added up (``all_reduce``), Gaussian noise of std
   ``sigma * C`` from a generator seeded by (seed, step) is added (every rank draws the same noise, so the model
   stays identical on every rank and the noise counts once), and the result divided by ``B`` is the gradient
@@ -151,14 +152,46 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> t
     error for a single regression output).
     """
     if task == "causal-lm":
-        logits, labels = logits[:, :-1, :].float(), labels[:, 1:]
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
-                             reduction="none").view(labels.shape)
-        return ce.sum(dim=1) / (labels != -100).sum(dim=1).clamp(min=1)
+        return target_token_loss(logits[:, :-1, :], labels[:, 1:])
     logits = logits.float()
     if logits.shape[-1] == 1 and labels.is_floating_point():
         return (logits.squeeze(-1) - labels.float()) ** 2
     return F.cross_entropy(logits, labels, reduction="none")
+
+
+def target_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's mean cross-entropy over its target tokens (labels != -100), 0 for a row with none; ``logits``
+    [batch, positions, vocab] are already aligned with ``labels`` [batch, positions]."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                         reduction="none").view(labels.shape)
+    return ce.sum(dim=1) / (labels != -100).sum(dim=1).clamp(min=1)
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the (unwrapped: DDP, peft) model's forward takes ``logits_to_keep`` (transformers' causal LMs)."""
+    import inspect
+
+    model = getattr(model, "module", model)
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def causal_lm_logits(net, chunk: Dict[str, Any], labels: torch.Tensor, positions_only: bool):
+    """(logits, targets) of one physical causal-LM batch, aligned (position t's logits with token t + 1), for
+    :func:`target_token_loss`.  With ``positions_only``, the output layer runs only at the positions that predict a
+    target token in some row (``logits_to_keep``): the same losses as over all positions, without the
+    vocabulary-sized projection of prompt and padding positions."""
+    shifted = labels[:, 1:]
+    keep = (shifted != -100).any(dim=0).nonzero().squeeze(1)
+    if not positions_only or len(keep) == 0 or len(keep) == shifted.shape[1]:
+        return net(**chunk).logits[:, :-1, :], shifted
+    logits = net(**chunk, logits_to_keep=keep.to(chunk["input_ids"].device)).logits
+    return logits, shifted[:, keep.to(shifted.device)]
 
 
 def model_task(model) -> str:
@@ -229,6 +262,7 @@ class PrivateTrainer(Trainer):
         dp_args.ignore_data_skip = True  # batches are functions of the step: nothing to skip on resume
         super().__init__(model, dp_args, *trainer_args, **trainer_kwargs)
         self.task = task if task is not None else model_task(self.model)
+        self._positions_only = self.task == "causal-lm" and accepts_logits_to_keep(self.model)
         if self.task not in TASKS:
             raise ValueError(f"task: one of {', '.join(TASKS)}; got {task!r}")
         if self.train_dataset is None or isinstance(self.train_dataset, torch.utils.data.IterableDataset):
@@ -354,8 +388,12 @@ class PrivateTrainer(Trainer):
                                               for k, v in inputs.items()})
                 labels = chunk.pop("labels")
                 with self.accelerator.autocast():
-                    logits = net(**chunk).logits
-                losses = per_example_loss(logits, labels, self.task)
+                    if self.task == "causal-lm":
+                        logits, targets = causal_lm_logits(net, chunk, labels, self._positions_only)
+                    else:
+                        logits, targets = net(**chunk).logits, labels
+                losses = (target_token_loss(logits, targets) if self.task == "causal-lm"
+                          else per_example_loss(logits, targets, self.task))
                 scale = float(scaler.get_scale()) if scaler is not None else 1.0
                 (losses.sum() * scale).backward()
                 self._clip_and_add(summed, len(losses), scale)

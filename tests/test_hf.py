@@ -266,21 +266,48 @@ def test_completion_only_loss_masks_the_prompt():
         CompletionDataset(tok, ["the film was"], [" good"], max_length=4)
 
 
-@pytest.mark.parametrize("case", ["missing column", "not a model", "prompt too long", "no sigma"])
+@pytest.mark.parametrize("case", ["missing column", "missing text column", "not a model", "config not JSON",
+                                  "not a causal LM", "config without weights", "no tokenizer", "prompt too long",
+                                  "no sigma"])
 def test_cli_causal_lm_bad_input_is_one_line_before_training(tmp_path, tiny_model_folder, capsys, case):
     data = _tsv(tmp_path / "train.tsv", ["prompt", "completion"], [(s, " good") for s in hf_tiny.texts(40)])
     args = {"--data": str(data), "--prompt-column": "prompt", "--completion-column": "completion",
             "--model": str(tiny_model_folder), "--output": str(tmp_path / "out"), "--steps": "4",
             "--batch-size": "4", "--max-length": "16"}
     expected = {"missing column": r"--completion-column: no column 'answer' in .* \(its columns: prompt, completion\)",
+                "missing text column": r"--text-column: no column 'text' in .* \(its columns: prompt, completion\)",
                 "not a model": r"--model: '.*' is not a Hugging Face model folder \(no config.json nor .gguf file\)",
+                "config not JSON": r"--model: '.*' has a config.json that is not valid JSON",
+                "not a causal LM": r"--model: '.*' holds a 'resnet' model, not a causal language model",
+                "config without weights": r"--model: '.*' has a config.json but no weights \(model.safetensors or "
+                                          r"pytorch_model.bin\)",
+                "no tokenizer": r"--model: no tokenizer loads from '.*' \(",
                 "prompt too long": r"--max-length: example \d+ has a prompt of \d+ tokens",
                 "no sigma": r"--eps: no sigma <= 1e\+06 meets"}[case]
     if case == "missing column":
         args["--completion-column"] = "answer"
+    elif case == "missing text column":
+        del args["--prompt-column"], args["--completion-column"]
+        args["--text-column"] = "text"
     elif case == "not a model":
         (tmp_path / "empty").mkdir()
         args["--model"] = str(tmp_path / "empty")
+    elif case in ("config not JSON", "not a causal LM", "config without weights", "no tokenizer"):
+        import shutil
+
+        folder = tmp_path / "model"
+        shutil.copytree(tiny_model_folder, folder)
+        if case == "config not JSON":
+            (folder / "config.json").write_text("{not json", encoding="utf-8")
+        elif case == "not a causal LM":
+            (folder / "config.json").write_text(json.dumps({"model_type": "resnet"}), encoding="utf-8")
+        elif case == "config without weights":
+            (folder / "model.safetensors").unlink()
+        else:
+            for f in folder.iterdir():
+                if f.name.startswith(("tokenizer", "special_tokens")):
+                    f.unlink()
+        args["--model"] = str(folder)
     elif case == "prompt too long":
         args["--max-length"] = "4"
     else:
@@ -312,3 +339,70 @@ def test_bf16_autocast_on_the_cpu(tmp_path):
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
     assert trainer.steps_taken == 2 and trainer.spent()[0] == edgeworth.epsilon(trainer.noise_multiplier, 1e-5, 2,
                                                                                  0.2)
+
+
+def _completion_trainer(tmp_path, tok, model):
+    from transformers import TrainingArguments
+
+    from edgeworth.causal_lm import CompletionDataset, PadCollator
+
+    prompts = hf_tiny.texts(40)
+    completions = [" good" if i % 2 else " not very good" for i in range(40)]
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                             max_steps=1, report_to=[], use_cpu=True, disable_tqdm=True, save_strategy="no")
+    return hf.PrivateTrainer(model=model, args=args, train_dataset=CompletionDataset(tok, prompts, completions, 16),
+                             data_collator=PadCollator(tok.pad_token_id), noise_multiplier=0.7,
+                             target_epsilon=None, target_delta=1e-5, max_grad_norm=0.05)
+
+
+def test_output_layer_at_target_positions_only_gives_the_full_step(tmp_path):
+    """The step that projects onto the vocabulary only where a target token is predicted (logits_to_keep) equals
+    the step over all positions (per_example_loss on the full logits), gradient for gradient."""
+    tok = hf_tiny.tokenizer()
+    trainer = _completion_trainer(tmp_path, tok, hf_tiny.lora(hf_tiny.causal_lm(tok)))
+    assert trainer._positions_only
+    inputs = next(iter(trainer.get_train_dataloader()))
+    labels = inputs["labels"]
+    with torch.no_grad():
+        logits, _ = hf.causal_lm_logits(trainer.model, {k: v for k, v in inputs.items() if k in
+                                                        ("input_ids", "attention_mask")}, labels, True)
+    assert logits.shape[1] < labels.shape[1] - 1  # the prompt positions were left out
+    grads = {}
+    for positions_only in (True, False):
+        trainer._positions_only = positions_only
+        trainer.state.global_step = trainer.steps_taken = 0
+        trainer.training_step(trainer.model, dict(inputs))
+        grads[positions_only] = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        for p in trainer.model.parameters():
+            p.grad_sample, p.grad = None, None
+    assert grads[True].keys() == grads[False].keys()
+    for n in grads[True]:
+        assert torch.allclose(grads[True][n], grads[False][n], rtol=1e-5, atol=1e-8), n
+
+
+@pytest.mark.parametrize("sliced", [True, False])
+def test_label_accuracy_scores_each_prompt_as_alone(monkeypatch, sliced):
+    """label_accuracy (batched, sorted by length, padded) against each prompt scored alone, without padding: the
+    summed log-probabilities of each choice's tokens from the full logits."""
+    from edgeworth.causal_lm import label_accuracy
+
+    tok = hf_tiny.tokenizer()
+    model = hf_tiny.causal_lm(tok, seed=5)
+    assert hf.accepts_logits_to_keep(model)
+    monkeypatch.setattr(hf, "accepts_logits_to_keep", lambda m: sliced)
+    prompts = hf_tiny.texts(11)
+    for choices in ((" good", " bad"), (" very good", " not good at all", " fine")):
+        best = []
+        for p in prompts:
+            ids = tok(p, add_special_tokens=False)["input_ids"]
+            scores = []
+            for c in choices:
+                cids = tok(c, add_special_tokens=False)["input_ids"]
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(input_ids=torch.tensor([ids + cids])).logits[0].double(), -1)
+                scores.append(sum(float(logp[len(ids) - 1 + t, k]) for t, k in enumerate(cids)))
+            assert sorted(scores)[-1] - sorted(scores)[-2] > 1e-6  # no near tie
+            best.append(choices[scores.index(max(scores))])
+        answers = [b if i % 3 else next(c for c in choices if c != b) for i, b in enumerate(best)]
+        expected = sum(i % 3 != 0 for i in range(len(prompts))) / len(prompts)
+        assert label_accuracy(model, tok, prompts, answers, choices, batch_size=4) == expected
