@@ -385,11 +385,13 @@ def run(config: CausalLMConfig) -> dict:
 def make_trainer(model, tokenizer, train, config: CausalLMConfig):
     """A PrivateTrainer (or, with ``private=False``, the plain Trainer on shuffled batches of the same expected
     size, for comparison) over the LoRA model."""
+    import torch
     from transformers import Trainer, TrainingArguments
 
     from .hf import PrivateTrainer
 
-    args = TrainingArguments(output_dir=os.path.join(config.output, "checkpoints"),
+    # without a CUDA device, say so: transformers then runs bf16 autocast on the CPU instead of refusing it
+    args = TrainingArguments(use_cpu=not torch.cuda.is_available(),output_dir=os.path.join(config.output, "checkpoints"),
                              per_device_train_batch_size=config.batch_size,
                              gradient_accumulation_steps=config.accumulation, max_steps=config.steps,
                              learning_rate=config.lr, lr_scheduler_type="constant", warmup_steps=0,

@@ -229,7 +229,8 @@ def _cli(args, capsys):
     return code, capsys.readouterr()
 
 
-def test_cli_causal_lm_trains_prompt_completion_and_exports_adapters(tmp_path, tiny_model_folder, capsys):
+@pytest.mark.parametrize("extra", [[], ["--bf16"]])  # --bf16 on a machine without CUDA: autocast on the CPU
+def test_cli_causal_lm_trains_prompt_completion_and_exports_adapters(tmp_path, tiny_model_folder, capsys, extra):
     sentences = hf_tiny.texts(40)
     data = _tsv(tmp_path / "train.tsv", ["prompt", "completion"],
                 [(s, " positive" if i % 2 else " negative") for i, s in enumerate(sentences)])
@@ -237,7 +238,7 @@ def test_cli_causal_lm_trains_prompt_completion_and_exports_adapters(tmp_path, t
     code, io = _cli(["--data", str(data), "--prompt-column", "prompt", "--completion-column", "completion",
                      "--model", str(tiny_model_folder), "--output", str(out), "--steps", "4", "--batch-size", "4",
                      "--accumulation", "2", "--eps", "3", "--lora-rank", "2", "--lora-targets", "q_proj,v_proj",
-                     "--max-length", "16", "--json"], capsys)
+                     "--max-length", "16", "--json", *extra], capsys)
     assert code == 0, io.err
     report = json.loads(io.out.strip().splitlines()[-1])
     privacy = report["privacy"]
