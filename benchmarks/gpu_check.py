@@ -150,6 +150,23 @@ def pad_classified(pad_id):
     return collate
 
 
+def same_output_layer_trainer():
+    """The plain Trainer, with the DP run's causal-LM loss: the output layer runs only at the positions that
+    predict a target token (edgeworth.hf.causal_lm_logits), so the DP / non-private ratio compares like with like."""
+    from transformers import Trainer
+
+    from edgeworth.hf import accepts_logits_to_keep, causal_lm_logits, target_token_loss
+
+    class SameOutputLayerTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            chunk = {k: v for k, v in inputs.items() if k != "labels"}
+            logits, targets = causal_lm_logits(model, chunk, inputs["labels"], accepts_logits_to_keep(model))
+            loss = target_token_loss(logits, targets).mean()
+            return (loss, None) if return_outputs else loss
+
+    return SameOutputLayerTrainer
+
+
 def one_run(name, model, train, collate, private, a, out_dir):
     import torch
     from transformers import Trainer, TrainingArguments
@@ -167,7 +184,8 @@ def one_run(name, model, train, collate, private, a, out_dir):
         trainer = PrivateTrainer(model=model, args=args, train_dataset=train, data_collator=collate,
                                  target_epsilon=8.0, target_delta=1e-5, max_grad_norm=1.0, callbacks=[timer])
     else:
-        trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=collate, callbacks=[timer])
+        plain = same_output_layer_trainer() if name.endswith("lora") else Trainer
+        trainer = plain(model=model, args=args, train_dataset=train, data_collator=collate, callbacks=[timer])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
