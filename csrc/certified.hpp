@@ -400,8 +400,9 @@ Answer one_ordering(Assembly& as, const Composition& c, const Query& qy, Orderin
                         "the plain, split and truncated inversions declined or did not improve on " + fmt(hi));
     });
     if (cf_floor_reached(cf, floor))
-      as.skip("(characteristic_function: further search and retries)", o, "cf_floor_reached",
-              "it certified " + fmt(*cf) + ", the other ordering's answer, which this ordering cannot go below");
+      as.skip("(add ordering)", o, "cf_floor_reached",
+              "the characteristic-function bound's search and later retries: it certified " + fmt(*cf) +
+                  ", the remove ordering's answer, so this ordering cannot dominate");
   }
   Answer a;
   a.value = b.value;
