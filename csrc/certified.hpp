@@ -10,7 +10,8 @@
 //
 // A bound is skipped, never tried, only where a named predicate below says it
 // cannot help (count_bound_is_exact, beyond_quadrature, count_is_zero,
-// jump_bound_is_tight, add_cannot_dominate, paper_bound_may_help).  Each try,
+// jump_bound_is_tight, add_cannot_dominate, cf_floor_reached,
+// paper_bound_may_help).  Each try,
 // skip and decline is recorded in the answer's trace with its time.
 //
 // Exceptions: the bounds' numerics signal "cannot answer here" from deep
@@ -196,6 +197,18 @@ inline double paper_delta_upper(const Composition& c, double eps) {
   return std::min(1.0, std::max({0.0, edgeworth_delta_upper(rm, eps), edgeworth_delta_upper(ad, eps)}));
 }
 
+// The add ordering matters only where its answer exceeds the remove
+// ordering's (the certified answer is the larger), so its
+// characteristic-function bound is asked for no eps below that answer, the
+// floor (cf_epsilon's eps_floor): once one of its stages certifies the floor
+// (the plain inversion, or a retry), the search and the later retries stop and
+// the floor is the add ordering's value.  The certified answer is unchanged:
+// the add ordering's true minimum is then at or below the floor, and the
+// larger ordering is the remove ordering's answer either way.
+inline bool cf_floor_reached(const std::optional<double>& cf, double floor) {
+  return floor > 0.0 && cf && *cf <= floor;
+}
+
 inline const char* orderings_name(std::optional<Ordering> o) { return o ? ordering_name(*o) : "both"; }
 
 // The trace and the test hook of one assembly.
@@ -275,6 +288,7 @@ struct EpsilonQuery {
   double delta;
   bool try_cf;
   static constexpr double kJumpTight = kJumpTightEps;
+  static constexpr bool kCfFloor = true;  // cf_floor_reached applies
   static constexpr double kTrivial = std::numeric_limits<double>::infinity();
   std::optional<double> count(const SampledCountLaw& law, Ordering o) const { return sampled_count_epsilon(law, o, delta); }
   Bound chernoff(const Composition& c, Ordering o, double t_hint) const {
@@ -285,8 +299,8 @@ struct EpsilonQuery {
   std::optional<double> one_jump(const Composition& c) const { return one_jump_epsilon(c, delta); }
   // The characteristic-function bound below `hi` (the smaller of the Chernoff
   // and rare-jump values): it answers only where it improves on hi.
-  std::optional<double> cf(const Composition& c, Ordering o, const Bound& b, double hi) const {
-    return cf_epsilon(c, o, delta, hi, b.t);
+  std::optional<double> cf(const Composition& c, Ordering o, const Bound& b, double hi, double floor) const {
+    return cf_epsilon(c, o, delta, hi, b.t, floor);
   }
   bool cf_wanted(double hi) const { return try_cf && hi > 0.0; }
   // The paper's bound: its value and ordering, or a decline.
@@ -305,6 +319,7 @@ struct EpsilonQuery {
 struct DeltaQuery {
   double eps;
   static constexpr double kJumpTight = kJumpTightDelta;
+  static constexpr bool kCfFloor = false;  // (cf_delta keeps no floor)
   static constexpr double kTrivial = 1.0;
   std::optional<double> count(const SampledCountLaw& law, Ordering o) const { return sampled_count_delta(law, o, eps); }
   Bound chernoff(const Composition& c, Ordering o, double t_hint) const {
@@ -313,7 +328,7 @@ struct DeltaQuery {
   double chernoff_at(const Composition& c, Ordering o, double t) const { return chernoff_delta_at(c, o, eps, t).value; }
   std::optional<double> jump(const Composition& c, double) const { return rare_jump_delta(c, eps); }
   std::optional<double> one_jump(const Composition& c) const { return one_jump_delta(c, eps); }
-  std::optional<double> cf(const Composition& c, Ordering o, const Bound& b, double) const {
+  std::optional<double> cf(const Composition& c, Ordering o, const Bound& b, double, double) const {
     // (the Chernoff t is a good tilt only where its bound is not vacuous)
     const auto d = cf_delta(c, o, eps, b.value < 1.0 ? b.t : 0.0);
     return d ? std::optional<double>(d->upper) : std::nullopt;
@@ -338,9 +353,10 @@ inline void keep_smaller(Answer& a, const std::optional<double>& v, Source sourc
 // The certified answer of one ordering given its Chernoff bound b and its
 // sampled-count value: the rare-jump bound (remove ordering), then the
 // characteristic-function bound, each unless a predicate rules it out.
+// floor: no answer below it is needed (cf_floor_reached); 0 for none.
 template <class Query>
 Answer one_ordering(Assembly& as, const Composition& c, const Query& qy, Ordering o, const Bound& b,
-                    const std::optional<double>& count) {
+                    const std::optional<double>& count, double floor = 0.0) {
   const char* jump_name = source_name(Source::RareJump);
   const char* cf_name = source_name(Source::CharacteristicFunction);
   const bool zero = count_is_zero(count);
@@ -378,10 +394,16 @@ Answer one_ordering(Assembly& as, const Composition& c, const Query& qy, Orderin
   else if (!qy.cf_wanted(hi))
     as.skip(cf_name, o, "without_cf", "left out on request (the calibration's cheap phase)");
   else
+  {
     cf = as.attempt(cf_name, o, [&]() -> Outcome<double> {
-      return or_decline(qy.cf(c, o, b, hi), cf_name,
+      return or_decline(qy.cf(c, o, b, hi, floor), cf_name,
                         "the plain, split and truncated inversions declined or did not improve on " + fmt(hi));
     });
+    if (cf_floor_reached(cf, floor))
+      as.skip("(add ordering)", o, "cf_floor_reached",
+              "the characteristic-function bound's search and later retries: it certified " + fmt(*cf) +
+                  ", the remove ordering's answer, so this ordering cannot dominate");
+  }
   Answer a;
   a.value = b.value;
   a.ordering = b.ordering;
@@ -474,7 +496,7 @@ Answer assemble(const Composition& c, const Query& qy, const CertifiedOptions& o
     if (add.value <= best.value) {
       as.skip("(add ordering)", Ordering::Add, "add_cannot_dominate", "its Chernoff bound" + below);
     } else {
-      const Answer a = one_ordering(as, c, qy, Ordering::Add, add, count_add);
+      const Answer a = one_ordering(as, c, qy, Ordering::Add, add, count_add, Query::kCfFloor ? best.value : 0.0);
       if (a.value > best.value) best = a;
     }
   }

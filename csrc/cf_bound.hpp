@@ -1665,9 +1665,12 @@ std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, do
 // from the guess; nullopt where none below eps_hi is.
 // zero_ok: where the search runs down to eps ~ 0, eps = 0 itself is
 // returned if it meets delta (the retries; the plain path keeps its digits).
+// eps_floor: the caller needs no answer below it (cf_epsilon); where
+// upper(eps_floor) is already at most delta, eps_floor is returned (a valid
+// upper bound) without searching further down.
 template <class Upper>
 std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double eps_hi, double guess,
-                                      bool zero_ok = false) {
+                                      bool zero_ok = false, double eps_floor = 0.0) {
   const double log_delta = std::log(delta);
   auto f = [&](double eps) {
     const double u = upper(eps);
@@ -1676,6 +1679,7 @@ std::optional<double> cf_epsilon_root(const Upper& upper, double delta, double e
   // (a truncated law's saddle point can sit at eps < 0, from where the search
   // below would never climb)
   if (!(eps_hi > 0.0)) return std::nullopt;
+  if (eps_floor > 0.0 && eps_floor < eps_hi && f(eps_floor) <= 0.0) return eps_floor;
   if (zero_ok) guess = std::max(guess, 0.0);
   // Bracket around the saddle point's eps G'(c), below eps_hi.
   double hi = std::min(eps_hi, 1.02 * guess + 1e-3), fhi = f(hi);
@@ -1754,20 +1758,30 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
 // eps, e.g. the Chernoff bound's); nullopt where the inversion declines or
 // does not improve on eps_hi.  Where the plain inversion declines, the split
 // bound and the truncated bound are tried (the smaller eps is kept).
+// eps_floor (>= 0): the caller cannot use an answer below it (the add
+// ordering below the remove ordering's answer, certified.hpp's
+// cf_floor_reached); once a stage certifies eps_floor, the search and the
+// later retries stop and eps_floor is returned.  Every value returned is
+// still a certified upper bound; with eps_floor = 0 nothing changes.
 inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
-                                        double t_hint = 0.0) {
+                                        double t_hint = 0.0, double eps_floor = 0.0) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
   const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
   const auto inv = CfInversion::build(comp, o, c, delta);
   const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
-  if (inv) return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess);
+  if (inv)
+    return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess, false,
+                                   eps_floor);
   std::optional<double> best;
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;
   };
+  auto floor_reached = [&] { return eps_floor > 0.0 && best && *best <= eps_floor; };
   if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
-    keep(detail::cf_epsilon_root([&](double e) { return above->delta(e).upper; }, delta, eps_hi, guess));
+    keep(detail::cf_epsilon_root([&](double e) { return above->delta(e).upper; }, delta, eps_hi, guess, false,
+                                 eps_floor));
+  if (floor_reached()) return best;
   // The split's cut follows the eps of interest; where the answer lands so far
   // below the hint that the flat part's bound matters there, once more with
   // the tilt and the cut for the answer.
@@ -1785,8 +1799,10 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
           c_split = c0;
       }
       if (!sp) break;
-      const auto e = detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true);
+      const auto e =
+          detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true, eps_floor);
       keep(e);
+      if (floor_reached()) return best;
       if (!e || !(sp->flat_part(*e) > detail::kCfSplitFlatShare * delta) || !(*e > 0.0)) break;
       hint = *e;
       c_split = detail::cf_tilt(comp, o, hint, 0.0);
@@ -1802,7 +1818,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
         const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
         keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
-                                     best ? *best : eps_hi, gt, true));
+                                     best ? *best : eps_hi, gt, true, eps_floor));
       }
     }
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
