@@ -11,9 +11,11 @@
 // The cumulants of X and Y are the derivatives of K at s = 0 and s = 1.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <complex>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -59,6 +61,28 @@ inline double weighted_phi(int which, double l, double logw) {
   const double v = which == 0 ? std::expm1(l) - l : std::exp(l) * (l - 1.0) + 1.0;
   return std::exp(logw) * v;
 }
+
+// exp(logw) * psi_s(l) with psi_s(l) = e^(s l) - 1 - s (e^l - 1), for a tilt
+// s > 1 or s < 0, where psi_s >= 0 with a double zero at l = 0.  Since
+// E_P[e^l] = 1, K(s) = log(1 + E_P[psi_s(l)]): a small K is then the log1p
+// of a small integral of a one-signed integrand, accurate relative to K, where
+// shift + log E_P[e^(s l)] would be accurate only relative to 1.  Each form
+// below is a sum of two terms >= 0 (no cancellation), from phi_0 and phi_1:
+//   s = 1 + t, t > 0:  psi = t phi_1(l) + e^l phi_0(t l),
+//   s < 0:             psi = phi_0(s l) + |s| phi_0(l).
+// (s - 1 is exact for a double s >= 1/2.)
+inline double weighted_psi(double s, double l, double logw) {
+  if (s > 1.0) {
+    const double t = s - 1.0;
+    if (l == -std::numeric_limits<double>::infinity()) return t * std::exp(logw);  // e^(s l) = e^l = 0
+    return t * weighted_phi(1, l, logw) + weighted_phi(0, t * l, logw + l);
+  }
+  return weighted_phi(0, s * l, logw) + (-s) * weighted_phi(0, l, logw);
+}
+
+// Below this |K(s)| the CGF is recomputed from psi_s (above, its value from
+// the log of the tilted integral is already accurate relative to K).
+constexpr double kSmallCgf = 1e-2;
 
 using Complex = std::complex<double>;
 
@@ -132,6 +156,38 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
 
 }  // namespace detail
 
+namespace detail {
+
+// K(s) = log1p(E_P[psi_s(l)]) for s > 1 or s < 0 (weighted_psi), replacing
+// out.log_mgf and its error where this error is the smaller.  The integrand
+// also carries P's mass (the -1) and Q's (the e^l), so the quadrature runs
+// over the union of the ranges of p e^(s l), p and q.  Its error bound is
+// relative to K: the quadrature's estimate, an allowance for the tails
+// outside the range (each of the three densities is cut where it is e^-80 of
+// its peak: ~2e-35 (1 + 2 |s|) of mass for these unit-scale densities; 1e-32
+// (1 + |s|) is allowed) and the rounding of the integrand and the log1p.
+inline void small_log_mgf(const Mechanism& m, double s, const TiltedRange& range, double rtol,
+                          TiltedCumulants& out) {
+  const TiltedRange r0 = tilted_range(m, 0.0), r1 = tilted_range(m, 1.0);
+  const double shift = std::max({range.shift, r0.shift, r1.shift});
+  std::vector<double> cuts = range.cuts;
+  cuts.insert(cuts.end(), r0.cuts.begin(), r0.cuts.end());
+  cuts.insert(cuts.end(), r1.cuts.begin(), r1.cuts.end());
+  auto f = [&](double x) -> Vec<1> { return {weighted_psi(s, m.pllr(x), m.log_p(x) - shift)}; };
+  const auto r = integrate_adaptive<1>(f, cuts, rtol);
+  const double scale = std::exp(shift);
+  const double integral = r.value[0] * scale;
+  if (!(integral >= 0.0) || !std::isfinite(integral)) return;  // (the log form stands)
+  const double log_mgf = std::log1p(integral);
+  const double error = (r.error[0] * scale + 1e-32 * (1.0 + std::fabs(s))) / (1.0 + integral) +
+                       32.0 * std::numeric_limits<double>::epsilon() * log_mgf;
+  if (!(error < out.log_mgf_error)) return;
+  out.log_mgf = log_mgf;
+  out.log_mgf_error = error;
+}
+
+}  // namespace detail
+
 // K(s) and its derivatives up to `order` (0..5) for one mechanism.
 inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order, double rtol = kCumulantRtol) {
   detail::require(std::isfinite(s), "tilt s must be finite, got " + detail::fmt(s));
@@ -169,9 +225,13 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     const auto r = integrate_adaptive<2>(f, range.cuts, rtol);
     if (!(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
       throw detail::Declining<std::runtime_error>("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
-    out.log_mgf = shift + std::log(r.value[0]);
-    out.log_mgf_error = r.error[0] / r.value[0];
+    const double log_integral = std::log(r.value[0]);
+    out.log_mgf = shift + log_integral;
+    // the quadrature's error, and the rounding of the sum
+    out.log_mgf_error = r.error[0] / r.value[0] +
+                        4.0 * std::numeric_limits<double>::epsilon() * (std::fabs(shift) + std::fabs(log_integral));
     mean = r.value[1] / r.value[0];
+    if ((s > 1.0 || s < 0.0) && std::fabs(out.log_mgf) < detail::kSmallCgf) detail::small_log_mgf(m, s, range, rtol, out);
   }
   out.derivative.fill(0.0);
   out.derivative[1] = mean;
