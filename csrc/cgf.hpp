@@ -134,6 +134,27 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   for (int i = 0; i < 200 && logg(lo) - shift > -kCut; ++i, step *= 2.0) lo -= step;
   step = 1.0;
   for (int i = 0; i < 200 && logg(hi) - shift > -kCut; ++i, step *= 2.0) hi += step;
+  // Cuts around each significant breakpoint, at distances 1, 3, 7, ... (up to
+  // the next one, or to where the integrand has fallen kCut below the peak),
+  // so that no panel reaches from one's mass to a far breakpoint: at s = 5.7e6
+  // (sigma = 321, q = 1e-12) the tilted q-part peaks at s mu = 17761 while
+  // P's mass lies within 8 of 0, and the panel [mu, 17761] had the right half
+  // of that mass within a node spacing of its end, where no Gauss-Kronrod node
+  // saw it: it "converged" on ~0, K came out as log(1/2) < 0, and the
+  // certified eps of the remove ordering as 0.
+  std::sort(sig.begin(), sig.end());
+  std::vector<double> near;
+  for (std::size_t i = 0; i < sig.size(); ++i)
+    for (int dir : {-1, 1}) {
+      const double stop = dir < 0 ? (i > 0 ? sig[i - 1] : lo) : (i + 1 < sig.size() ? sig[i + 1] : hi);
+      double dist = 1.0;
+      for (int k = 0; k < 200; ++k, dist = 2.0 * dist + 1.0) {
+        const double y = sig[i] + dir * dist;
+        if (dir * (y - stop) >= 0.0) break;
+        near.push_back(y);
+        if (logg(y) - shift <= -kCut) break;
+      }
+    }
   // Safety net for a mode the breakpoints missed: a coarse scan of the range.
   constexpr int kScan = 32;
   double x_best = sig.front(), best = shift;
@@ -150,6 +171,8 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   r.cuts.push_back(hi);
   if (best > shift) sig.push_back(x_best);
   for (double x : sig)
+    if (x > lo && x < hi) r.cuts.push_back(x);
+  for (double x : near)
     if (x > lo && x < hi) r.cuts.push_back(x);
   return r;
 }

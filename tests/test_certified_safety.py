@@ -373,3 +373,19 @@ def test_small_cgf_is_accurate_relative_to_itself(sigma, q, s):
     err = abs(mp.mpf(got["cgf"]) - truth)
     assert err <= 1e-12 * abs(truth)
     assert err <= 10 * got["cgf_error"] + 64 * np.finfo(float).eps * abs(got["cgf"])
+
+
+def test_cgf_sees_mass_at_the_end_of_a_wide_panel():
+    # At this tilt the q-part of the tilted integrand peaks at s mu = 17761 (e^-48 of P's peak), so the panel from
+    # mu to there held P's mass within a node spacing of its left end: no node saw it, the panel "converged" on ~0,
+    # K came out as log(1/2) < 0 and the remove ordering's certified eps at 2^53 - 1 steps as 0 (found by
+    # test_sigma_monotone_whole_range: the add ordering answered 1.0e-6, against the remove ordering's 1.38e-6).
+    sigma, q, s = 321.3970874748554, 1e-12, 1 + 5708351.0173082575
+    c = _core.Composition()
+    c.add(_core.SubsampledGaussian(sigma, q), 1)
+    got = c.tilted(s, 0)["cgf"]
+    assert got == pytest.approx(float(cgf_mp(sigma, q, s)), rel=1e-9, abs=0.0)
+    big = _core.Composition()
+    big.add(_core.SubsampledGaussian(sigma, q), 2.0 ** 53 - 1)
+    a = big.epsilon(1e-10)
+    assert a.ordering == "remove" and a.value > 1.38e-6
