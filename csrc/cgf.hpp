@@ -111,6 +111,15 @@ inline Complex complex_expm1(Complex d) {
 struct TiltedRange {
   std::vector<double> cuts;
   double shift;  // log of the scale factored out of the integrand
+  // More cuts, around each significant breakpoint (tilted_range): the CGF's
+  // quadrature adds them to `cuts` (quadrature_cuts); the characteristic-
+  // function bound lays its own panels on `cuts`.
+  std::vector<double> near;
+  std::vector<double> quadrature_cuts() const {
+    std::vector<double> all = cuts;
+    all.insert(all.end(), near.begin(), near.end());
+    return all;
+  }
 };
 
 inline TiltedRange tilted_range(const Mechanism& m, double s) {
@@ -143,7 +152,7 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   // saw it: it "converged" on ~0, K came out as log(1/2) < 0, and the
   // certified eps of the remove ordering as 0.
   std::sort(sig.begin(), sig.end());
-  std::vector<double> near;
+  TiltedRange r;
   for (std::size_t i = 0; i < sig.size(); ++i)
     for (int dir : {-1, 1}) {
       const double stop = dir < 0 ? (i > 0 ? sig[i - 1] : lo) : (i + 1 < sig.size() ? sig[i + 1] : hi);
@@ -151,7 +160,7 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
       for (int k = 0; k < 200; ++k, dist = 2.0 * dist + 1.0) {
         const double y = sig[i] + dir * dist;
         if (dir * (y - stop) >= 0.0) break;
-        near.push_back(y);
+        r.near.push_back(y);
         if (logg(y) - shift <= -kCut) break;
       }
     }
@@ -165,14 +174,11 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
       x_best = x;
     }
   }
-  TiltedRange r;
   r.shift = best;
   r.cuts.push_back(lo);
   r.cuts.push_back(hi);
   if (best > shift) sig.push_back(x_best);
   for (double x : sig)
-    if (x > lo && x < hi) r.cuts.push_back(x);
-  for (double x : near)
     if (x > lo && x < hi) r.cuts.push_back(x);
   return r;
 }
@@ -193,9 +199,11 @@ inline void small_log_mgf(const Mechanism& m, double s, const TiltedRange& range
                           TiltedCumulants& out) {
   const TiltedRange r0 = tilted_range(m, 0.0), r1 = tilted_range(m, 1.0);
   const double shift = std::max({range.shift, r0.shift, r1.shift});
-  std::vector<double> cuts = range.cuts;
-  cuts.insert(cuts.end(), r0.cuts.begin(), r0.cuts.end());
-  cuts.insert(cuts.end(), r1.cuts.begin(), r1.cuts.end());
+  std::vector<double> cuts = range.quadrature_cuts();
+  for (const TiltedRange* o : {&r0, &r1}) {
+    const std::vector<double> more = o->quadrature_cuts();
+    cuts.insert(cuts.end(), more.begin(), more.end());
+  }
   auto f = [&](double x) -> Vec<1> { return {weighted_psi(s, m.pllr(x), m.log_p(x) - shift)}; };
   const auto r = integrate_adaptive<1>(f, cuts, rtol);
   const double scale = std::exp(shift);
@@ -234,7 +242,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     const detail::TiltedRange q_range = s == 1.0 ? range : detail::tilted_range(m, 1.0);
     const double q_shift = q_range.shift;
     auto f = [&](double x) -> Vec<1> { return {detail::weighted_phi(which, m.pllr(x), m.log_p(x) - q_shift)}; };
-    const auto r = integrate_adaptive<1>(f, q_range.cuts, rtol);
+    const auto r = integrate_adaptive<1>(f, q_range.quadrature_cuts(), rtol);
     const double integral = r.value[0] * std::exp(q_shift);
     mean = which == 0 ? -integral : integral;
     out.log_mgf = 0.0;
@@ -245,7 +253,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
       const double w = std::exp(m.log_p(x) + s * l - shift);
       return {w, w * l};
     };
-    const auto r = integrate_adaptive<2>(f, range.cuts, rtol);
+    const auto r = integrate_adaptive<2>(f, range.quadrature_cuts(), rtol);
     if (!(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
       throw detail::Declining<std::runtime_error>("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
     const double log_integral = std::log(r.value[0]);
@@ -267,7 +275,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     const double d = l - mean;
     return {w, w * d, w * d * d, w * d * d * d, w * d * d * d * d, w * d * d * d * d * d};
   };
-  const auto r = integrate_adaptive<6>(g, range.cuts, rtol);
+  const auto r = integrate_adaptive<6>(g, range.quadrature_cuts(), rtol);
   std::array<double, 6> mom{};
   for (int j = 0; j < 6; ++j) mom[j] = r.value[j] / r.value[0];
   std::array<double, 6> k{};
