@@ -47,9 +47,10 @@ import edgeworth
 # The README's tolerance (section "What the numbers mean"): a certified value
 # may step the wrong way between neighbouring inputs by at most this,
 # relative to the larger of the two values, where q * steps >= 1 for both;
-# TOLERANCE_FEW where fewer steps are sampled in all.  It is stated up to
-# MAX_STEPS steps; the search covers the whole range and tags the pairs
-# beyond (docs/robustness.md: the Chernoff bound's numerical margin).
+# TOLERANCE_FEW where fewer steps are sampled in all, over the whole range.
+# The pairs beyond MAX_STEPS steps are tagged: there the Chernoff bound's
+# numerical margin moved certified values by tens of percent until one step's
+# CGF was computed accurate relative to itself (docs/certified.md).
 TOLERANCE = {"epsilon": 1e-4, "delta": 1e-4, "noise_multiplier": 3e-5}
 TOLERANCE_FEW = 1e-3
 MAX_STEPS = 1e12

@@ -42,6 +42,13 @@ namespace detail {
 
 inline double chernoff_c(double t) { return t * std::log(t) - (1.0 + t) * std::log1p(t); }
 
+// The remove ordering's CGF at order t is K at the tilt s = 1 + t, rounded
+// to a double; exact_order(t) = (1 + t) - 1 (exact for 1 + t >= 1/2) is the
+// order whose tilt is exact, so that a bound evaluates its t where its CGF
+// was evaluated (at t = 1e-9 the rounding of 1 + t moves t by 1e-7 relative,
+// more than the CGF's error).
+inline double exact_order(double t) { return (1.0 + t) - 1.0; }
+
 inline double cgf_margin(const TiltedCumulants& g) {
   return 10.0 * g.log_mgf_error + 64.0 * std::numeric_limits<double>::epsilon() * (1.0 + std::fabs(g.log_mgf));
 }
@@ -123,10 +130,12 @@ inline Bound chernoff_delta_at(Ordering o, double eps, double t, const TiltedCum
 }
 
 inline Bound chernoff_epsilon_at(const Composition& c, Ordering o, double delta, double t) {
+  t = detail::exact_order(t);
   return chernoff_epsilon_at(o, delta, t, loss_cgf(c, o, Loss::Y, t, 0, kBoundRtol));
 }
 
 inline Bound chernoff_delta_at(const Composition& c, Ordering o, double eps, double t) {
+  t = detail::exact_order(t);
   return chernoff_delta_at(o, eps, t, loss_cgf(c, o, Loss::Y, t, 0, kBoundRtol));
 }
 
@@ -142,6 +151,7 @@ inline Bound certified_epsilon(const Composition& c, Ordering o, double delta, d
   Bound best;
   best.value = std::numeric_limits<double>::infinity();
   auto h = [&](double t) {
+    t = detail::exact_order(t);
     const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 1, kBoundRtol);
     const Bound b = chernoff_epsilon_at(o, delta, t, g);
     if (!(b.value >= best.value)) best = b;
@@ -157,6 +167,7 @@ inline Bound certified_delta(const Composition& c, Ordering o, double eps, doubl
   Bound best;
   best.value = std::numeric_limits<double>::infinity();
   auto d = [&](double t) {
+    t = detail::exact_order(t);
     const TiltedCumulants g = loss_cgf(c, o, Loss::Y, t, 1, kBoundRtol);
     const Bound b = chernoff_delta_at(o, eps, t, g);
     if (!(b.value >= best.value)) best = b;

@@ -11,9 +11,11 @@
 // The cumulants of X and Y are the derivatives of K at s = 0 and s = 1.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <complex>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -60,6 +62,28 @@ inline double weighted_phi(int which, double l, double logw) {
   return std::exp(logw) * v;
 }
 
+// exp(logw) * psi_s(l) with psi_s(l) = e^(s l) - 1 - s (e^l - 1), for a tilt
+// s > 1 or s < 0, where psi_s >= 0 with a double zero at l = 0.  Since
+// E_P[e^l] = 1, K(s) = log(1 + E_P[psi_s(l)]): a small K is then the log1p
+// of a small integral of a one-signed integrand, accurate relative to K, where
+// shift + log E_P[e^(s l)] would be accurate only relative to 1.  Each form
+// below is a sum of two terms >= 0 (no cancellation), from phi_0 and phi_1:
+//   s = 1 + t, t > 0:  psi = t phi_1(l) + e^l phi_0(t l),
+//   s < 0:             psi = phi_0(s l) + |s| phi_0(l).
+// (s - 1 is exact for a double s >= 1/2.)
+inline double weighted_psi(double s, double l, double logw) {
+  if (s > 1.0) {
+    const double t = s - 1.0;
+    if (l == -std::numeric_limits<double>::infinity()) return t * std::exp(logw);  // e^(s l) = e^l = 0
+    return t * weighted_phi(1, l, logw) + weighted_phi(0, t * l, logw + l);
+  }
+  return weighted_phi(0, s * l, logw) + (-s) * weighted_phi(0, l, logw);
+}
+
+// Below this |K(s)| the CGF is recomputed from psi_s (above, its value from
+// the log of the tilted integral is already accurate relative to K).
+constexpr double kSmallCgf = 1e-2;
+
 using Complex = std::complex<double>;
 
 // log(1 + w) without the cancellation of 1 + w for small |w|.
@@ -87,6 +111,15 @@ inline Complex complex_expm1(Complex d) {
 struct TiltedRange {
   std::vector<double> cuts;
   double shift;  // log of the scale factored out of the integrand
+  // More cuts, around each significant breakpoint (tilted_range): the CGF's
+  // quadrature adds them to `cuts` (quadrature_cuts); the characteristic-
+  // function bound lays its own panels on `cuts`.
+  std::vector<double> near;
+  std::vector<double> quadrature_cuts() const {
+    std::vector<double> all = cuts;
+    all.insert(all.end(), near.begin(), near.end());
+    return all;
+  }
 };
 
 inline TiltedRange tilted_range(const Mechanism& m, double s) {
@@ -110,6 +143,27 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   for (int i = 0; i < 200 && logg(lo) - shift > -kCut; ++i, step *= 2.0) lo -= step;
   step = 1.0;
   for (int i = 0; i < 200 && logg(hi) - shift > -kCut; ++i, step *= 2.0) hi += step;
+  // Cuts around each significant breakpoint, at distances 1, 3, 7, ... (up to
+  // the next one, or to where the integrand has fallen kCut below the peak),
+  // so that no panel reaches from one's mass to a far breakpoint: at s = 5.7e6
+  // (sigma = 321, q = 1e-12) the tilted q-part peaks at s mu = 17761 while
+  // P's mass lies within 8 of 0, and the panel [mu, 17761] had the right half
+  // of that mass within a node spacing of its end, where no Gauss-Kronrod node
+  // saw it: it "converged" on ~0, K came out as log(1/2) < 0, and the
+  // certified eps of the remove ordering as 0.
+  std::sort(sig.begin(), sig.end());
+  TiltedRange r;
+  for (std::size_t i = 0; i < sig.size(); ++i)
+    for (int dir : {-1, 1}) {
+      const double stop = dir < 0 ? (i > 0 ? sig[i - 1] : lo) : (i + 1 < sig.size() ? sig[i + 1] : hi);
+      double dist = 1.0;
+      for (int k = 0; k < 200; ++k, dist = 2.0 * dist + 1.0) {
+        const double y = sig[i] + dir * dist;
+        if (dir * (y - stop) >= 0.0) break;
+        r.near.push_back(y);
+        if (logg(y) - shift <= -kCut) break;
+      }
+    }
   // Safety net for a mode the breakpoints missed: a coarse scan of the range.
   constexpr int kScan = 32;
   double x_best = sig.front(), best = shift;
@@ -120,7 +174,6 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
       x_best = x;
     }
   }
-  TiltedRange r;
   r.shift = best;
   r.cuts.push_back(lo);
   r.cuts.push_back(hi);
@@ -128,6 +181,40 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
   for (double x : sig)
     if (x > lo && x < hi) r.cuts.push_back(x);
   return r;
+}
+
+}  // namespace detail
+
+namespace detail {
+
+// K(s) = log1p(E_P[psi_s(l)]) for s > 1 or s < 0 (weighted_psi), replacing
+// out.log_mgf and its error where this error is the smaller.  The integrand
+// also carries P's mass (the -1) and Q's (the e^l), so the quadrature runs
+// over the union of the ranges of p e^(s l), p and q.  Its error bound is
+// relative to K: the quadrature's estimate, an allowance for the tails
+// outside the range (each of the three densities is cut where it is e^-80 of
+// its peak: ~2e-35 (1 + 2 |s|) of mass for these unit-scale densities; 1e-32
+// (1 + |s|) is allowed) and the rounding of the integrand and the log1p.
+inline void small_log_mgf(const Mechanism& m, double s, const TiltedRange& range, double rtol,
+                          TiltedCumulants& out) {
+  const TiltedRange r0 = tilted_range(m, 0.0), r1 = tilted_range(m, 1.0);
+  const double shift = std::max({range.shift, r0.shift, r1.shift});
+  std::vector<double> cuts = range.quadrature_cuts();
+  for (const TiltedRange* o : {&r0, &r1}) {
+    const std::vector<double> more = o->quadrature_cuts();
+    cuts.insert(cuts.end(), more.begin(), more.end());
+  }
+  auto f = [&](double x) -> Vec<1> { return {weighted_psi(s, m.pllr(x), m.log_p(x) - shift)}; };
+  const auto r = integrate_adaptive<1>(f, cuts, rtol);
+  const double scale = std::exp(shift);
+  const double integral = r.value[0] * scale;
+  if (!(integral >= 0.0) || !std::isfinite(integral)) return;  // (the log form stands)
+  const double log_mgf = std::log1p(integral);
+  const double error = (r.error[0] * scale + 1e-32 * (1.0 + std::fabs(s))) / (1.0 + integral) +
+                       32.0 * std::numeric_limits<double>::epsilon() * log_mgf;
+  if (!(error < out.log_mgf_error)) return;
+  out.log_mgf = log_mgf;
+  out.log_mgf_error = error;
 }
 
 }  // namespace detail
@@ -155,7 +242,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     const detail::TiltedRange q_range = s == 1.0 ? range : detail::tilted_range(m, 1.0);
     const double q_shift = q_range.shift;
     auto f = [&](double x) -> Vec<1> { return {detail::weighted_phi(which, m.pllr(x), m.log_p(x) - q_shift)}; };
-    const auto r = integrate_adaptive<1>(f, q_range.cuts, rtol);
+    const auto r = integrate_adaptive<1>(f, q_range.quadrature_cuts(), rtol);
     const double integral = r.value[0] * std::exp(q_shift);
     mean = which == 0 ? -integral : integral;
     out.log_mgf = 0.0;
@@ -166,12 +253,16 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
       const double w = std::exp(m.log_p(x) + s * l - shift);
       return {w, w * l};
     };
-    const auto r = integrate_adaptive<2>(f, range.cuts, rtol);
+    const auto r = integrate_adaptive<2>(f, range.quadrature_cuts(), rtol);
     if (!(r.value[0] > 0.0) || !std::isfinite(r.value[0]))
       throw detail::Declining<std::runtime_error>("CGF quadrature failed at s = " + detail::fmt(s) + " for " + m.describe());
-    out.log_mgf = shift + std::log(r.value[0]);
-    out.log_mgf_error = r.error[0] / r.value[0];
+    const double log_integral = std::log(r.value[0]);
+    out.log_mgf = shift + log_integral;
+    // the quadrature's error, and the rounding of the sum
+    out.log_mgf_error = r.error[0] / r.value[0] +
+                        4.0 * std::numeric_limits<double>::epsilon() * (std::fabs(shift) + std::fabs(log_integral));
     mean = r.value[1] / r.value[0];
+    if ((s > 1.0 || s < 0.0) && std::fabs(out.log_mgf) < detail::kSmallCgf) detail::small_log_mgf(m, s, range, rtol, out);
   }
   out.derivative.fill(0.0);
   out.derivative[1] = mean;
@@ -184,7 +275,7 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     const double d = l - mean;
     return {w, w * d, w * d * d, w * d * d * d, w * d * d * d * d, w * d * d * d * d * d};
   };
-  const auto r = integrate_adaptive<6>(g, range.cuts, rtol);
+  const auto r = integrate_adaptive<6>(g, range.quadrature_cuts(), rtol);
   std::array<double, 6> mom{};
   for (int j = 0; j < 6; ++j) mom[j] = r.value[j] / r.value[0];
   std::array<double, 6> k{};

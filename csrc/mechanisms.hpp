@@ -558,8 +558,11 @@ class SubsampledLaplace final : public Mechanism {
     }
     out->s = s;
     out->order = order;
-    out->log_mgf = top + std::log(raw[0]);
-    out->log_mgf_error = 0.0;
+    const double log_raw = std::log(raw[0]);
+    out->log_mgf = top + log_raw;
+    // rounding: raw[0] to a few ulps, and the sum (absolute, like any log of
+    // a sum near 1, so that counts multiply it: the margin must see it)
+    out->log_mgf_error = 8.0 * std::numeric_limits<double>::epsilon() * (1.0 + std::fabs(top) + std::fabs(log_raw));
     out->derivative.fill(0.0);
     const double mean = raw[1] / raw[0];
     // central moments from the raw moments about 0 (binomial expansion)

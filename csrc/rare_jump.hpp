@@ -146,7 +146,8 @@ inline std::optional<RareJumpLaw> rare_jump_law(const Composition& c, std::vecto
   for (const auto& s : segs) log_none += s.count * std::log1p(-s.p);
   law.p_some = std::min(1.0, -std::expm1(log_none) * (1.0 + 1e-12));
   // K_s and K_b on the grid of t
-  for (double t = kJumpTMin; t <= kJumpTMax; t *= kJumpTRatio) {
+  for (double t_grid = kJumpTMin; t_grid <= kJumpTMax; t_grid *= kJumpTRatio) {
+    const double t = exact_order(t_grid);
     double ks = 0.0, kb = 0.0;
     bool ok = true;
     try {

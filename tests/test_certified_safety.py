@@ -368,3 +368,54 @@ def test_els_few_sampled_steps_not_below_truth(k, sigma, q, steps, delta):
     weights, means = _els(k, sigma, q)
     eps = userlevel.epsilon(sigma=sigma, delta=delta, steps=steps, q=q, contribution_bound=k)
     check_eps(eps, delta, lambda e: delta_lower(weights, means, steps, e))
+
+
+# -- a small CGF: K(s) accurate relative to itself, and its error bound honest ----------------------------------
+
+
+def cgf_mp(sigma, q, s):
+    """K(s) = log E_P[(q/p)^s] of one subsampled-Gaussian step, directly (log of the tilted integral) at 60 digits,
+    split at 0, mu, s mu (the tilted q-part's mode) and 1/mu log((1 - q)/q) + mu/2 (where l turns linear), and 10 to
+    either side of each (tanh-sinh clusters its nodes at the ends of each piece)."""
+    with mp.workdps(60):
+        mu, q, s = 1 / mp.mpf(sigma), mp.mpf(q), mp.mpf(s)
+
+        def f(x):
+            return mp.npdf(x) * mp.exp(s * mp.log(1 - q + q * mp.exp(mu * x - mu * mu / 2)))
+        cuts = {0.0, float(mu), float(s * mu)}
+        if q < 1:
+            cuts.add(float(mp.log((1 - q) / q) / mu + mu / 2))
+        pts = sorted({c + d for c in cuts for d in (-10.0, 0.0, 10.0)})
+        return mp.log(mp.quad(f, [-mp.inf] + pts + [mp.inf]))
+
+
+@pytest.mark.parametrize("sigma, q", [(0.58, 1.3e-6), (1.0, 1e-12), (0.05, 1e-6), (1e3, 0.5)])
+@pytest.mark.parametrize("s", [1 + 2.0 ** -20, 2.0, -1e-6, -0.5])
+def test_small_cgf_is_accurate_relative_to_itself(sigma, q, s):
+    # One step's K(s) at the Chernoff bound's tilts (s = 1 + t, s = -t) is as small as 1e-30 here.  As the log of an
+    # integral near 1 it was accurate to ~1e-16 absolute only (1e-5 relative at q = 1e-6), and 2^53 steps multiply
+    # that: the bound's margin then moved certified values by tens of percent (docs/robustness.md).  Now the error
+    # is relative to K, and the margin's share of one step, 10 * cgf_error + 64 ulp |K| (csrc/bounds.hpp), covers it.
+    c = _core.Composition()
+    c.add(_core.SubsampledGaussian(sigma, q), 1)
+    got = c.tilted(s, 0)
+    truth = cgf_mp(sigma, q, s)
+    err = abs(mp.mpf(got["cgf"]) - truth)
+    assert err <= 1e-12 * abs(truth)
+    assert err <= 10 * got["cgf_error"] + 64 * np.finfo(float).eps * abs(got["cgf"])
+
+
+def test_cgf_sees_mass_at_the_end_of_a_wide_panel():
+    # At this tilt the q-part of the tilted integrand peaks at s mu = 17761 (e^-48 of P's peak), so the panel from
+    # mu to there held P's mass within a node spacing of its left end: no node saw it, the panel "converged" on ~0,
+    # K came out as log(1/2) < 0 and the remove ordering's certified eps at 2^53 - 1 steps as 0 (found by
+    # test_sigma_monotone_whole_range: the add ordering answered 1.0e-6, against the remove ordering's 1.38e-6).
+    sigma, q, s = 321.3970874748554, 1e-12, 1 + 5708351.0173082575
+    c = _core.Composition()
+    c.add(_core.SubsampledGaussian(sigma, q), 1)
+    got = c.tilted(s, 0)["cgf"]
+    assert got == pytest.approx(float(cgf_mp(sigma, q, s)), rel=1e-9, abs=0.0)
+    big = _core.Composition()
+    big.add(_core.SubsampledGaussian(sigma, q), 2.0 ** 53 - 1)
+    a = big.epsilon(1e-10)
+    assert a.ordering == "remove" and a.value > 1.38e-6

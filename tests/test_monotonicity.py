@@ -8,10 +8,13 @@ true value; optimistic: a lower bound), and still an upper bound on it.
 The tolerance is the README's (MONOTONE_RTOL; benchmarks/monotonicity_search.py
 searches the whole range with it).
 """
+import mpmath as mp
 import pytest
 
 import edgeworth
+from edgeworth import _core
 from conftest import MONOTONE_RTOL, MONOTONE_RTOL_SIGMA
+from test_certified_safety import cgf_mp
 from pld_reference import pld_eps, pld_of
 
 
@@ -59,3 +62,29 @@ def test_few_steps_follow_the_truth(steps):
     s, d, q = 1.0281245316412053, 0.0006174871591409567, 0.0016772876111709775
     e = edgeworth.epsilon(s, d, steps, q)
     assert pld_eps(((s, q, steps),), d, False, 1e-5) <= e <= pld_eps(((s, q, steps),), d, True, 1e-5) * 1.01
+
+
+def test_huge_step_counts_follow_the_exact_chernoff_bound():
+    # Past ~1e12 steps the Chernoff bound answers alone, and its margin (count x the CGF's error) was most of it:
+    # one step's K ~1e-11 at q = 1.3e-6 was accurate to 1e-16 absolute, and 1.09e13 steps made a margin of 46
+    # nats, so eps was 422.7 and rose with sigma (434.8 at 1 % more).  With K accurate relative to itself the
+    # certified eps is the Chernoff bound at its order t, recomputed here from an mpmath CGF at 60 digits, above
+    # it (the margin covers the CGF's error) by less than 1e-9, and it falls with sigma.
+    sigma, delta, steps, q = 0.58, 1.8e-15, 1.09e13, 1.3e-6
+
+    def answer(s):
+        c = _core.Composition()
+        c.add(_core.SubsampledGaussian(s, q), steps)
+        return c.epsilon(delta)
+
+    a, b = answer(sigma), answer(sigma * 1.01)
+    assert b.value <= a.value * (1 + MONOTONE_RTOL)
+    assert a.source == "chernoff" and a.ordering == "remove"
+
+    def chernoff(t):  # (steps K(1 + t) + t log t - (1 + t) log(1 + t) - log delta) / t, at 60 digits
+        with mp.workdps(60):
+            t = mp.mpf(t)
+            return (steps * cgf_mp(sigma, q, 1 + t) + t * mp.log(t) - (1 + t) * mp.log1p(t) - mp.log(delta)) / t
+    exact = chernoff(a.t)  # (1 + a.t is a double: the bounds evaluate t only there)
+    assert exact <= a.value <= exact * (1 + 1e-9)
+    assert min(chernoff(a.t * 1.05), chernoff(a.t / 1.05)) >= a.value * (1 - 1e-9)  # a.t is the optimum

@@ -12,7 +12,7 @@ where q * steps >= MIN_SAMPLED (the finiteness properties are drawn
 everywhere).  docs/robustness.md counts what happens below.
 
 The whole-range properties at the end (test_*_whole_range) draw over every
-input the API accepts up to MONOTONE_MAX_STEPS steps, q * steps < 3 included,
+input the API accepts (steps up to 2^53), q * steps < 3 included,
 and hold each certified value to the README's tolerance (MONOTONE_RTOL,
 MONOTONE_RTOL_SIGMA, and MONOTONE_RTOL_FEW where q * steps < 1) against a
 neighbour one step up in steps or a relative move in q, sigma, delta or eps;
@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import edgeworth
-from conftest import (MONOTONE_MAX_STEPS, MONOTONE_RTOL, MONOTONE_RTOL_FEW, MONOTONE_RTOL_SIGMA, MONOTONICITY_EXAMPLES,
+from edgeworth import _core
+from conftest import (MONOTONE_RTOL, MONOTONE_RTOL_FEW, MONOTONE_RTOL_SIGMA, MONOTONICITY_EXAMPLES,
                       WHOLE_RANGE_EXAMPLES)
 
 # Every monotonicity property runs on MONOTONICITY_EXAMPLES drawn examples.
@@ -150,6 +151,8 @@ def test_certified_is_finite_and_nonnegative(s, q, n, d):
 # The whole documented range, few sampled steps included
 # --------------------------------------------------------------------------
 
+STEPS_MAX = _core.STEPS_MAX  # 2^53, the most steps the API accepts
+
 whole_range = settings(max_examples=WHOLE_RANGE_EXAMPLES, deadline=None,
                        suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
 
@@ -161,8 +164,9 @@ def _log_uniform(lo, hi):
 # weighted toward practical values, with the whole range (and its edges) drawn too
 w_sigmas = st.one_of(_log_uniform(0.3, 10.0), _log_uniform(0.01, 1e6), st.sampled_from([0.01, 1e6]))
 w_qs = st.one_of(_log_uniform(1e-4, 1.0), _log_uniform(1e-12, 1.0), st.sampled_from([1e-12, 1.0]))
-w_steps = st.one_of(_log_uniform(1.0, 1e5), _log_uniform(1.0, MONOTONE_MAX_STEPS), st.just(1.0)).map(
-    lambda x: float(min(MONOTONE_MAX_STEPS - 1, max(1, round(x)))))
+# (the neighbour is one step up, so the draws end one below the API's 2^53)
+w_steps = st.one_of(_log_uniform(1.0, 1e5), _log_uniform(1.0, STEPS_MAX), st.sampled_from([1.0, STEPS_MAX])).map(
+    lambda x: float(min(STEPS_MAX - 1, max(1, round(x)))))
 w_deltas = st.one_of(_log_uniform(1e-15, 0.5), st.just(1e-300))
 w_epss = st.one_of(_log_uniform(1e-3, 100.0), st.sampled_from([1e-6, 1000.0]))
 moves = st.floats(1e-6, 0.05)  # the relative move of the neighbour
