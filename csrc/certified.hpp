@@ -49,6 +49,22 @@ enum class Source : int {
   RareJump = 5
 };
 
+// Which method gave an estimate (method="tilted"), in the order the estimate
+// tries them (inversion.hpp, estimate_epsilon / estimate_delta); None for
+// certified and Edgeworth answers.
+enum class EstimateMethod : int {
+  None = -1,
+  ExactOneStep = 0,            // one step of the subsampled Gaussian: the exact curve
+  SaddlePoint = 1,             // the single saddle point (saddlepoint.hpp)
+  ConditionedInversion = 2,    // its conditioned Laplace inversion (conditioned.hpp)
+  CharacteristicFunction = 3,  // the characteristic-function inversion's central value (cf_bound.hpp)
+};
+inline constexpr const char* kEstimateMethodNames[] = {"exact_one_step", "saddle_point", "conditioned_inversion",
+                                                       "characteristic_function"};
+inline const char* estimate_method_name(EstimateMethod m) {
+  return m == EstimateMethod::None ? "" : kEstimateMethodNames[static_cast<int>(m)];
+}
+
 // One row of the table.
 struct CertifiedBound {
   Source source;
@@ -114,6 +130,7 @@ struct Answer {
   double t = std::numeric_limits<double>::quiet_NaN();  // certified: the Chernoff bound's order t (NaN when another bound answered alone)
   double margin = 0.0;
   Trace trace;  // certified: how the value was assembled
+  EstimateMethod estimate_method = EstimateMethod::None;  // method="tilted": which method gave the value
 };
 
 // What the caller may ask of the certified assembly.

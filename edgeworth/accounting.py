@@ -88,9 +88,15 @@ class AccountingResult:
         dominating: the ordering that gave the value ("remove" or "add";
             an array of them for array input).
         inputs: the arguments the value was computed from.
-        estimate: the tilted (saddle-point) estimate of the same quantity
-            (nan where it is unreliable), filled in by the ``*_details``
+        estimate: the tilted estimate of the same quantity (``method="tilted"``;
+            nan where no estimate answers), filled in by the ``*_details``
             functions.
+        estimate_method: which method gave ``estimate`` (for
+            ``method="tilted"``, also ``value``): "exact_one_step",
+            "saddle_point", "conditioned_inversion" or
+            "characteristic_function" (``edgeworth._core.ESTIMATE_METHODS``,
+            in the order they are tried); None where no estimate answered; an
+            object array of them for array input.
         bound: the certified value of the same quantity.
         gap: ``bound - estimate``: what the guarantee costs over the best
             estimate (in eps, delta or sigma).
@@ -119,6 +125,7 @@ class AccountingResult:
     bound: Optional[ArrayLike] = None
     gap: Optional[ArrayLike] = None
     trace: Any = None
+    estimate_method: Any = None
 
     @property
     def certified(self) -> bool:
@@ -143,6 +150,7 @@ class AccountingResult:
             "bound": plain(self.bound),
             "gap": plain(self.gap),
             "trace": plain(self.trace),
+            "estimate_method": plain(self.estimate_method),
         }
 
 
@@ -231,7 +239,7 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
     shape = next(iter(b.values())).shape
     flat = [np.ascontiguousarray(v, dtype=float).ravel() for v in b.values()]
     try:
-        values, codes, _ = core_fn(*flat, method, order, ordering)
+        values, codes, _, how = core_fn(*flat, method, order, ordering)
     except ValueError as exc:  # the core names the flat index; the caller's arrays may have more dimensions
         m = re.match(r"element (\d+) ", str(exc))
         if m is None or len(shape) < 2:
@@ -241,6 +249,7 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
     scalar = len(shape) == 0
     values = values.reshape(shape)
     dominating = _ORDERING_NAMES[codes.astype(np.intp)].reshape(shape)
+    how = _estimate_method_names(how).reshape(shape)
     return AccountingResult(
         quantity=quantity,
         value=float(values) if scalar else values,
@@ -250,7 +259,14 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
         orderings=ordering,
         dominating=str(dominating) if scalar else dominating,
         inputs={k: (float(v) if scalar else v) for k, v in b.items()},
+        estimate_method=(how[()] if scalar else how) if method == "tilted" else None,
     )
+
+
+def _estimate_method_names(codes: np.ndarray) -> np.ndarray:
+    """The names of the core's estimate-method codes (-1: None), as an object array."""
+    names = np.array(list(_core.ESTIMATE_METHODS) + [None], dtype=object)
+    return names[np.where(codes < 0, len(names) - 1, codes).astype(np.intp)]
 
 
 def _elementwise(fn: Callable[..., float], shape, arrays) -> np.ndarray:
@@ -318,7 +334,14 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
-    estimate = _elementwise(_scalar(core_fn, "tilted"), shape, list(b.values()))
+    estimate = np.full(shape, np.nan)
+    how = np.full(shape, None, dtype=object)
+    for idx in np.ndindex(*shape):
+        try:  # the tilted estimate and the method that gave it
+            values, _, _, codes = core_fn(*(np.array([float(v[idx])]) for v in b.values()), "tilted", 2, "both")
+        except ValueError:  # no estimate answers there (a named decline): nan
+            continue
+        estimate[idx], how[idx] = values[0], _estimate_method_names(codes)[0]
     trace = None
     if result.quantity in ("epsilon", "delta"):
         bound = np.full(shape, np.nan)
@@ -334,7 +357,7 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
         bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
     out = float if len(shape) == 0 else (lambda a: a)
     return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate),
-                               trace=trace)
+                               trace=trace, estimate_method=how[()] if len(shape) == 0 else how)
 
 
 def _epsilon(sigma, delta, steps, q, method, order, ordering):
