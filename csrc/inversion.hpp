@@ -209,25 +209,55 @@ inline std::string estimate_regime(const Composition& c) {
 // The fallback of the estimate: the characteristic-function inversion's
 // central value (CfInversion::Value::central, without its error allowance),
 // or nullopt where the inversion declines.
+//
+// Where the certified inversions decline at the tilt near the saddle point
+// (the line's period, hence its terms, too large: ELS with k = 8 at sigma 1,
+// q 0.01, 1000 steps, delta 1e-6 needs a period of 25223 at the Chernoff
+// order 0.988, and 61 at half of it), the plain inversion is tried on the
+// lines kCentralTilts times that tilt; its central value is accepted only
+// where the inversion's own bracket [lower, upper] there is narrower than
+// kCentralRtol relative in eps.
+constexpr double kCentralTilts[] = {0.5, 2.0, 0.25, 4.0};
+constexpr double kCentralRtol = 1e-3;
+
 inline std::optional<double> cf_central_epsilon(const Composition& c, Ordering o, double delta) {
   const Bound chernoff = certified_epsilon(c, o, delta);  // above the answer: the search's ceiling
   if (!(chernoff.value > 0.0)) return 0.0;                 // (the bound itself says 0)
   const double hi = std::isfinite(chernoff.value) ? std::min(chernoff.value, kEpsMax) : kEpsMax;
   try {
-    return cf_epsilon(c, o, delta, hi, chernoff.t, /*central=*/true);
+    if (const auto v = cf_epsilon(c, o, delta, hi, chernoff.t, /*central=*/true)) return v;
+    const double c0 = cf_tilt_for_delta(c, o, delta, chernoff.t);
+    for (double f : kCentralTilts) {
+      const auto inv = CfInversion::build(c, o, f * c0, delta);
+      if (!inv) continue;
+      const double guess = std::min(loss_cgf(c, o, Loss::Y, inv->c(), 1, kBoundRtol).derivative[1], hi);
+      const auto e = cf_epsilon_root([&](double x) { return inv->delta(x).central; }, delta, hi, guess);
+      if (!e) continue;
+      const CfInversion::Value v = inv->delta(*e);  // its own error: the bracket's width in eps
+      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= inv->c() * kCentralRtol * std::max(*e, 1e-3)) return e;
+    }
   } catch (const DeclineSignal&) {  // its numerics cannot answer here; any other error propagates
-    return std::nullopt;
   }
+  return std::nullopt;
 }
 inline std::optional<double> cf_central_delta(const Composition& c, Ordering o, double eps) {
   const Bound chernoff = certified_delta(c, o, eps);
   if (!(chernoff.value > 0.0)) return 0.0;
   try {
-    const auto v = cf_delta(c, o, eps, chernoff.value < 1.0 ? chernoff.t : 0.0);
-    return v ? std::optional<double>(v->central) : std::nullopt;
-  } catch (const DeclineSignal&) {
-    return std::nullopt;
+    const double hint = chernoff.value < 1.0 ? chernoff.t : 0.0;
+    if (const auto v = cf_delta(c, o, eps, hint)) return v->central;
+    const double c0 = cf_tilt(c, o, eps, hint);  // (the lines around the saddle point's, as for eps)
+    for (double f : kCentralTilts) {
+      const double ct = f * c0;
+      const auto inv =
+          CfInversion::build(c, o, ct, std::exp(loss_cgf(c, o, Loss::Y, ct, 0, kBoundRtol).log_mgf - ct * eps) * 1e-2);
+      if (!inv) continue;
+      const CfInversion::Value v = inv->delta(eps);
+      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= ct * kCentralRtol * std::max(eps, 1e-3)) return v.central;
+    }
+  } catch (const DeclineSignal&) {  // its numerics cannot answer here; any other error propagates
   }
+  return std::nullopt;
 }
 
 // One ordering's estimate: the saddle point (with its conditioned fallback,
