@@ -183,26 +183,26 @@ struct OrderingEstimate {
   EstimateMethod how;
 };
 
-// The regime where no estimate answers, in words, for the decline's message.
-inline std::string estimate_regime(const Composition& c) {
-  double sampled = 0.0;  // the expected number of sampled steps, where every mechanism is subsampled
-  bool subsampled = true, cf_covered = true;
+// Whether the characteristic-function inversion covers every mechanism of c
+// (a Gaussian reference with an increasing loss: the subsampled Gaussian and
+// the mixtures with non-negative means, ELS among them; not the Laplace
+// mechanism).
+inline bool cf_covers(const Composition& c) {
   for (const auto& seg : c.segments()) {
     const auto* g = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
-    if (g == nullptr || !g->pllr_increasing()) cf_covered = false;
-    if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get()))
-      sampled += sg->q() * seg.count;
-    else if (const auto* sl = dynamic_cast<const SubsampledLaplace*>(seg.mechanism.get()))
-      sampled += sl->q() * seg.count;
-    else
-      subsampled = false;
+    if (g == nullptr || !g->pllr_increasing()) return false;
   }
-  if (!cf_covered)
+  return true;
+}
+
+// The regime where no estimate answers, in words, for the decline's message.
+inline std::string estimate_regime(const Composition& c) {
+  if (!cf_covers(c))
     return "a mechanism whose privacy loss the characteristic-function inversion does not cover (not a Gaussian "
            "reference with an increasing loss, e.g. the Laplace mechanism)";
-  if (subsampled && sampled < 1.0)
-    return "few sampled steps in all (q * steps = " + fmt(sampled) + "), where the privacy-loss sum is far from any "
-           "smooth law";
+  if (few_sampled_steps(c))
+    return "few sampled steps in all (" + fmt(expected_sampled_steps(c)) + " expected), where the privacy-loss sum "
+           "is far from any smooth law";
   return "a privacy-loss law the inversion cannot resolve within its work budget";
 }
 
@@ -274,7 +274,7 @@ template <class Saddle, class Central>
 OrderingEstimate estimate_one(const Composition& c, const Saddle& saddle, const Central& central, double low,
                               double high, const char* what, double at) {
   std::string why;
-  if (few_sampled_steps(c)) {
+  if (few_sampled_steps(c) && cf_covers(c)) {
     const auto v = central();
     if (v && *v >= low && *v <= high) return {*v, EstimateMethod::CharacteristicFunction};
     throw std::domain_error("no estimate answers here: few sampled steps in all (" +

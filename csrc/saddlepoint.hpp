@@ -248,7 +248,14 @@ inline double expected_sampled_steps(const Composition& c) {
   return n;
 }
 
-inline bool few_sampled_steps(const Composition& c) { return expected_sampled_steps(c) < kMinSampledForSaddle; }
+// (where the characteristic-function inversion cannot take over, the Laplace
+// mechanism, the single saddle point still answers where it is reliable)
+inline bool few_sampled_steps(const Composition& c) {
+  if (!(expected_sampled_steps(c) < kMinSampledForSaddle)) return false;
+  for (const auto& seg : c.segments())
+    if (dynamic_cast<const SubsampledLaplace*>(seg.mechanism.get()) != nullptr) return false;
+  return true;
+}
 
 [[noreturn]] inline void throw_few_sampled(const Composition& c) {
   throw std::domain_error("the tilted (saddle-point) estimate is unreliable here: few sampled steps in all (" +
