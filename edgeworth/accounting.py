@@ -15,16 +15,25 @@ Semantics shared by every function here:
   of ``csrc/certified.hpp`` (``edgeworth._core.CERTIFIED_BOUNDS``);
   ``epsilon_details(...).trace`` shows how one value was assembled, and
   ``docs/certified.md`` gives the argument for each bound, in the same order.
-* ``method="tilted"`` is the saddle-point *estimate*: the Edgeworth
-  expansion of the exponentially tilted privacy-loss sum (Lugannani-Rice form
-  with the second-order correction; Alghamdi et al., arXiv 2208.09595), both
-  orderings.  Where a single saddle point cannot describe the tilted law
-  (few sampled steps in all, a skewed or two-moded tilted loss), the remove
-  ordering falls back to the exact Laplace inversion of its transform along
-  a tilted line, conditioned on a step leaving the flat part of the loss
-  (``csrc/conditioned.hpp``); that answer is accepted only where its own error
-  estimate is below 1e-5 relative, and otherwise the call raises
-  ``UnreachableTargetError`` instead of returning a poor number.
+* ``method="tilted"`` is an *estimate*, both orderings, from the first of
+  these methods that answers (``edgeworth._core.ESTIMATE_METHODS``; the
+  ``*_details`` results name the one used in ``estimate_method``):
+  ``"exact_one_step"``, the exact curve for one step of the subsampled
+  Gaussian; ``"saddle_point"``, the Edgeworth expansion of the exponentially
+  tilted privacy-loss sum (Lugannani-Rice form with the second-order
+  correction; Alghamdi et al., arXiv 2208.09595); ``"conditioned_inversion"``,
+  where a single saddle point cannot describe the tilted law (a skewed or
+  two-moded tilted loss), the remove ordering's exact Laplace inversion
+  conditioned on a step leaving the flat part of the loss
+  (``csrc/conditioned.hpp``), accepted where its own error estimate is below
+  1e-5 relative; ``"characteristic_function"``, the characteristic-function
+  inversion's central value, without the error allowance that makes it the
+  certified bound (``csrc/cf_bound.hpp``).  With fewer than one sampled step
+  expected in all, only the last is used (the single saddle point misses
+  the rare jump there, even where its skewness looks harmless).  Where none
+  answers (the Laplace mechanism with few sampled steps, or fewer than about
+  0.01 sampled steps in all), the call raises ``UnreachableTargetError``
+  naming the regime, instead of returning a poor number.
 * ``method="edgeworth"`` is the *point estimate* of the Edgeworth accountant
   (Wang et al., arXiv 2206.04236; used by EW-Tune, Behnia et al.,
   arXiv 2210.15042) of ``order`` 1, 2 or 3.  It is not a bound: in DP-SGD
@@ -107,7 +116,9 @@ class AccountingResult:
             with ``bound``, ``ordering``, ``status`` ("answered", "declined" or
             "skipped"), ``value`` (answered), ``reason`` (declined or skipped)
             and ``seconds`` (a skip that covers several bounds names them
-            ``"(add ordering)"`` or ``"(all others)"``; a skip's reason starts
+            ``"(add ordering)"`` or ``"(all others)"``; the delta at eps = 0
+            found through the eps inversion is ``"(epsilon inversion)"``,
+            see ``docs/certified.md``; a skip's reason starts
             with the name of the rule in ``csrc/certified.hpp``); an object
             array of such lists for array input (None where the certified
             bound declined).
@@ -385,7 +396,8 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
         steps: number of DP-SGD steps (an integer >= 1); steps = epochs / q.
         q: Poisson sampling rate, in [1e-12, 1].
         method: "certified" (rigorous upper bound, both orderings; default),
-            "tilted" (saddle-point estimate, both orderings) or "edgeworth"
+            "tilted" (estimate, both orderings; see the module docstring for
+            the methods behind it) or "edgeworth"
             (point estimate of the given order, not a bound).
         order: Edgeworth order, 1, 2 or 3 (used by method="edgeworth";
             default 2).
