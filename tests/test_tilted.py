@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import edgeworth
+from bromwich_reference import bromwich_delta_remove
 from pld_reference import pld_eps
 
 MNLI_Q, MNLI_T = 2000 / 392702, 3920
@@ -76,33 +77,6 @@ def test_tilted_matches_pld_with_few_sampled_steps(sigma, q, steps, delta, inter
     assert r.dominating == "remove"
     assert edgeworth.delta(sigma, r.value, steps, q, method="tilted") == pytest.approx(delta, rel=1e-3)
     assert edgeworth.epsilon(sigma, delta, steps, q) >= r.value  # the certified bound sits above
-
-
-def bromwich_delta_remove(sigma, q, steps, eps, umax=40.0, nu=801, nx=20001):
-    """delta of the remove ordering by plain numerical Laplace inversion (numpy, fixed grids): for n steps,
-    delta(eps) = (1/pi) int_0^inf Re[E_P[e^((lambda + 1) l)]^n e^(-lambda eps) / (lambda (lambda + 1))] du on
-    lambda = c + iu, c the saddle point. Fine for many steps (the integrand then decays fast in u)."""
-    from scipy.optimize import brentq
-    mu = 1.0 / sigma
-
-    def grid(s):
-        x = np.linspace(-40.0, 50.0 + 1.5 * s * mu, nx)
-        loss = np.logaddexp(np.log1p(-q), np.log(q) + mu * x - mu * mu / 2)
-        logw = -0.5 * x * x - 0.5 * np.log(2 * np.pi) + s * loss
-        return loss, np.exp(logw - logw.max()) * (x[1] - x[0]), logw.max()
-
-    def mean(c):
-        loss, w, _ = grid(c + 1.0)
-        return steps * (w @ loss) / w.sum()
-
-    c = brentq(lambda c: mean(c) - eps, 1e-3, 200.0)
-    loss, w, shift = grid(c + 1.0)
-    u = np.linspace(0.0, umax, nu)
-    k = np.concatenate([np.exp(1j * np.outer(part, loss)) @ w for part in np.array_split(u, 16)])
-    lam = c + 1j * u
-    f = np.exp(steps * (np.log(k) + shift) - lam * eps) / (lam * (lam + 1))
-    assert abs(f[-1]) < 1e-30 * abs(f[0])  # the u-range covers the integrand
-    return np.trapezoid(f.real, u) / np.pi
 
 
 def test_tilted_is_exact_far_in_the_tail_with_few_sampled_steps():
