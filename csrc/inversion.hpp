@@ -223,8 +223,15 @@ constexpr double kCentralRtol = 1e-3;
 inline std::optional<double> cf_central_epsilon(const Composition& c, Ordering o, double delta) {
   const Bound chernoff = certified_epsilon(c, o, delta);  // above the answer: the search's ceiling
   if (!(chernoff.value > 0.0)) return 0.0;                 // (the bound itself says 0)
-  const double hi = std::isfinite(chernoff.value) ? std::min(chernoff.value, kEpsMax) : kEpsMax;
+  double hi = std::isfinite(chernoff.value) ? std::min(chernoff.value, kEpsMax) : kEpsMax;
   try {
+    // With few sampled steps the truncated retry's central value carries its
+    // truncation bound, and can land above the rare-jump bound (sigma 0.5,
+    // q 1e-7, 1000 steps, delta 1e-15: 0.905 against 0.277): the rare-jump
+    // bound is the ceiling too, and no root below it is no estimate.
+    if (o == Ordering::Remove && few_sampled_steps(c))
+      if (const auto j = rare_jump_epsilon(c, delta, hi)) hi = std::min(hi, *j);
+    if (!(hi > 0.0)) return 0.0;
     if (const auto v = cf_epsilon(c, o, delta, hi, chernoff.t, /*central=*/true)) return v;
     const double c0 = cf_tilt_for_delta(c, o, delta, chernoff.t);
     for (double f : kCentralTilts) {
@@ -245,7 +252,13 @@ inline std::optional<double> cf_central_delta(const Composition& c, Ordering o, 
   if (!(chernoff.value > 0.0)) return 0.0;
   try {
     const double hint = chernoff.value < 1.0 ? chernoff.t : 0.0;
-    if (const auto v = cf_delta(c, o, eps, hint)) return v->central;
+    // (as for eps: the rare-jump bound is a ceiling, and a central value above it is no estimate)
+    std::optional<double> jump;
+    if (o == Ordering::Remove && few_sampled_steps(c)) jump = rare_jump_delta(c, eps);
+    if (const auto v = cf_delta(c, o, eps, hint)) {
+      if (jump && v->central > *jump) return std::nullopt;
+      return v->central;
+    }
     const double c0 = cf_tilt(c, o, eps, hint);  // (the lines around the saddle point's, as for eps)
     for (double f : kCentralTilts) {
       const double ct = f * c0;
