@@ -229,10 +229,13 @@ inline std::optional<double> cf_central_epsilon(const Composition& c, Ordering o
     // truncation bound, and can land above the rare-jump bound (sigma 0.5,
     // q 1e-7, 1000 steps, delta 1e-15: 0.905 against 0.277): the rare-jump
     // bound is the ceiling too, and no root below it is no estimate.
+    // (a central value a hair above the bound, both at the truth, is clamped to it)
+    double jump = std::numeric_limits<double>::infinity();
     if (o == Ordering::Remove && few_sampled_steps(c))
-      if (const auto j = rare_jump_epsilon(c, delta, hi)) hi = std::min(hi, *j);
-    if (!(hi > 0.0)) return 0.0;
-    if (const auto v = cf_epsilon(c, o, delta, hi, chernoff.t, /*central=*/true)) return v;
+      if (const auto j = rare_jump_epsilon(c, delta, hi)) jump = *j;
+    if (!(jump > 0.0)) return 0.0;
+    hi = std::min(hi, (1.0 + kCentralRtol) * jump);
+    if (const auto v = cf_epsilon(c, o, delta, hi, chernoff.t, /*central=*/true)) return std::min(*v, jump);
     const double c0 = cf_tilt_for_delta(c, o, delta, chernoff.t);
     for (double f : kCentralTilts) {
       const auto inv = CfInversion::build(c, o, f * c0, delta);
@@ -241,7 +244,8 @@ inline std::optional<double> cf_central_epsilon(const Composition& c, Ordering o
       const auto e = cf_epsilon_root([&](double x) { return inv->delta(x).central; }, delta, hi, guess);
       if (!e) continue;
       const CfInversion::Value v = inv->delta(*e);  // its own error: the bracket's width in eps
-      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= inv->c() * kCentralRtol * std::max(*e, 1e-3)) return e;
+      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= inv->c() * kCentralRtol * std::max(*e, 1e-3))
+        return std::min(*e, jump);
     }
   } catch (const DeclineSignal&) {  // its numerics cannot answer here; any other error propagates
   }
@@ -256,8 +260,8 @@ inline std::optional<double> cf_central_delta(const Composition& c, Ordering o, 
     std::optional<double> jump;
     if (o == Ordering::Remove && few_sampled_steps(c)) jump = rare_jump_delta(c, eps);
     if (const auto v = cf_delta(c, o, eps, hint)) {
-      if (jump && v->central > *jump) return std::nullopt;
-      return v->central;
+      if (jump && v->central > (1.0 + kCentralRtol) * *jump) return std::nullopt;
+      return jump ? std::min(v->central, *jump) : v->central;
     }
     const double c0 = cf_tilt(c, o, eps, hint);  // (the lines around the saddle point's, as for eps)
     for (double f : kCentralTilts) {
