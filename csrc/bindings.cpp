@@ -78,7 +78,8 @@ using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 }
 
 // Applies fn element-wise to four equally long 1-d arrays, without the GIL.
-// Returns (values, ordering codes 0 = remove / 1 = add, certified flags).
+// Returns (values, ordering codes 0 = remove / 1 = add, certified flags,
+// estimate-method codes: indices into ESTIMATE_METHODS, -1 for none).
 // Between elements (every 20 ms at most) it takes the GIL back to let Python handle signals, so
 // Ctrl-C stops a long array call at the next element (KeyboardInterrupt).  An
 // element that raises gives the same exception type, its message prefixed
@@ -123,15 +124,18 @@ py::tuple map4(const Array& a, const Array& b, const Array& c, const Array& d, c
   py::array_t<double> values(n);
   py::array_t<std::int8_t> orderings(n);
   py::array_t<bool> certified(n);
+  py::array_t<std::int8_t> how(n);
   auto v = values.mutable_unchecked<1>();
+  auto h = how.mutable_unchecked<1>();
   auto o = orderings.mutable_unchecked<1>();
   auto cert = certified.mutable_unchecked<1>();
   for (py::ssize_t i = 0; i < n; ++i) {
     v(i) = out[i].value;
     o(i) = static_cast<std::int8_t>(out[i].ordering);
     cert(i) = out[i].certified;
+    h(i) = static_cast<std::int8_t>(out[i].estimate_method);
   }
-  return py::make_tuple(values, orderings, certified);
+  return py::make_tuple(values, orderings, certified, how);
 }
 
 // The raw CGF bindings take the tilt s from the caller; where the CGF cannot
@@ -198,6 +202,14 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("margin", &Answer::margin)
       .def_property_readonly("source", [](const Answer& a) { return std::string(source_name(a.source)); })
       .def_property_readonly(
+          "estimate_method",
+          [](const Answer& a) -> py::object {
+            if (a.estimate_method == EstimateMethod::None) return py::none();
+            return py::str(estimate_method_name(a.estimate_method));
+          },
+          "method='tilted': which method gave the estimate ('exact_one_step', 'saddle_point', "
+          "'conditioned_inversion' or 'characteristic_function'); None otherwise.")
+      .def_property_readonly(
           "trace",
           [](const Answer& a) {
             py::list out;
@@ -222,6 +234,9 @@ PYBIND11_MODULE(_core, m) {
     for (const CertifiedBound& b : kCertifiedBounds)
       table.append(py::make_tuple(std::string(b.name), std::string(b.orderings), std::string(b.what)));
     m.attr("CERTIFIED_BOUNDS") = table;  // (name, orderings, what), in the order they are tried
+    py::list methods;
+    for (const char* name : kEstimateMethodNames) methods.append(std::string(name));
+    m.attr("ESTIMATE_METHODS") = methods;  // the estimate's methods, in the order they are tried
   }
 
   py::class_<Composition>(m, "Composition")

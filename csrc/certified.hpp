@@ -50,6 +50,22 @@ enum class Source : int {
   RareJump = 5
 };
 
+// Which method gave an estimate (method="tilted"), in the order the estimate
+// tries them (inversion.hpp, estimate_epsilon / estimate_delta); None for
+// certified and Edgeworth answers.
+enum class EstimateMethod : int {
+  None = -1,
+  ExactOneStep = 0,            // one step of the subsampled Gaussian: the exact curve
+  SaddlePoint = 1,             // the single saddle point (saddlepoint.hpp)
+  ConditionedInversion = 2,    // its conditioned Laplace inversion (conditioned.hpp)
+  CharacteristicFunction = 3,  // the characteristic-function inversion's central value (cf_bound.hpp)
+};
+inline constexpr const char* kEstimateMethodNames[] = {"exact_one_step", "saddle_point", "conditioned_inversion",
+                                                       "characteristic_function"};
+inline const char* estimate_method_name(EstimateMethod m) {
+  return m == EstimateMethod::None ? "" : kEstimateMethodNames[static_cast<int>(m)];
+}
+
 // One row of the table.
 struct CertifiedBound {
   Source source;
@@ -116,6 +132,7 @@ struct Answer {
   double t = std::numeric_limits<double>::quiet_NaN();  // certified: the Chernoff bound's order t (NaN when another bound answered alone)
   double margin = 0.0;
   Trace trace;  // certified: how the value was assembled
+  EstimateMethod estimate_method = EstimateMethod::None;  // method="tilted": which method gave the value
 };
 
 // What the caller may ask of the certified assembly.
@@ -126,6 +143,10 @@ struct CertifiedOptions {
   // Test hook: the bound of this name throws std::runtime_error when tried,
   // to show that a failure inside a bound reaches the caller.  Empty: none.
   std::string fail_bound;
+  // Internal (delta_at_zero_eps): try the characteristic-function bound even
+  // where jump_bound_is_tight would skip it, so that the eps found is the
+  // smallest of all the bounds (and falls with delta where each does).
+  bool no_jump_skip = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -386,7 +407,7 @@ Answer one_ordering(Assembly& as, const Composition& c, const Query& qy, Orderin
   std::optional<double> cf;
   if (zero)
     as.skip(cf_name, o, "count_is_zero", "the sampled-count bound is 0");
-  else if (jump_tight)
+  else if (jump_tight && !as.options().no_jump_skip)
     as.skip(cf_name, o, "jump_bound_is_tight", "rare-jump regime, and the rare-jump bound is within a factor " +
                                                    fmt(Query::kJumpTight) + " of the one-jump approximation");
   else if (!(b.value > 0.0) || !(hi > 0.0))
@@ -530,8 +551,69 @@ Answer assemble(const Composition& c, const Query& qy, const CertifiedOptions& o
 inline Answer certified_epsilon_answer(const Composition& c, double delta, const CertifiedOptions& opts = {}) {
   return detail::assemble(c, detail::EpsilonQuery{delta, !opts.without_cf}, opts);
 }
+namespace detail {
+
+// The relative step at which delta_at_zero_eps stops: delta(epsilon(d)) <= d
+// holds to this tolerance where the certified eps is 0.
+constexpr double kZeroEpsRtol = 1e-5;
+
+// delta at eps = 0 through the eps inversion.  A certified eps of 0 at some d
+// proves delta(0) <= d, and the eps bounds reach 0 with settings that depend
+// on d (the rare-jump cut, the characteristic function's tilt and
+// truncation), which the delta bounds at eps = 0 cannot choose: at sigma
+// 11.30, q 3.00e-5, 55 steps the rare-jump bound gives eps 0 at
+// d = 2.21e-5, where the delta bounds at eps = 0 gave 5.83e-5 (sampled count).
+// So that delta(epsilon(d)) <= d wherever epsilon(d) = 0, the smallest d seen
+// with a certified eps of 0 is found by bisection in log d below the delta
+// bounds' answer, to kZeroEpsRtol, and replaces it where smaller; the trace
+// records it as "(epsilon inversion)".
+inline void delta_at_zero_eps(const Composition& c, Answer& a, const CertifiedOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Source source = a.source;
+  CertifiedOptions all = opts;
+  all.no_jump_skip = true;  // (the rare-jump skip makes eps = 0 come and go with d: sigma 3, q 1e-5, 32 steps)
+  auto zero_at = [&](double d) {
+    const Answer e = certified_epsilon_answer(c, d, all);
+    if (e.value == 0.0 && d < a.value) source = e.source;  // (the bound that reached 0 at the d kept)
+    return e.value == 0.0;
+  };
+  double hi = a.value;
+  // (where the eps inversion does not reach 0 at the delta bounds' answer, that answer stands)
+  if (!(hi > 0.0) || hi >= 1.0 || !zero_at(hi)) return;
+  const double floor = hi * 1e-12;
+  double lo = hi;
+  bool lo_zero = true;
+  for (double step = 2.0; lo_zero && lo > floor; step *= step) {  // down until a d without eps = 0
+    lo = std::max(floor, lo / step);
+    lo_zero = zero_at(lo);
+    if (lo_zero) hi = lo;
+  }
+  while (!lo_zero && hi / lo - 1.0 > kZeroEpsRtol) {  // then the crossing, to kZeroEpsRtol
+    const double mid = std::sqrt(lo * hi);
+    (zero_at(mid) ? hi : lo) = mid;
+  }
+  TraceEntry e;
+  e.bound = "(epsilon inversion)";
+  e.ordering = "both";
+  e.status = "answered";
+  e.value = hi;
+  e.reason = "delta_at_zero_eps: the smallest delta seen at which the certified eps is 0";
+  e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  a.trace.push_back(std::move(e));
+  if (hi < a.value) {
+    a.value = hi;
+    a.source = source;
+    a.t = std::numeric_limits<double>::quiet_NaN();
+    a.margin = 0.0;
+  }
+}
+
+}  // namespace detail
+
 inline Answer certified_delta_answer(const Composition& c, double eps, const CertifiedOptions& opts = {}) {
-  return detail::assemble(c, detail::DeltaQuery{eps}, opts);
+  Answer a = detail::assemble(c, detail::DeltaQuery{eps}, opts);
+  if (eps == 0.0 && !opts.without_cf) detail::delta_at_zero_eps(c, a, opts);
+  return a;
 }
 
 }  // namespace edgeworth

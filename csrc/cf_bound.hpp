@@ -976,6 +976,9 @@ class CfInversion {
  public:
   struct Value {
     double upper, lower;
+    // The inversion's central value, without its error allowance (the
+    // estimate's fallback, inversion.hpp): no bound, only an estimate.
+    double central = std::numeric_limits<double>::quiet_NaN();
   };
 
   // Tilt c > 0 (best near the saddle point of G(c) - c eps for the eps of
@@ -1037,7 +1040,8 @@ class CfInversion {
                          std::exp(g1_ + g1_margin_ - (c_ + alias_t_) * eps - alias_t_ * period_) /
                              -std::expm1(-alias_t_ * period_);
     const double lower = std::max(0.0, t - slack) * std::exp(g_ - g_margin_ - c_ * eps) - alias;
-    return {std::min(1.0, upper), std::max(0.0, lower)};
+    const double central = std::exp(g_ - c_ * eps) * t + (split_ ? flat_delta(eps) : 0.0);
+    return {std::min(1.0, upper), std::max(0.0, lower), std::clamp(central, 0.0, 1.0)};
   }
 
  private:
@@ -1720,7 +1724,8 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
   if (inv) return inv->delta(eps);
   std::optional<CfInversion::Value> best;
   auto keep = [&](const CfInversion::Value& v) {
-    if (!best || v.upper < best->upper) best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower};
+    if (!best || v.upper < best->upper)
+      best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower, v.central};
     else best->lower = std::max(best->lower, v.lower);
   };
   if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
@@ -1744,7 +1749,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       });
       if (!ti) break;
       const CfInversion::Value v = ti->delta(eps);
-      keep({std::min(1.0, v.upper + delta_b), v.lower});
+      keep({std::min(1.0, v.upper + delta_b), v.lower, std::min(1.0, v.central + delta_b)});
       if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
       target = std::max(v.upper, 1e-6 * target);
     }
@@ -1763,15 +1768,18 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
 // cf_floor_reached); once a stage certifies eps_floor, the search and the
 // later retries stop and eps_floor is returned.  Every value returned is
 // still a certified upper bound; with eps_floor = 0 nothing changes.
+// central: the same search on the inversions' central values instead of
+// their upper bounds (CfInversion::Value::central): an estimate, not a bound.
 inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, double delta, double eps_hi,
-                                        double t_hint = 0.0, double eps_floor = 0.0) {
+                                        double t_hint = 0.0, double eps_floor = 0.0, bool central = false) {
+  auto pick = [central](const CfInversion::Value& v) { return central ? v.central : v.upper; };
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
   const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
   const auto inv = CfInversion::build(comp, o, c, delta);
   const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
   if (inv)
-    return detail::cf_epsilon_root([&](double e) { return inv->delta(e).upper; }, delta, eps_hi, guess, false,
+    return detail::cf_epsilon_root([&](double e) { return pick(inv->delta(e)); }, delta, eps_hi, guess, false,
                                    eps_floor);
   std::optional<double> best;
   auto keep = [&](const std::optional<double>& e) {
@@ -1779,7 +1787,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   };
   auto floor_reached = [&] { return eps_floor > 0.0 && best && *best <= eps_floor; };
   if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
-    keep(detail::cf_epsilon_root([&](double e) { return above->delta(e).upper; }, delta, eps_hi, guess, false,
+    keep(detail::cf_epsilon_root([&](double e) { return pick(above->delta(e)); }, delta, eps_hi, guess, false,
                                  eps_floor));
   if (floor_reached()) return best;
   // The split's cut follows the eps of interest; where the answer lands so far
@@ -1800,7 +1808,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       }
       if (!sp) break;
       const auto e =
-          detail::cf_epsilon_root([&](double x) { return sp->delta(x).upper; }, delta, eps_hi, hint, true, eps_floor);
+          detail::cf_epsilon_root([&](double x) { return pick(sp->delta(x)); }, delta, eps_hi, hint, true, eps_floor);
       keep(e);
       if (floor_reached()) return best;
       if (!e || !(sp->flat_part(*e) > detail::kCfSplitFlatShare * delta) || !(*e > 0.0)) break;
@@ -1817,7 +1825,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
       if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
         const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
-        keep(detail::cf_epsilon_root([&](double e) { return ti->delta(e).upper + delta_b; }, delta,
+        keep(detail::cf_epsilon_root([&](double e) { return pick(ti->delta(e)) + delta_b; }, delta,
                                      best ? *best : eps_hi, gt, true, eps_floor));
       }
     }

@@ -175,6 +175,224 @@ inline void require_quadrature_range_for_estimate(const Composition& c) {
 
 }  // namespace detail
 
+namespace detail {
+
+// The estimate (method="tilted") of one ordering and the method that gave it.
+struct OrderingEstimate {
+  double value;
+  EstimateMethod how;
+};
+
+// Whether the characteristic-function inversion covers every mechanism of c
+// (a Gaussian reference with an increasing loss: the subsampled Gaussian and
+// the mixtures with non-negative means, ELS among them; not the Laplace
+// mechanism).
+inline bool cf_covers(const Composition& c) {
+  for (const auto& seg : c.segments()) {
+    const auto* g = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+    if (g == nullptr || !g->pllr_increasing()) return false;
+  }
+  return true;
+}
+
+// The regime where no estimate answers, in words, for the decline's message.
+inline std::string estimate_regime(const Composition& c) {
+  if (!cf_covers(c))
+    return "a mechanism whose privacy loss the characteristic-function inversion does not cover (not a Gaussian "
+           "reference with an increasing loss, e.g. the Laplace mechanism)";
+  if (few_sampled_steps(c))
+    return "few sampled steps in all (" + fmt(expected_sampled_steps(c)) + " expected), where the privacy-loss sum "
+           "is far from any smooth law";
+  return "a privacy-loss law the inversion cannot resolve within its work budget";
+}
+
+// The fallback of the estimate: the characteristic-function inversion's
+// central value (CfInversion::Value::central, without its error allowance),
+// or nullopt where the inversion declines.
+//
+// Where the certified inversions decline at the tilt near the saddle point
+// (the line's period, hence its terms, too large: ELS with k = 8 at sigma 1,
+// q 0.01, 1000 steps, delta 1e-6 needs a period of 25223 at the Chernoff
+// order 0.988, and 61 at half of it), the plain inversion is tried on the
+// lines kCentralTilts times that tilt; its central value is accepted only
+// where the inversion's own bracket [lower, upper] there is narrower than
+// kCentralRtol relative in eps.
+constexpr double kCentralTilts[] = {0.5, 2.0, 0.25, 4.0};
+constexpr double kCentralRtol = 1e-3;
+
+inline std::optional<double> cf_central_epsilon(const Composition& c, Ordering o, double delta) {
+  const Bound chernoff = certified_epsilon(c, o, delta);  // above the answer: the search's ceiling
+  if (!(chernoff.value > 0.0)) return 0.0;                 // (the bound itself says 0)
+  double hi = std::isfinite(chernoff.value) ? std::min(chernoff.value, kEpsMax) : kEpsMax;
+  try {
+    // With few sampled steps the truncated retry's central value carries its
+    // truncation bound, and can land above the rare-jump bound (sigma 0.5,
+    // q 1e-7, 1000 steps, delta 1e-15: 0.905 against 0.277): the rare-jump
+    // bound is the ceiling too, and no root below it is no estimate.
+    // (a central value a hair above the bound, both at the truth, is clamped to it)
+    double jump = std::numeric_limits<double>::infinity();
+    if (o == Ordering::Remove && few_sampled_steps(c))
+      if (const auto j = rare_jump_epsilon(c, delta, hi)) jump = *j;
+    if (!(jump > 0.0)) return 0.0;
+    hi = std::min(hi, (1.0 + kCentralRtol) * jump);
+    if (const auto v = cf_epsilon(c, o, delta, hi, chernoff.t, /*eps_floor=*/0.0, /*central=*/true)) return std::min(*v, jump);
+    const double c0 = cf_tilt_for_delta(c, o, delta, chernoff.t);
+    for (double f : kCentralTilts) {
+      const auto inv = CfInversion::build(c, o, f * c0, delta);
+      if (!inv) continue;
+      const double guess = std::min(loss_cgf(c, o, Loss::Y, inv->c(), 1, kBoundRtol).derivative[1], hi);
+      const auto e = cf_epsilon_root([&](double x) { return inv->delta(x).central; }, delta, hi, guess);
+      if (!e) continue;
+      const CfInversion::Value v = inv->delta(*e);  // its own error: the bracket's width in eps
+      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= inv->c() * kCentralRtol * std::max(*e, 1e-3))
+        return std::min(*e, jump);
+    }
+  } catch (const DeclineSignal&) {  // its numerics cannot answer here; any other error propagates
+  }
+  return std::nullopt;
+}
+inline std::optional<double> cf_central_delta(const Composition& c, Ordering o, double eps) {
+  const Bound chernoff = certified_delta(c, o, eps);
+  if (!(chernoff.value > 0.0)) return 0.0;
+  try {
+    const double hint = chernoff.value < 1.0 ? chernoff.t : 0.0;
+    // (as for eps: the rare-jump bound is a ceiling, and a central value above it is no estimate)
+    std::optional<double> jump;
+    if (o == Ordering::Remove && few_sampled_steps(c)) jump = rare_jump_delta(c, eps);
+    if (const auto v = cf_delta(c, o, eps, hint)) {
+      if (jump && v->central > (1.0 + kCentralRtol) * *jump) return std::nullopt;
+      return jump ? std::min(v->central, *jump) : v->central;
+    }
+    const double c0 = cf_tilt(c, o, eps, hint);  // (the lines around the saddle point's, as for eps)
+    for (double f : kCentralTilts) {
+      const double ct = f * c0;
+      const auto inv =
+          CfInversion::build(c, o, ct, std::exp(loss_cgf(c, o, Loss::Y, ct, 0, kBoundRtol).log_mgf - ct * eps) * 1e-2);
+      if (!inv) continue;
+      const CfInversion::Value v = inv->delta(eps);
+      if (v.lower > 0.0 && std::log(v.upper / v.lower) <= ct * kCentralRtol * std::max(eps, 1e-3)) return v.central;
+    }
+  } catch (const DeclineSignal&) {  // its numerics cannot answer here; any other error propagates
+  }
+  return std::nullopt;
+}
+
+// One ordering's estimate: the saddle point (with its conditioned fallback,
+// saddlepoint.hpp); where that declines, the characteristic-function
+// inversion's central value; where that declines too, a decline naming the
+// regime.
+//
+// With few sampled steps in all (detail::few_sampled_steps) the
+// characteristic-function inversion alone: there the single saddle point
+// misses the rare jump, and the conditioned inversion's eps search can end on
+// a root of its own error (sigma 9.6363, q 1.3987e-4, 2 steps,
+// delta 3.16e-9: both gave the remove ordering eps 0, whose truth is 7.63e-5).
+template <class Saddle, class Central>
+OrderingEstimate estimate_one(const Composition& c, const Saddle& saddle, const Central& central, double low,
+                              double high, const char* what, double at) {
+  std::string why;
+  if (few_sampled_steps(c) && cf_covers(c)) {
+    const auto v = central();
+    if (v && *v >= low && *v <= high) return {*v, EstimateMethod::CharacteristicFunction};
+    throw std::domain_error("no estimate answers here: few sampled steps in all (" +
+                            fmt(expected_sampled_steps(c)) + " expected), where no saddle point describes the "
+                            "privacy loss, and the characteristic-function inversion declines (" +
+                            estimate_regime(c) + "); use method='certified'");
+  }
+  try {
+    bool conditioned = false;
+    const double v = checked_tilted([&] { return saddle(&conditioned); }, low, high, what, at);
+    return {v, conditioned ? EstimateMethod::ConditionedInversion : EstimateMethod::SaddlePoint};
+  } catch (const std::domain_error& e) {
+    why = e.what();
+  }
+  const auto v = central();
+  if (v && *v >= low && *v <= high) return {*v, EstimateMethod::CharacteristicFunction};
+  throw std::domain_error("no estimate answers here: " + why.substr(0, why.find("; use method='certified'")) +
+                          "; the characteristic-function inversion declines too (" + estimate_regime(c) +
+                          "); use method='certified'");
+}
+
+// The largest estimate over both orderings, labelled with the method that
+// gave it.  An ordering whose estimate declines is left out where its
+// certified upper bound (`ceiling`, the Chernoff bound) is at or below the
+// other ordering's estimate, so that it cannot be the larger (the add
+// ordering with few sampled steps, where the certified answer skips it too:
+// add_cannot_dominate); otherwise its decline stands.
+template <class F, class Ceiling>
+Answer largest_estimate(const F& one, const Ceiling& ceiling) {
+  std::optional<OrderingEstimate> est[2];
+  std::optional<std::domain_error> declined[2];
+  for (Ordering o : {Ordering::Remove, Ordering::Add}) {
+    try {
+      est[static_cast<int>(o)] = one(o);
+    } catch (const std::domain_error& e) {
+      declined[static_cast<int>(o)] = e;
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (!declined[i]) continue;
+    const auto& other = est[1 - i];
+    if (!other || !(ceiling(static_cast<Ordering>(i)) <= other->value)) throw *declined[i];
+  }
+  const int k = !est[0] ? 1 : !est[1] ? 0 : (est[1]->value > est[0]->value ? 1 : 0);
+  Answer a;
+  a.value = est[k]->value;
+  a.ordering = static_cast<Ordering>(k);
+  a.estimate_method = est[k]->how;
+  return a;
+}
+
+// The estimate of eps at delta (method="tilted"), in the order tried: the
+// exact curve (one step of the subsampled Gaussian), the saddle point, its
+// conditioned inversion (remove ordering), the characteristic-function
+// inversion's central value.
+inline Answer estimate_epsilon(const Composition& c, double delta) {
+  if (count_bound_is_exact(c)) {
+    // One step of the subsampled Gaussian: the exact curve, where the single
+    // saddle point is 0.7 % low (sigma 1, q 0.1, delta 1e-8) or declines
+    // after 100 ms (sigma 10, q 1e-3, delta 1e-15).
+    const auto law = sampled_count_law(c);
+    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) {
+      return checked_tilted(
+          [&] {
+            const auto v = sampled_count_epsilon(*law, o, delta);  // (none: not even eps = 1000 meets delta)
+            return v ? *v : std::numeric_limits<double>::infinity();
+          },
+          0.0, std::numeric_limits<double>::max(), "eps", delta);
+    });
+    a.estimate_method = EstimateMethod::ExactOneStep;
+    return a;
+  }
+  return largest_estimate(
+      [&](Ordering o) {
+        return estimate_one(
+            c, [&](bool* conditioned) { return tilted_epsilon(c, o, delta, conditioned); },
+            [&] { return cf_central_epsilon(c, o, delta); }, 0.0, std::numeric_limits<double>::max(), "eps", delta);
+      },
+      [&](Ordering o) { return certified_epsilon(c, o, delta).value; });
+}
+
+// The estimate of delta at eps, as estimate_epsilon.
+inline Answer estimate_delta(const Composition& c, double eps) {
+  if (count_bound_is_exact(c)) {
+    // one step of the subsampled Gaussian: the exact curve, as for epsilon
+    const auto law = sampled_count_law(c);
+    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) { return sampled_count_delta(*law, o, eps); });
+    a.estimate_method = EstimateMethod::ExactOneStep;
+    return a;
+  }
+  return largest_estimate(
+      [&](Ordering o) {
+        return estimate_one(
+            c, [&](bool* conditioned) { return tilted_delta(c, o, eps, conditioned); },
+            [&] { return cf_central_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
+      },
+      [&](Ordering o) { return certified_delta(c, o, eps).value; });
+}
+
+}  // namespace detail
+
 inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
   m.validate();
   detail::check_delta(delta);
@@ -183,24 +401,7 @@ inline Answer epsilon(const Composition& c, double delta, const MethodSpec& m) {
     case Method::Certified:
       return certified_epsilon_answer(c, delta, m.certified_options());
     case Method::Tilted:
-      if (detail::count_bound_is_exact(c)) {
-        // One step of the subsampled Gaussian: the exact curve, where the single
-        // saddle point is 0.7 % low (sigma 1, q 0.1, delta 1e-8) or declines
-        // after 100 ms (sigma 10, q 1e-3, delta 1e-15).
-        const auto law = detail::sampled_count_law(c);
-        return detail::largest_over_orderings(m, [&](Ordering o) {
-          return detail::checked_tilted(
-              [&] {
-                const auto v = sampled_count_epsilon(*law, o, delta);  // (none: not even eps = 1000 meets delta)
-                return v ? *v : std::numeric_limits<double>::infinity();
-              },
-              0.0, std::numeric_limits<double>::max(), "eps", delta);
-        });
-      }
-      return detail::largest_over_orderings(m, [&](Ordering o) {
-        return detail::checked_tilted([&] { return tilted_epsilon(c, o, delta); }, 0.0,
-                                      std::numeric_limits<double>::max(), "eps", delta);
-      });
+      return detail::estimate_epsilon(c, delta);
     case Method::Edgeworth:
       break;
   }
@@ -218,14 +419,7 @@ inline Answer delta(const Composition& c, double eps, const MethodSpec& m) {
     case Method::Certified:
       return certified_delta_answer(c, eps, m.certified_options());
     case Method::Tilted:
-      if (detail::count_bound_is_exact(c)) {
-        // one step of the subsampled Gaussian: the exact curve, as for epsilon
-        const auto law = detail::sampled_count_law(c);
-        return detail::largest_over_orderings(m, [&](Ordering o) { return sampled_count_delta(*law, o, eps); });
-      }
-      return detail::largest_over_orderings(m, [&](Ordering o) {
-        return detail::checked_tilted([&] { return tilted_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
-      });
+      return detail::estimate_delta(c, eps);
     case Method::Edgeworth:
       break;
   }

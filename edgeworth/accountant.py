@@ -140,12 +140,12 @@ class Accountant:
         def number(m):
             try:
                 answer = self._query(quantity, arg, m)
-            except ValueError:  # the tilted estimate declines where it is unreliable
-                return float("nan")
-            return 0.0 if answer is None else float(answer.value)
+            except ValueError:  # no estimate answers there (a named decline)
+                return float("nan"), None
+            return (0.0, None) if answer is None else (float(answer.value), answer.estimate_method)
 
         answer = self._query(quantity, arg, method, order, ordering)
-        estimate, bound = number("tilted"), number("certified")
+        (estimate, how), (bound, _) = number("tilted"), number("certified")
         return AccountingResult(
             quantity=quantity, value=0.0 if answer is None else float(answer.value),
             label="certified" if method == "certified" else "estimate", method=method,
@@ -154,7 +154,7 @@ class Accountant:
             inputs={("delta" if quantity == "epsilon" else "eps"): arg,
                     "history": [e if len(e) == 3 else {"mechanism": to_dict(e[0]), "steps": e[1]}
                                 for e in self.history]},
-            estimate=estimate, bound=bound, gap=bound - estimate)
+            estimate=estimate, bound=bound, gap=bound - estimate, estimate_method=how)
 
     def epsilon_details(self, delta: float, *, method: str = "certified", order: int = 2,
                         ordering: str = None) -> AccountingResult:

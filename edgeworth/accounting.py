@@ -15,16 +15,25 @@ Semantics shared by every function here:
   of ``csrc/certified.hpp`` (``edgeworth._core.CERTIFIED_BOUNDS``);
   ``epsilon_details(...).trace`` shows how one value was assembled, and
   ``docs/certified.md`` gives the argument for each bound, in the same order.
-* ``method="tilted"`` is the saddle-point *estimate*: the Edgeworth
-  expansion of the exponentially tilted privacy-loss sum (Lugannani-Rice form
-  with the second-order correction; Alghamdi et al., arXiv 2208.09595), both
-  orderings.  Where a single saddle point cannot describe the tilted law
-  (few sampled steps in all, a skewed or two-moded tilted loss), the remove
-  ordering falls back to the exact Laplace inversion of its transform along
-  a tilted line, conditioned on a step leaving the flat part of the loss
-  (``csrc/conditioned.hpp``); that answer is accepted only where its own error
-  estimate is below 1e-5 relative, and otherwise the call raises
-  ``UnreachableTargetError`` instead of returning a poor number.
+* ``method="tilted"`` is an *estimate*, both orderings, from the first of
+  these methods that answers (``edgeworth._core.ESTIMATE_METHODS``; the
+  ``*_details`` results name the one used in ``estimate_method``):
+  ``"exact_one_step"``, the exact curve for one step of the subsampled
+  Gaussian; ``"saddle_point"``, the Edgeworth expansion of the exponentially
+  tilted privacy-loss sum (Lugannani-Rice form with the second-order
+  correction; Alghamdi et al., arXiv 2208.09595); ``"conditioned_inversion"``,
+  where a single saddle point cannot describe the tilted law (a skewed or
+  two-moded tilted loss), the remove ordering's exact Laplace inversion
+  conditioned on a step leaving the flat part of the loss
+  (``csrc/conditioned.hpp``), accepted where its own error estimate is below
+  1e-5 relative; ``"characteristic_function"``, the characteristic-function
+  inversion's central value, without the error allowance that makes it the
+  certified bound (``csrc/cf_bound.hpp``).  With fewer than one sampled step
+  expected in all, only the last is used (the single saddle point misses
+  the rare jump there, even where its skewness looks harmless).  Where none
+  answers (the Laplace mechanism with few sampled steps, or fewer than about
+  0.01 sampled steps in all), the call raises ``UnreachableTargetError``
+  naming the regime, instead of returning a poor number.
 * ``method="edgeworth"`` is the *point estimate* of the Edgeworth accountant
   (Wang et al., arXiv 2206.04236; used by EW-Tune, Behnia et al.,
   arXiv 2210.15042) of ``order`` 1, 2 or 3.  It is not a bound: in DP-SGD
@@ -88,9 +97,15 @@ class AccountingResult:
         dominating: the ordering that gave the value ("remove" or "add";
             an array of them for array input).
         inputs: the arguments the value was computed from.
-        estimate: the tilted (saddle-point) estimate of the same quantity
-            (nan where it is unreliable), filled in by the ``*_details``
+        estimate: the tilted estimate of the same quantity (``method="tilted"``;
+            nan where no estimate answers), filled in by the ``*_details``
             functions.
+        estimate_method: which method gave ``estimate`` (for
+            ``method="tilted"``, also ``value``): "exact_one_step",
+            "saddle_point", "conditioned_inversion" or
+            "characteristic_function" (``edgeworth._core.ESTIMATE_METHODS``,
+            in the order they are tried); None where no estimate answered; an
+            object array of them for array input.
         bound: the certified value of the same quantity.
         gap: ``bound - estimate``: what the guarantee costs over the best
             estimate (in eps, delta or sigma).
@@ -101,7 +116,9 @@ class AccountingResult:
             with ``bound``, ``ordering``, ``status`` ("answered", "declined" or
             "skipped"), ``value`` (answered), ``reason`` (declined or skipped)
             and ``seconds`` (a skip that covers several bounds names them
-            ``"(add ordering)"`` or ``"(all others)"``; a skip's reason starts
+            ``"(add ordering)"`` or ``"(all others)"``; the delta at eps = 0
+            found through the eps inversion is ``"(epsilon inversion)"``,
+            see ``docs/certified.md``; a skip's reason starts
             with the name of the rule in ``csrc/certified.hpp``); an object
             array of such lists for array input (None where the certified
             bound declined).
@@ -119,6 +136,7 @@ class AccountingResult:
     bound: Optional[ArrayLike] = None
     gap: Optional[ArrayLike] = None
     trace: Any = None
+    estimate_method: Any = None
 
     @property
     def certified(self) -> bool:
@@ -143,6 +161,7 @@ class AccountingResult:
             "bound": plain(self.bound),
             "gap": plain(self.gap),
             "trace": plain(self.trace),
+            "estimate_method": plain(self.estimate_method),
         }
 
 
@@ -231,7 +250,7 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
     shape = next(iter(b.values())).shape
     flat = [np.ascontiguousarray(v, dtype=float).ravel() for v in b.values()]
     try:
-        values, codes, _ = core_fn(*flat, method, order, ordering)
+        values, codes, _, how = core_fn(*flat, method, order, ordering)
     except ValueError as exc:  # the core names the flat index; the caller's arrays may have more dimensions
         m = re.match(r"element (\d+) ", str(exc))
         if m is None or len(shape) < 2:
@@ -241,6 +260,7 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
     scalar = len(shape) == 0
     values = values.reshape(shape)
     dominating = _ORDERING_NAMES[codes.astype(np.intp)].reshape(shape)
+    how = _estimate_method_names(how).reshape(shape)
     return AccountingResult(
         quantity=quantity,
         value=float(values) if scalar else values,
@@ -250,7 +270,14 @@ def _run(core_fn, quantity: str, names, arrays, method, order, ordering) -> Acco
         orderings=ordering,
         dominating=str(dominating) if scalar else dominating,
         inputs={k: (float(v) if scalar else v) for k, v in b.items()},
+        estimate_method=(how[()] if scalar else how) if method == "tilted" else None,
     )
+
+
+def _estimate_method_names(codes: np.ndarray) -> np.ndarray:
+    """The names of the core's estimate-method codes (-1: None), as an object array."""
+    names = np.array(list(_core.ESTIMATE_METHODS) + [None], dtype=object)
+    return names[np.where(codes < 0, len(names) - 1, codes).astype(np.intp)]
 
 
 def _elementwise(fn: Callable[..., float], shape, arrays) -> np.ndarray:
@@ -318,7 +345,14 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
-    estimate = _elementwise(_scalar(core_fn, "tilted"), shape, list(b.values()))
+    estimate = np.full(shape, np.nan)
+    how = np.full(shape, None, dtype=object)
+    for idx in np.ndindex(*shape):
+        try:  # the tilted estimate and the method that gave it
+            values, _, _, codes = core_fn(*(np.array([float(v[idx])]) for v in b.values()), "tilted", 2, "both")
+        except ValueError:  # no estimate answers there (a named decline): nan
+            continue
+        estimate[idx], how[idx] = values[0], _estimate_method_names(codes)[0]
     trace = None
     if result.quantity in ("epsilon", "delta"):
         bound = np.full(shape, np.nan)
@@ -334,7 +368,7 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
         bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
     out = float if len(shape) == 0 else (lambda a: a)
     return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate),
-                               trace=trace)
+                               trace=trace, estimate_method=how[()] if len(shape) == 0 else how)
 
 
 def _epsilon(sigma, delta, steps, q, method, order, ordering):
@@ -362,7 +396,8 @@ def epsilon(sigma, delta, steps, q, *, method: str = "certified", order: int = N
         steps: number of DP-SGD steps (an integer >= 1); steps = epochs / q.
         q: Poisson sampling rate, in [1e-12, 1].
         method: "certified" (rigorous upper bound, both orderings; default),
-            "tilted" (saddle-point estimate, both orderings) or "edgeworth"
+            "tilted" (estimate, both orderings; see the module docstring for
+            the methods behind it) or "edgeworth"
             (point estimate of the given order, not a bound).
         order: Edgeworth order, 1, 2 or 3 (used by method="edgeworth";
             default 2).

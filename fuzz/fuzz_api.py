@@ -163,7 +163,7 @@ def fuzz_core(fdp: atheris.FuzzedDataProvider) -> None:
         if which <= 2:
             fn = (_core.dpsgd_epsilon, _core.dpsgd_delta, _core.dpsgd_noise_multiplier)[which]
             arrays = [argument(fdp, steps_value if i == 2 else number) for i in range(4)]
-            vals, codes, cert = fn(*arrays, choice(fdp, METHODS), choice(fdp, [1, 2, 3, 0, -1, 7]),
+            vals, codes, cert, how = fn(*arrays, choice(fdp, METHODS), choice(fdp, [1, 2, 3, 0, -1, 7]),
                                    choice(fdp, ["both", "remove", "add", "x"]))
             check_value(fn.__name__, vals, -math.inf, math.inf)
         elif which == 3:

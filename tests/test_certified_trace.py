@@ -23,7 +23,7 @@ from conftest import package_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = [row[0] for row in _core.CERTIFIED_BOUNDS]
-PSEUDO = {"(add ordering)", "(all others)"}
+PSEUDO = {"(add ordering)", "(all others)", "(epsilon inversion)"}
 
 # (sigma, q, steps, delta) where each bound is tried
 CONFIGS = {

@@ -21,7 +21,7 @@ configurations over the whole range.
 """
 import math
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import edgeworth
@@ -139,6 +139,21 @@ def test_delta_at_certified_eps_is_at_most_delta(s, q, n, d):
     # up to ~4e-6 relative on 387 random draws, 2.3e-5 at the domain's corner
     # (sigma 1.5, q = 1e-3, 10000 steps, delta 1e-12), which hypothesis finds
     assert edgeworth.delta(s, e, n, q) <= d * (1 + 1e-4)
+
+
+# Where the certified eps is 0 the delta at eps = 0 goes through the eps inversion (csrc/certified.hpp,
+# delta_at_zero_eps), so that delta(epsilon(d)) <= d to its bisection's tolerance (kZeroEpsRtol = 1e-5).  The
+# examples are three of 8 random configurations with a certified eps of 0 (PLD agrees), where delta(0) was up to
+# 3.1 times d (rare-jump, characteristic-function and Chernoff bounds reaching eps 0 with settings for d).
+@settings(max_examples=min(20, MONOTONICITY_EXAMPLES), deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@example(s=11.3021, q=3.00332e-05, n=55, d=2.20523e-05)
+@example(s=7.13652, q=0.000152385, n=134, d=0.000137504)
+@example(s=4.21106, q=0.0021463, n=3, d=0.000524972)
+@given(s=st.floats(3.0, 20.0), q=st.floats(1e-5, 3e-3), n=st.integers(1, 200), d=st.floats(1e-5, 1e-3))
+def test_delta_at_zero_eps_is_at_most_delta_where_certified_eps_is_zero(s, q, n, d):
+    assume(edgeworth.epsilon(s, d, n, q) == 0.0)
+    assert edgeworth.delta(s, 0.0, n, q) <= d * (1 + 1e-5)
 
 
 @given(s=sigmas, q=qs, n=steps, d=deltas)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import edgeworth
 from edgeworth import userlevel
+from bromwich_reference import bromwich_delta_remove_mixture
 from pld_reference import mixture_pld_eps
 
 SIGMA, Q, STEPS, DELTA = 2.0, 0.02, 2000, 1e-6   # 40 sampled steps in all
@@ -42,6 +43,22 @@ def test_els_tilted_within_2_percent_of_pld(k):
     tilted = els(k, "tilted")
     assert abs(tilted / upper - 1) <= 0.02
     assert tilted >= lower
+
+
+@pytest.mark.parametrize("k", [2, 4, 8, 16])
+def test_els_estimate_answers_for_every_contribution_bound(k):
+    # The setting, where the estimate declined for every k >= 2 (its exact fallback covered only the
+    # subsampled Gaussian): it now falls back to the characteristic-function inversion's central value.  The
+    # remove ordering dominates (the add ordering's Chernoff bound is below it), so an independent inversion of
+    # the remove ordering checks it: delta there is the target to 1e-3 (eps to ~1e-4 relative).
+    sigma, q, steps, delta = 1.0, 0.01, 1000, 1e-6
+    r = edgeworth.Accountant()
+    r.compose(mechanism=userlevel.els_mechanism(sigma, q, k), steps=steps)
+    d = r.epsilon_details(delta, method="tilted")
+    assert d.estimate_method == "characteristic_function" and d.dominating == "remove"
+    w = userlevel.binomial_weights(k, q)
+    assert bromwich_delta_remove_mixture(w, np.arange(k + 1) / sigma, steps, d.value) == pytest.approx(delta, rel=1e-3)
+    assert d.value <= r.epsilon(delta)  # the certified bound sits above
 
 
 @pytest.mark.parametrize("k", [1, 2, 4, 8])
