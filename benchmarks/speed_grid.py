@@ -125,15 +125,14 @@ def main(argv=None) -> int:
         if TARGET_EPS[0] <= eps <= TARGET_EPS[1]:
             targets.append((float(eps), delta, steps, q, sigma))
 
-    sigma_times, sigma_declines, sigma_by_target = [], 0, {}
+    sigma_times, sigma_declines, sigma_by_target, misses = [], 0, {}, []
     for i, (eps, delta, steps, q, sigma) in enumerate(targets):
         found, sec = timed(lambda: edgeworth.noise_multiplier(eps, delta, steps, q), a.repeats)
         if sec is None:
             sigma_declines += 1
             continue
-        if not found <= sigma * (1 + 3e-5):  # the calibration's documented tolerance (README)
-            raise SystemExit(f"speed_grid: noise_multiplier({eps}, {delta}, {steps}, {q}) = {found} exceeds the "
-                             f"sigma {sigma} that meets it")
+        if not found <= sigma * (1 + 3e-5):  # beyond the calibration's documented tolerance (README)
+            misses.append((found / sigma - 1, eps, delta, steps, q, sigma, found))
         sigma_times.append(sec)
         sigma_by_target[i] = sec
 
@@ -186,6 +185,13 @@ def main(argv=None) -> int:
             lines.append(f"- {label} / edgeworth calibration time on the same {len(ratios)} targets: median ratio "
                          f"**{statistics.median(ratios):.0f}x** (range {min(ratios):.0f}x-{max(ratios):.0f}x)"
                          + (" (goal: at least 100x for RDP)" if label == "Opacus RDP" else "") + ".")
+    if misses:
+        worst = max(misses)
+        lines.append(f"- **Not the least sigma** at {len(misses)} of {len(sigma_times)} targets: the certified eps at "
+                     f"the drawn sigma already meets the target, yet `noise_multiplier` returned up to "
+                     f"{worst[0]:.1%} more (eps {worst[1]:.4g}, delta {worst[2]:.3g}, steps {worst[3]}, q {worst[4]:.3g}: "
+                     f"{worst[6]:.6g} against {worst[5]:.6g}). Safe (more noise), but not the least: the certified "
+                     f"eps is not monotone in sigma there (docs/robustness.md).")
     lines.append(f"- Targets: the certified eps of each draw within [{TARGET_EPS[0]:g}, {TARGET_EPS[1]:g}] "
                  f"({len(targets)} of {len(grid)} draws).")
     text = "\n".join(lines)

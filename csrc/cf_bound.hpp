@@ -88,6 +88,7 @@ class TruncatedPllr final : public GaussianReferencePllr {
     return false;
   }
   double pllr_infimum() const override { return base_.pllr_infimum(); }
+  bool probability_pair() const override { return false; }
   std::string describe() const override { return base_.describe() + " restricted to x <= " + detail::fmt(x_m_); }
   PllrSlopes pllr_slopes(double x) const override { return base_.pllr_slopes(x); }
   double pllr_inverse(double v) const override { return base_.pllr_inverse(v); }

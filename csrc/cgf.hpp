@@ -187,7 +187,8 @@ inline TiltedRange tilted_range(const Mechanism& m, double s) {
 
 namespace detail {
 
-// K(s) = log1p(E_P[psi_s(l)]) for s > 1 or s < 0 (weighted_psi), replacing
+// K(s) = log1p(E_P[psi_s(l)]) for s > 1 or s < 0 (weighted_psi), for a
+// mechanism whose p and q are probability densities (probability_pair), replacing
 // out.log_mgf and its error where this error is the smaller.  The integrand
 // also carries P's mass (the -1) and Q's (the e^l), so the quadrature runs
 // over the union of the ranges of p e^(s l), p and q.  Its error bound is
@@ -262,7 +263,8 @@ inline TiltedCumulants tilted_cumulants(const Mechanism& m, double s, int order,
     out.log_mgf_error = r.error[0] / r.value[0] +
                         4.0 * std::numeric_limits<double>::epsilon() * (std::fabs(shift) + std::fabs(log_integral));
     mean = r.value[1] / r.value[0];
-    if ((s > 1.0 || s < 0.0) && std::fabs(out.log_mgf) < detail::kSmallCgf) detail::small_log_mgf(m, s, range, rtol, out);
+    if ((s > 1.0 || s < 0.0) && std::fabs(out.log_mgf) < detail::kSmallCgf && m.probability_pair())
+      detail::small_log_mgf(m, s, range, rtol, out);
   }
   out.derivative.fill(0.0);
   out.derivative[1] = mean;

@@ -56,6 +56,12 @@ class Mechanism {
   // ordering's loss is -l under P, so it is at most -pllr_infimum() per step.
   virtual double pllr_infimum() const { return -std::numeric_limits<double>::infinity(); }
 
+  // Whether p and q = p e^l are both probability densities, so that
+  // E_P[1] = E_P[e^l] = 1 (K(0) = K(1) = 0).  The small-CGF form of cgf.hpp
+  // (K = log1p E_P[psi_s]) rests on these identities; a sub-probability
+  // measure (the truncated bound's TruncatedPllr) says false.
+  virtual bool probability_pair() const { return true; }
+
   virtual std::string describe() const = 0;
 };
 
