@@ -86,8 +86,9 @@ def test_help_pages_say_what_the_command_and_each_flag_mean(capsys):
 
 
 def test_decline_is_reported_as_a_decline_with_exit_3(capsys):
-    # no estimate answers with 1e-4 sampled steps in all; a CLI user reads flags, not Python keywords
-    assert main(["epsilon", "--method", "tilted", "--sigma", "0.05", "--steps", "1000", "--q", "1e-7"]) == 3
+    # no estimate answers at the seeded grid's one known decline (tests/test_tilted.py; 0.095 sampled steps in
+    # all); a CLI user reads flags, not Python keywords
+    assert main(["epsilon", "--method", "tilted", "--sigma", "0.7165652591", "--delta", "1.66e-5", "--steps", "102", "--q", "0.000935779"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("edgeworth epsilon: declined: ") and err.count("\n") == 1
     assert "--method certified" in err and "method='" not in err
@@ -139,8 +140,8 @@ def test_strict_parser_refuses_what_python_json_writes():
 @pytest.mark.parametrize("argv", [
     ["sigma", "--json"], ["sigma", "--json", "--estimate", "--method", "edgeworth"],
     ["epsilon", "--json", "--estimate"], ["delta", "--json", "--estimate"],
-    # no estimate answers here (1e-4 sampled steps in all): the estimate is null with the reason
-    ["epsilon", "--json", "--estimate", "--sigma", "0.05", "--steps", "1000", "--q", "1e-7"],
+    # no estimate answers here (the seeded grid's one known decline): the estimate is null with the reason
+    ["epsilon", "--json", "--estimate", "--sigma", "0.7165652591", "--delta", "1.66e-5", "--steps", "102", "--q", "0.000935779"],
     # the paper's bound is +inf here (vacuous)
     ["compare", "--json", "--backends", "edgeworth,gdp_clt"],
     ["compare", "--json", "--eps", "8", "--backends", "edgeworth,gdp_clt"],
@@ -165,7 +166,7 @@ def test_every_json_output_is_strict(argv, capsys):
     if argv[0] == "compare" and "--eps" not in argv:
         upper = next(r for r in out["rows"] if r["accountant"] == "edgeworth paper bound (upper)")
         assert upper["value"] is None and upper["value_reason"].startswith("infinite")
-    if "1e-7" in argv:  # edgeworth.epsilon(0.05, 1e-5, 1000, 1e-7, method="tilted") raises
+    if "0.000935779" in argv:  # edgeworth.epsilon(0.7165652591, 1.66e-5, 102, 0.000935779, method="tilted") raises
         assert out["estimate"]["value"] is None and "declined" in out["estimate"]["value_reason"]
 
 

@@ -319,17 +319,16 @@ def test_choose_contribution_bound_reads_uint64_counts():
 
 
 def test_a_decline_in_an_array_call_names_the_element_and_its_inputs():
-    # the tilted estimate declines at sigma = 0.1, 1000 full-batch steps (test_validation); before, the
+    # the tilted estimate declines at the seeded grid's one known decline (tests/test_tilted.py); before, the
     # message did not say which element
-    with pytest.raises(edgeworth.UnreachableTargetError,
-                       match=r"^element 1 \(sigma = 0\.1, delta = 1e-05, steps = 1000, q = 1\): the tilted"):
-        edgeworth.epsilon([1.0, 0.1], 1e-5, 1000, 1.0, method="tilted")
-    with pytest.raises(edgeworth.UnreachableTargetError,
-                       match=r"^element \(1, 0\) \(sigma = 0\.1, delta = 1e-05, steps = 1000, q = 1\): the tilted"):
-        edgeworth.epsilon([[1.0, 1.0], [0.1, 1.0]], 1e-5, 1000, 1.0, method="tilted")
+    known = r"\(sigma = 0\.7165652591, delta = 1\.66e-05, steps = 102, q = 0\.000935779\): no estimate answers"
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"^element 1 " + known):
+        edgeworth.epsilon([1.0, 0.7165652591], 1.66e-5, 102, 0.000935779, method="tilted")
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"^element \(1, 0\) " + known):
+        edgeworth.epsilon([[1.0, 1.0], [0.7165652591, 1.0]], 1.66e-5, 102, 0.000935779, method="tilted")
     # a scalar call's message is unchanged
-    with pytest.raises(edgeworth.UnreachableTargetError, match=r"^the tilted"):
-        edgeworth.epsilon(0.1, 1e-5, 1000, 1.0, method="tilted")
+    with pytest.raises(edgeworth.UnreachableTargetError, match=r"^no estimate answers"):
+        edgeworth.epsilon(0.7165652591, 1.66e-5, 102, 0.000935779, method="tilted")
 
 
 def test_a_long_array_call_stops_at_ctrl_c():
