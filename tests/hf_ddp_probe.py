@@ -28,3 +28,8 @@ if dist.get_rank() == 0:
                       "ranks_equal": len({g["parameters"] for g in gathered}) == 1, "parameters": digest,
                       "history": [list(h) for h in trainer.history], "sigma": trainer.noise_multiplier,
                       "epsilon": trainer.spent()[0]}))
+    sys.stdout.flush()
+# Tear the process group down before exit: left to the interpreter's exit, gloo's threads were sometimes destroyed
+# while joinable ("terminate called without an active exception", rank 0 aborted after its work was done).
+dist.barrier()
+dist.destroy_process_group()
