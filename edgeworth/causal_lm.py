@@ -349,7 +349,8 @@ def run(config: CausalLMConfig) -> dict:
     tokenizer = load_tokenizer(folder, gguf)
     train = CompletionDataset(tokenizer, texts, completions, config.max_length)  # prompt lengths: before the model
     dev = sst2_as_instructions(config.dev, config.max_dev) if config.dev else None
-    expected = config.batch_size * config.accumulation
+    # the expected batch over all processes (torchrun sets WORLD_SIZE), as PrivateTrainer will count it
+    expected = config.batch_size * config.accumulation * int(os.environ.get("WORLD_SIZE", "1"))
     if config.private:  # a target no sigma meets: before the model loads
         q = expected / len(train)
         if expected > len(train):
@@ -370,16 +371,31 @@ def run(config: CausalLMConfig) -> dict:
     trainer.train(resume_from_checkpoint=config.resume)
     report["train_seconds"] = time.perf_counter() - t
     report["steps"] = trainer.state.global_step
-    if dev is not None:
-        report["dev_accuracy_after"] = label_accuracy(model, tokenizer, dev[0], dev[1], SST2_LABELS)
-    os.makedirs(config.output, exist_ok=True)
-    model.save_pretrained(os.path.join(config.output, "adapter"))
     if config.private:
         report["privacy"] = trainer.privacy_report()
-    with open(os.path.join(config.output, "privacy_report.json" if config.private else "report.json"), "w",
-              encoding="utf-8") as f:
-        json.dump(report, f, indent=2, allow_nan=False)
+    # Under torchrun every process holds the same model (DDP steps them together): one process evaluates and
+    # writes, so that the export is not written by several processes at once.
+    if trainer.is_world_process_zero():
+        if dev is not None:
+            report["dev_accuracy_after"] = label_accuracy(model, tokenizer, dev[0], dev[1], SST2_LABELS)
+        os.makedirs(config.output, exist_ok=True)
+        model.save_pretrained(os.path.join(config.output, "adapter"))
+        with open(os.path.join(config.output, "privacy_report.json" if config.private else "report.json"), "w",
+                  encoding="utf-8") as f:
+            json.dump(report, f, indent=2, allow_nan=False)
+    _end_process_group()
     return report
+
+
+def _end_process_group() -> None:
+    """Waits for every process, then tears down the process group the Trainer set up under torchrun: left to the
+    interpreter's exit, gloo's threads can be destroyed while still joinable, and the process aborts after its work
+    ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def make_trainer(model, tokenizer, train, config: CausalLMConfig):

@@ -249,6 +249,25 @@ def test_cli_causal_lm_trains_prompt_completion_and_exports_adapters(tmp_path, t
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 2
 
 
+def test_cli_causal_lm_under_torchrun_writes_once_and_ends_cleanly(tmp_path, tiny_model_folder):
+    """Two processes: the expected batch counts both (4 x 2 x 2 = 16 of 40), one process writes the export and the
+    report, and both end without gloo's abort at interpreter exit."""
+    from test_finetune import torchrun
+
+    data = _tsv(tmp_path / "train.tsv", ["text"], [(s,) for s in hf_tiny.texts(40)])
+    out = tmp_path / "out"
+    report = torchrun(["-m", "edgeworth", "finetune", "--task", "causal-lm", "--data", str(data), "--text-column",
+                       "text", "--model", str(tiny_model_folder), "--output", str(out), "--steps", "3",
+                       "--batch-size", "4", "--accumulation", "2", "--eps", "8", "--lora-rank", "2",
+                       "--lora-targets", "q_proj,v_proj", "--max-length", "16", "--json"], cwd=tmp_path)
+    privacy = report["privacy"]
+    assert privacy["world_size"] == 2 and privacy["expected_batch_size"] == 16 and privacy["sample_rate"] == 0.4
+    assert privacy["steps"] == report["steps"] == 3
+    assert privacy["epsilon"] == edgeworth.epsilon(privacy["noise_multiplier"], 1e-5, 3, 0.4) <= 8.0
+    assert json.loads((out / "privacy_report.json").read_text())["privacy"] == privacy
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
 def test_completion_only_loss_masks_the_prompt():
     from edgeworth.causal_lm import CompletionDataset
 
