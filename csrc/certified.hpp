@@ -158,7 +158,7 @@ namespace detail {
 // exact curve (sampled_count.hpp), and no other bound can be smaller.
 inline bool count_bound_is_exact(const Composition& c) {
   return c.segments().size() == 1 && c.segments()[0].count == 1.0 &&
-         dynamic_cast<const SubsampledGaussian*>(c.segments()[0].mechanism.get()) != nullptr;
+         c.segments()[0].mechanism->subsampled_gaussian_parameters().has_value();
 }
 
 // Whether some mechanism of c lies beyond what the CGF quadratures resolve: a
@@ -166,8 +166,7 @@ inline bool count_bound_is_exact(const Composition& c) {
 // sampled-count bound, which needs no quadrature, may answer.
 inline bool beyond_quadrature(const Composition& c) {
   for (const auto& seg : c.segments())
-    if (const auto* gm = dynamic_cast<const GaussianMixture*>(seg.mechanism.get()))
-      if (!gm->within_quadrature_range()) return true;
+    if (!seg.mechanism->within_quadrature_range()) return true;
   return false;
 }
 
@@ -198,9 +197,9 @@ constexpr double kJumpSkipQ = 1e-5, kJumpSkipMean = 0.15;
 inline bool jump_regime(const Composition& c) {
   double sampled = 0.0;
   for (const auto& seg : c.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr || sg->q() > kJumpSkipQ) return false;
-    sampled += seg.count * sg->q();
+    const auto sg = seg.mechanism->subsampled_gaussian_parameters();
+    if (!sg || sg->q > kJumpSkipQ) return false;
+    sampled += seg.count * sg->q;
   }
   return sampled <= kJumpSkipMean;
 }

@@ -189,7 +189,7 @@ struct OrderingEstimate {
 // mechanism).
 inline bool cf_covers(const Composition& c) {
   for (const auto& seg : c.segments()) {
-    const auto* g = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+    const GaussianReferencePllr* g = seg.mechanism->gaussian_reference();
     if (g == nullptr || !g->pllr_increasing()) return false;
   }
   return true;

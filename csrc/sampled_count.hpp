@@ -164,22 +164,13 @@ struct SampledCountLaw {
 // bound covers; false for the others.  p is summed directly, never as 1 - f:
 // at q = 1e-7 the rounding of 1 - q would move P(K >= 1) by 1e-9 relative.
 inline bool sampled_weight_and_reach(const Mechanism& mech, double& p, double& m) {
-  if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(&mech)) {
-    p = sg->q();
-    m = 1.0 / sg->sigma();
-    return true;
-  }
-  if (const auto* gm = dynamic_cast<const GaussianMixture*>(&mech)) {
-    p = 0.0;
-    m = 0.0;
-    for (std::size_t j = 0; j < gm->weights().size(); ++j) {
-      if (gm->means()[j] != 0.0) p += gm->weights()[j];
-      m = std::max(m, std::fabs(gm->means()[j]));
-    }
-    p = std::min(p, 1.0);
-    return true;
-  }
-  return false;
+  const auto form = mech.as_gaussian_mixture();
+  const auto weight = mech.sampled_weight();
+  if (!form || !weight) return false;
+  p = std::min(*weight, 1.0);
+  m = 0.0;
+  for (double mean : form->means) m = std::max(m, std::fabs(mean));
+  return true;
 }
 
 // Bin(n, p) from k = 0, truncated where the rest is below `tail`; the

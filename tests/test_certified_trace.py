@@ -195,3 +195,39 @@ def test_no_catch_all_in_the_core():
             if "catch (...)" in line or "catch (const std::exception" in line:
                 hits.append((path.name, n, line.strip()))
     assert len(hits) == 1 and hits[0][0] == "bindings.cpp" and "rethrown" in hits[0][2], hits
+
+
+def test_accounting_never_asks_a_mechanism_for_its_type():
+    """mechanisms.hpp's promise: adding a mechanism touches no accountant.  The
+    bounds learn what they need through Mechanism's virtual queries
+    (gaussian_reference, subsampled_gaussian_parameters, as_gaussian_mixture,
+    sampled_weight, within_quadrature_range, support_cut), never by casting;
+    only the bindings, which build mechanisms from Python, know the types."""
+    hits = []
+    for path in sorted((ROOT / "csrc").glob("*.[hc]pp")):
+        if path.name == "bindings.cpp":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            line = line.split("//")[0]  # code, not the comments that state the rule
+            if re.search(r"\b(dynamic_cast|dynamic_pointer_cast|typeid)\b", line) or \
+                    re.search(r"static_cast<const (SubsampledGaussian|GaussianMixture|SubsampledLaplace|TruncatedPllr)",
+                              line):
+                hits.append((path.name, n, line.strip()))
+    assert hits == []
+
+
+def test_a_bound_reads_the_description_not_the_type():
+    """The subsampled Gaussian and the Gaussian mixture that describes the same
+    pair ((1 - q) N(0, 1) + q N(1 / sigma, 1)) get the same sampled-count
+    bound: the bound reads the weights and means, whatever the class."""
+    sigma, q, steps, delta = 1.0, 0.01, 1000, 1e-6
+    mix = _core.Composition()
+    mix.add(_core.GaussianMixture([1.0 - q, q], [0.0, 1.0 / sigma]), steps)
+
+    def count(a):
+        return {e["ordering"]: e["value"] for e in a.trace if e["bound"] == "sampled_count"}
+
+    from_sg, from_mix = count(_comp(sigma, q, steps).epsilon(delta)), count(mix.epsilon(delta))
+    assert set(from_sg) == {"remove", "add"} and from_sg.keys() == from_mix.keys()
+    for o in from_sg:
+        assert from_mix[o] == pytest.approx(from_sg[o], rel=1e-12)
