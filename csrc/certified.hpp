@@ -121,6 +121,18 @@ struct TraceEntry {
 };
 using Trace = std::vector<TraceEntry>;
 
+// One evaluation of a noise calibration (calibrate_noise): the sigma tried,
+// the eps there under the method, and what gave it.
+struct CalibrationStep {
+  double sigma = 0.0;
+  double eps = std::numeric_limits<double>::quiet_NaN();  // NaN where the method declined
+  bool meets = false;   // eps <= the target
+  bool cheap = false;   // certified without the characteristic-function bound (the cheap phase)
+  std::string source;   // the bound (certified) or estimate method that gave eps
+  std::string reason;   // declined: why
+  double seconds = 0.0;
+};
+
 // One answer: the value, the bound or estimate that gave it, the ordering
 // that gave it, and for certified answers the Chernoff order t, the numerical
 // margin and the trace.
@@ -133,6 +145,9 @@ struct Answer {
   double margin = 0.0;
   Trace trace;  // certified: how the value was assembled
   EstimateMethod estimate_method = EstimateMethod::None;  // method="tilted": which method gave the value
+  // noise calibrations: every evaluation, in the order made (the value is
+  // the least sigma whose eps met the target; trace is that eps's trace)
+  std::vector<CalibrationStep> calibration;
 };
 
 // What the caller may ask of the certified assembly.

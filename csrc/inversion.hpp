@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -474,17 +475,20 @@ class NoiseSearch {
   double r(double sigma) {
     if (const auto it = seen_.find(sigma); it != seen_.end()) return it->second;
     double v;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       const Answer a = edgeworth::epsilon(make_(sigma), delta_, m_);
       v = a.value - eps_;
       last_source_ = a.source;
+      record(sigma, a, false, t0);
       if (v <= 0.0 && sigma < best_safe_) {
         best_safe_ = sigma;
         best_ = a;
       }
-    } catch (const std::domain_error&) {
+    } catch (const std::domain_error& e) {
       if (m_.method == Method::Tilted) throw;
       v = 2.0 * kEpsMax;
+      record_decline(sigma, e.what(), false, t0);
     }
     seen_.emplace(sigma, v);
     return v;
@@ -494,9 +498,13 @@ class NoiseSearch {
   double r_cheap(double sigma) const {
     MethodSpec cheap = m_;
     cheap.without_cf = true;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
-      return edgeworth::epsilon(make_(sigma), delta_, cheap).value - eps_;
-    } catch (const std::domain_error&) {
+      const Answer a = edgeworth::epsilon(make_(sigma), delta_, cheap);
+      record(sigma, a, true, t0);
+      return a.value - eps_;
+    } catch (const std::domain_error& e) {
+      record_decline(sigma, e.what(), true, t0);
       return 2.0 * kEpsMax;
     }
   }
@@ -535,6 +543,7 @@ class NoiseSearch {
   Answer answer() const {
     Answer a = best_;
     a.value = best_safe_;
+    a.calibration = steps_;
     return a;
   }
 
@@ -623,6 +632,19 @@ class NoiseSearch {
   };
   bool at_jump(const Window& b) const { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); }
 
+  // the calibration's record of its evaluations (Answer::calibration)
+  static double since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void record(double sigma, const Answer& a, bool cheap, std::chrono::steady_clock::time_point t0) const {
+    const bool estimate = a.estimate_method != EstimateMethod::None;
+    steps_.push_back({sigma, a.value, a.value <= eps_, cheap,
+                      estimate ? estimate_method_name(a.estimate_method) : source_name(a.source), "", since(t0)});
+  }
+  void record_decline(double sigma, const char* why, bool cheap, std::chrono::steady_clock::time_point t0) const {
+    steps_.push_back({sigma, std::numeric_limits<double>::quiet_NaN(), false, cheap, "declined", why, since(t0)});
+  }
+
   // log(eps(sigma) / eps) from r's value
   double log_ratio(double v) const {
     return v + eps_ > 0.0 ? std::log((v + eps_) / eps_) : -std::numeric_limits<double>::infinity();
@@ -706,6 +728,7 @@ class NoiseSearch {
   double best_safe_ = std::numeric_limits<double>::infinity();
   Answer best_;
   Source last_source_ = Source::Estimate;
+  mutable std::vector<CalibrationStep> steps_;
 };
 
 }  // namespace detail
