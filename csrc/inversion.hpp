@@ -344,51 +344,57 @@ Answer largest_estimate(const F& one, const Ceiling& ceiling) {
   return a;
 }
 
-// The estimate of eps at delta (method="tilted"), in the order tried: the
-// exact curve (one step of the subsampled Gaussian), the saddle point, its
-// conditioned inversion (remove ordering), the characteristic-function
-// inversion's central value.
-inline Answer estimate_epsilon(const Composition& c, double delta) {
+// The estimate (method="tilted") of eps at delta or of delta at eps, in the
+// order tried: the exact curve (one step of the subsampled Gaussian), the
+// saddle point, its conditioned inversion (remove ordering), the
+// characteristic-function inversion's central value.  what: "eps" or
+// "delta", at the given delta or eps, in [0, high]; for one ordering o,
+// exact(law, o) is the exact curve, saddle(o, conditioned) the saddle point
+// (with its conditioned fallback), central(o) the central value and
+// ceiling(o) the certified Chernoff bound (largest_estimate).
+template <class Exact, class Saddle, class Central, class Ceiling>
+Answer estimate_answer(const Composition& c, const char* what, double at, double high, const Exact& exact,
+                       const Saddle& saddle, const Central& central, const Ceiling& ceiling) {
   if (count_bound_is_exact(c)) {
     // One step of the subsampled Gaussian: the exact curve, where the single
     // saddle point is 0.7 % low (sigma 1, q 0.1, delta 1e-8) or declines
     // after 100 ms (sigma 10, q 1e-3, delta 1e-15).
     const auto law = sampled_count_law(c);
-    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) {
-      return checked_tilted(
-          [&] {
-            const auto v = sampled_count_epsilon(*law, o, delta);  // (none: not even eps = 1000 meets delta)
-            return v ? *v : std::numeric_limits<double>::infinity();
-          },
-          0.0, std::numeric_limits<double>::max(), "eps", delta);
-    });
+    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) { return exact(*law, o); });
     a.estimate_method = EstimateMethod::ExactOneStep;
     return a;
   }
   return largest_estimate(
       [&](Ordering o) {
         return estimate_one(
-            c, [&](bool* conditioned) { return tilted_epsilon(c, o, delta, conditioned); },
-            [&] { return cf_central_epsilon(c, o, delta); }, 0.0, std::numeric_limits<double>::max(), "eps", delta);
+            c, [&](bool* conditioned) { return saddle(o, conditioned); }, [&] { return central(o); }, 0.0, high,
+            what, at);
       },
+      ceiling);
+}
+
+inline Answer estimate_epsilon(const Composition& c, double delta) {
+  constexpr double kHigh = std::numeric_limits<double>::max();
+  return estimate_answer(
+      c, "eps", delta, kHigh,
+      [&](const SampledCountLaw& law, Ordering o) {
+        return checked_tilted(
+            [&] {
+              const auto v = sampled_count_epsilon(law, o, delta);  // (none: not even eps = 1000 meets delta)
+              return v ? *v : std::numeric_limits<double>::infinity();
+            },
+            0.0, kHigh, "eps", delta);
+      },
+      [&](Ordering o, bool* conditioned) { return tilted_epsilon(c, o, delta, conditioned); },
+      [&](Ordering o) { return cf_central_epsilon(c, o, delta); },
       [&](Ordering o) { return certified_epsilon(c, o, delta).value; });
 }
 
-// The estimate of delta at eps, as estimate_epsilon.
 inline Answer estimate_delta(const Composition& c, double eps) {
-  if (count_bound_is_exact(c)) {
-    // one step of the subsampled Gaussian: the exact curve, as for epsilon
-    const auto law = sampled_count_law(c);
-    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) { return sampled_count_delta(*law, o, eps); });
-    a.estimate_method = EstimateMethod::ExactOneStep;
-    return a;
-  }
-  return largest_estimate(
-      [&](Ordering o) {
-        return estimate_one(
-            c, [&](bool* conditioned) { return tilted_delta(c, o, eps, conditioned); },
-            [&] { return cf_central_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
-      },
+  return estimate_answer(
+      c, "delta", eps, 1.0, [&](const SampledCountLaw& law, Ordering o) { return sampled_count_delta(law, o, eps); },
+      [&](Ordering o, bool* conditioned) { return tilted_delta(c, o, eps, conditioned); },
+      [&](Ordering o) { return cf_central_delta(c, o, eps); },
       [&](Ordering o) { return certified_delta(c, o, eps).value; });
 }
 

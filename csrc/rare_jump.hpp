@@ -228,6 +228,12 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
   return std::min(1.0, (b0 + sum) * (1.0 + 1e-9));
 }
 
+inline double one_jump_delta(const std::vector<RareJumpSegment>& segs, double eps) {
+  double s = 0.0;
+  for (const auto& seg : segs) s += seg.count * one_step_delta(seg, eps);
+  return std::min(1.0, s);
+}
+
 }  // namespace detail
 
 // The one-jump approximation (not a bound): the eps at which
@@ -237,14 +243,6 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
 // jumps are what the approximation leaves out, and both only add to delta);
 // the caller uses it only to decide how much more work a tighter bound could
 // be worth.  nullopt where the bound does not apply.
-namespace detail {
-inline double one_jump_delta(const std::vector<RareJumpSegment>& segs, double eps) {
-  double s = 0.0;
-  for (const auto& seg : segs) s += seg.count * one_step_delta(seg, eps);
-  return std::min(1.0, s);
-}
-}  // namespace detail
-
 inline std::optional<double> one_jump_delta(const Composition& c, double eps) {
   const auto segs = detail::rare_jump_segments(c);
   if (!segs) return std::nullopt;

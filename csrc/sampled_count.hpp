@@ -69,8 +69,6 @@ constexpr double kCountTail = 1e-40;       // truncation of each binomial (charg
 constexpr std::size_t kCountMaxSegments = 64;
 constexpr double kCountEpsMax = 1e12;        // the largest eps the inversion searches
 
-// An upper bound on the Gaussian mechanism's delta_G(e; mu), e >= 0, mu > 0,
-// with its rounding (see above).
 namespace mills {
 
 // The asymptotic series of Mills' ratio M(x) = Phi(-x) / phi(x) = (1/x) S(x),
@@ -117,6 +115,8 @@ inline double gaussian_delta_far(double a, double mu) {
   return std::min(1.0, std::exp(-0.5 * lo * lo - kLogSqrt2Pi + std::log(diff)) * (1.0 + 1e-12));
 }
 
+// An upper bound on the Gaussian mechanism's delta_G(e; mu), e >= 0, mu > 0,
+// with its rounding (see above).
 inline double gaussian_delta_upper(double e, double mu) {
   constexpr double kSqrt1_2 = 0.70710678118654752440, kLogSqrt2Pi = 0.91893853320467274178;
   constexpr double kUlp = std::numeric_limits<double>::epsilon();
