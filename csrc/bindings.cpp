@@ -227,7 +227,29 @@ PYBIND11_MODULE(_core, m) {
           },
           "Certified answers: how the value was assembled (certified.hpp), one dict per bound tried or skipped "
           "(bound, ordering, status 'answered' / 'declined' / 'skipped', value, reason, seconds); empty for "
-          "estimates.");
+          "estimates.")
+      .def_property_readonly(
+          "calibration",
+          [](const Answer& a) {
+            py::list out;
+            for (const CalibrationStep& s : a.calibration) {
+              py::dict d;
+              d["sigma"] = s.sigma;
+              d["eps"] = s.eps;
+              d["meets"] = s.meets;
+              d["bounds"] = s.cheap ? "cheap" : "all";
+              d["source"] = s.source;
+              d["reason"] = s.reason;
+              d["seconds"] = s.seconds;
+              out.append(std::move(d));
+            }
+            return out;
+          },
+          "Noise calibrations: every evaluation in the order made, one dict each (sigma, eps there, meets: eps <= "
+          "the target, bounds: 'all' or 'cheap' (certified without the characteristic-function bound, the search's "
+          "first phase), source: the bound or estimate method that gave eps or 'declined', reason, seconds); the "
+          "value is the least sigma that met the target with all the bounds, and trace is its eps's trace. Empty "
+          "for other answers.");
 
   {
     py::list table;
@@ -336,6 +358,18 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("eps"), py::arg("delta"), py::arg("steps"), py::arg("q"), py::arg("method"), py::arg("order"),
       py::arg("ordering"));
+  m.def(
+      "dpsgd_calibrate",
+      [](double eps, double delta, double steps, double q, const std::string& method, int order,
+         const std::string& ordering) {
+        const MethodSpec spec = make_spec(method, order, ordering);
+        py::gil_scoped_release release;
+        return calibrate_sigma(eps, delta, steps, q, spec);
+      },
+      py::arg("eps"), py::arg("delta"), py::arg("steps"), py::arg("q"), py::arg("method") = "certified",
+      py::arg("order") = 2, py::arg("ordering") = "both",
+      "One element of dpsgd_noise_multiplier as an Answer (value: sigma), with the calibration's evaluations "
+      "(Answer.calibration) and the trace of the certified eps at the sigma returned.");
 
   // Calibration of a common noise parameter over a composition whose
   // segments scale with it: ("gaussian", [], [], q, n): SubsampledGaussian(sigma, q);

@@ -121,6 +121,18 @@ struct TraceEntry {
 };
 using Trace = std::vector<TraceEntry>;
 
+// One evaluation of a noise calibration (calibrate_noise): the sigma tried,
+// the eps there under the method, and what gave it.
+struct CalibrationStep {
+  double sigma = 0.0;
+  double eps = std::numeric_limits<double>::quiet_NaN();  // NaN where the method declined
+  bool meets = false;   // eps <= the target
+  bool cheap = false;   // certified without the characteristic-function bound (the cheap phase)
+  std::string source;   // the bound (certified) or estimate method that gave eps
+  std::string reason;   // declined: why
+  double seconds = 0.0;
+};
+
 // One answer: the value, the bound or estimate that gave it, the ordering
 // that gave it, and for certified answers the Chernoff order t, the numerical
 // margin and the trace.
@@ -133,6 +145,9 @@ struct Answer {
   double margin = 0.0;
   Trace trace;  // certified: how the value was assembled
   EstimateMethod estimate_method = EstimateMethod::None;  // method="tilted": which method gave the value
+  // noise calibrations: every evaluation, in the order made (the value is
+  // the least sigma whose eps met the target; trace is that eps's trace)
+  std::vector<CalibrationStep> calibration;
 };
 
 // What the caller may ask of the certified assembly.
@@ -158,7 +173,7 @@ namespace detail {
 // exact curve (sampled_count.hpp), and no other bound can be smaller.
 inline bool count_bound_is_exact(const Composition& c) {
   return c.segments().size() == 1 && c.segments()[0].count == 1.0 &&
-         dynamic_cast<const SubsampledGaussian*>(c.segments()[0].mechanism.get()) != nullptr;
+         c.segments()[0].mechanism->subsampled_gaussian_parameters().has_value();
 }
 
 // Whether some mechanism of c lies beyond what the CGF quadratures resolve: a
@@ -166,8 +181,7 @@ inline bool count_bound_is_exact(const Composition& c) {
 // sampled-count bound, which needs no quadrature, may answer.
 inline bool beyond_quadrature(const Composition& c) {
   for (const auto& seg : c.segments())
-    if (const auto* gm = dynamic_cast<const GaussianMixture*>(seg.mechanism.get()))
-      if (!gm->within_quadrature_range()) return true;
+    if (!seg.mechanism->within_quadrature_range()) return true;
   return false;
 }
 
@@ -198,9 +212,9 @@ constexpr double kJumpSkipQ = 1e-5, kJumpSkipMean = 0.15;
 inline bool jump_regime(const Composition& c) {
   double sampled = 0.0;
   for (const auto& seg : c.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr || sg->q() > kJumpSkipQ) return false;
-    sampled += seg.count * sg->q();
+    const auto sg = seg.mechanism->subsampled_gaussian_parameters();
+    if (!sg || sg->q > kJumpSkipQ) return false;
+    sampled += seg.count * sg->q;
   }
   return sampled <= kJumpSkipMean;
 }

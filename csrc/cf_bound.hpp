@@ -93,6 +93,7 @@ class TruncatedPllr final : public GaussianReferencePllr {
   PllrSlopes pllr_slopes(double x) const override { return base_.pllr_slopes(x); }
   double pllr_inverse(double v) const override { return base_.pllr_inverse(v); }
   bool pllr_increasing() const override { return base_.pllr_increasing(); }
+  std::optional<double> support_cut() const override { return x_m_; }
   double x_m() const { return x_m_; }
 
  private:
@@ -727,7 +728,7 @@ class TiltedStep {
   // the nodes, widened by kCfMomentRtol.
   void second_order_edges() {
     // (a truncated law's density jumps at x_m: (v) would need its boundary terms; not used)
-    if (dynamic_cast<const TruncatedPllr*>(&m_) != nullptr) return;
+    if (m_.support_cut()) return;
     auto integrand = [&](double x) -> Vec<1> {
       const PllrSlopes d = m_.pllr_slopes(x);
       const double lp = d.slope;
@@ -796,7 +797,7 @@ class TiltedStep {
     };
     tv_ = r.value[0] + kCfErrorFactor * r.error[0] + end_value(cuts_.front()) + end_value(cuts_.back());
     // a truncated law jumps to 0 at x_m: that jump is part of its variation
-    if (const auto* tr = dynamic_cast<const TruncatedPllr*>(&m_)) tv_ += end_value(tr->x_m()) * (1.0 + kCfMomentRtol);
+    if (const auto x_m = m_.support_cut()) tv_ += end_value(*x_m) * (1.0 + kCfMomentRtol);
     double best = -std::numeric_limits<double>::infinity();
     const double lo = cuts_.front(), hi = cuts_.back();
     constexpr int kGrid = 4096;
@@ -816,12 +817,12 @@ class TiltedStep {
   // bracketing on the monotone pieces of psi.  TV = 2 (sum of maxima - sum of
   // interior minima).
   void density_extrema() {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(&m_);
-    if (sg == nullptr) {
+    const auto sg = m_.subsampled_gaussian_parameters();
+    if (!sg) {
       tv_by_quadrature();
       return;
     }
-    const double mu = 1.0 / sg->sigma(), q = sg->q();
+    const double mu = 1.0 / sg->sigma, q = sg->q;
     auto psi = [&](double x) { return log_density_slope(x); };
     auto root = [&](double lo, double hi) {
       double flo = psi(lo), fhi = psi(hi);
@@ -1053,7 +1054,7 @@ class CfInversion {
     const double b = o == Ordering::Remove ? c + 1.0 : -c, sign = o == Ordering::Remove ? 1.0 : -1.0;
     Steps steps;
     for (const auto& seg : comp.segments()) {
-      const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+      const GaussianReferencePllr* m = seg.mechanism->gaussian_reference();
       if (m == nullptr || !m->pllr_increasing()) return false;
       steps.emplace_back(*m, seg.count, b, sign);
       if (!steps.back().ok()) return false;
@@ -1136,7 +1137,7 @@ class CfInversion {
       flat_.clear();
       bool ok = true;
       for (const auto& seg : comp.segments()) {
-        const auto* m = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+        const GaussianReferencePllr* m = seg.mechanism->gaussian_reference();
         if (m == nullptr || !m->pllr_increasing()) return false;
         const detail::TiltedRange range = detail::tilted_range(*m, b);
         const double x_m = detail::split_cut(*m, b, frac * eps_hint, range.cuts.front(), range.cuts.back());
@@ -1552,26 +1553,21 @@ inline std::optional<double> step_cut(const std::vector<double>& weights, const 
   return hi;
 }
 
-inline std::optional<double> step_cut(const SubsampledGaussian& sg, Ordering o, double target, double& above) {
-  return step_cut({1.0 - sg.q(), sg.q()}, {0.0, 1.0 / sg.sigma()}, o, target, above);
+inline std::optional<double> step_cut(const SubsampledGaussianParameters& sg, Ordering o, double target,
+                                      double& above) {
+  return step_cut({1.0 - sg.q, sg.q}, {0.0, 1.0 / sg.sigma}, o, target, above);
 }
 
 // The mixture form (weights, means) of Q for the mechanisms step_cut covers:
 // the subsampled Gaussian and a Gaussian mixture with non-negative means (its
 // PLLR increasing); false for the others.
 inline bool gaussian_mixture_form(const Mechanism& mech, std::vector<double>& weights, std::vector<double>& means) {
-  if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(&mech)) {
-    weights = {1.0 - sg->q(), sg->q()};
-    means = {0.0, 1.0 / sg->sigma()};
-    return true;
-  }
-  if (const auto* gm = dynamic_cast<const GaussianMixture*>(&mech)) {
-    if (!gm->pllr_increasing()) return false;
-    weights = gm->weights();
-    means = gm->means();
-    return true;
-  }
-  return false;
+  auto form = mech.as_gaussian_mixture();
+  const GaussianReferencePllr* g = mech.gaussian_reference();
+  if (!form || g == nullptr || !g->pllr_increasing()) return false;
+  weights = std::move(form->weights);
+  means = std::move(form->means);
+  return true;
 }
 
 // The truncated bound (docs/certified.md, "Few sampled steps"): every step
@@ -1593,8 +1589,7 @@ inline std::optional<Composition> truncated_composition(const Composition& comp,
     const auto x_m = step_cut(weights, means, o, kCfSplitFlatShare * delta_target / n_total, above);
     if (!x_m) return std::nullopt;
     delta_b += seg.count * above * (1.0 + 1e-12);
-    const auto& base = dynamic_cast<const GaussianReferencePllr&>(*seg.mechanism);
-    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, base, *x_m), seg.count);
+    out.add(std::make_shared<TruncatedPllr>(seg.mechanism, *seg.mechanism->gaussian_reference(), *x_m), seg.count);
   }
   return out;
 }

@@ -87,9 +87,9 @@ struct Taper {
   double xm, lm, sl;
 };
 
-inline Taper make_taper(const SubsampledGaussian& g, double xm) {
+inline Taper make_taper(const Mechanism& g, double q, double xm) {
   const double lm = g.pllr(xm);
-  return {xm, lm, std::max((lm - std::log1p(-g.q())) / kTaperSigmas, 1e-300)};
+  return {xm, lm, std::max((lm - std::log1p(-q)) / kTaperSigmas, 1e-300)};
 }
 
 // (rho, 1 - rho) at loss l, each to full relative precision, from one erfc.
@@ -108,9 +108,9 @@ inline double log_part_weight(double l, const Taper& t, bool jump) {
 }
 
 // The point where l turns from flat to linear (q e^z = 1 - q).
-inline double pllr_turn(const SubsampledGaussian& g) {
-  const double mu = 1.0 / g.sigma();
-  return (std::log1p(-g.q()) - std::log(g.q()) + 0.5 * mu * mu) / mu;
+inline double pllr_turn(const SubsampledGaussianParameters& g) {
+  const double mu = 1.0 / g.sigma;
+  return (std::log1p(-g.q) - std::log(g.q) + 0.5 * mu * mu) / mu;
 }
 
 // Range and cuts of a log-integrand with the given candidate modes: extended
@@ -153,7 +153,7 @@ struct FlatCgf {
   double value, slope;
 };
 
-inline FlatCgf part_cgf(const SubsampledGaussian& m, const Taper& taper, double t, bool jump) {
+inline FlatCgf part_cgf(const Mechanism& m, const Taper& taper, double t, bool jump) {
   const double s = t + 1.0;
   auto logf = [&](double x) {
     const double l = m.pllr(x);
@@ -181,7 +181,7 @@ inline FlatCgf part_cgf(const SubsampledGaussian& m, const Taper& taper, double 
 class FlatSplit {
  public:
   struct Segment {
-    const SubsampledGaussian* mechanism;
+    const Mechanism* mechanism;  // a subsampled Gaussian
     double count;
     bool flat;  // has a flat part
     detail::Taper taper;
@@ -191,15 +191,15 @@ class FlatSplit {
     detail::require(!comp.empty(), "the composition is empty: add at least one segment");
     detail::require(std::isfinite(offset), "offset must be finite, got " + detail::fmt(offset));
     for (const auto& seg : comp.segments()) {
-      const auto* g = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-      if (g == nullptr)
+      const auto g = seg.mechanism->subsampled_gaussian_parameters();
+      if (!g)
         throw std::domain_error("the tilted (saddle-point) estimate is unreliable here, and its exact fallback "
                                 "supports only the subsampled Gaussian, not " + seg.mechanism->describe() +
                                 "; use method='certified'");
-      const bool flat = g->q() < 1.0;
-      const detail::Taper taper =
-          flat ? detail::make_taper(*g, detail::pllr_turn(*g) + offset) : detail::Taper{0.0, 0.0, 1.0};
-      segments_.push_back({g, seg.count, flat, taper});
+      const bool flat = g->q < 1.0;
+      const detail::Taper taper = flat ? detail::make_taper(*seg.mechanism, g->q, detail::pllr_turn(*g) + offset)
+                                       : detail::Taper{0.0, 0.0, 1.0};
+      segments_.push_back({seg.mechanism.get(), seg.count, flat, taper});
     }
   }
 
@@ -474,7 +474,7 @@ class RemoveInversion {
   // (the integrand divides it by |lambda (lambda + 1)|, so what the
   // relaxation admits still has a convergent integral).
   std::pair<detail::Complex, detail::Complex> phi_parts(const Part& p, double u) const {
-    const SubsampledGaussian& m = *p.segment.mechanism;
+    const Mechanism& m = *p.segment.mechanism;
     const double tilt = c_ + 1.0;
     const detail::Taper& taper = p.segment.taper;
     const bool flat = p.segment.flat;

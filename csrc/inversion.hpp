@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -189,7 +190,7 @@ struct OrderingEstimate {
 // mechanism).
 inline bool cf_covers(const Composition& c) {
   for (const auto& seg : c.segments()) {
-    const auto* g = dynamic_cast<const GaussianReferencePllr*>(seg.mechanism.get());
+    const GaussianReferencePllr* g = seg.mechanism->gaussian_reference();
     if (g == nullptr || !g->pllr_increasing()) return false;
   }
   return true;
@@ -343,51 +344,57 @@ Answer largest_estimate(const F& one, const Ceiling& ceiling) {
   return a;
 }
 
-// The estimate of eps at delta (method="tilted"), in the order tried: the
-// exact curve (one step of the subsampled Gaussian), the saddle point, its
-// conditioned inversion (remove ordering), the characteristic-function
-// inversion's central value.
-inline Answer estimate_epsilon(const Composition& c, double delta) {
+// The estimate (method="tilted") of eps at delta or of delta at eps, in the
+// order tried: the exact curve (one step of the subsampled Gaussian), the
+// saddle point, its conditioned inversion (remove ordering), the
+// characteristic-function inversion's central value.  what: "eps" or
+// "delta", at the given delta or eps, in [0, high]; for one ordering o,
+// exact(law, o) is the exact curve, saddle(o, conditioned) the saddle point
+// (with its conditioned fallback), central(o) the central value and
+// ceiling(o) the certified Chernoff bound (largest_estimate).
+template <class Exact, class Saddle, class Central, class Ceiling>
+Answer estimate_answer(const Composition& c, const char* what, double at, double high, const Exact& exact,
+                       const Saddle& saddle, const Central& central, const Ceiling& ceiling) {
   if (count_bound_is_exact(c)) {
     // One step of the subsampled Gaussian: the exact curve, where the single
     // saddle point is 0.7 % low (sigma 1, q 0.1, delta 1e-8) or declines
     // after 100 ms (sigma 10, q 1e-3, delta 1e-15).
     const auto law = sampled_count_law(c);
-    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) {
-      return checked_tilted(
-          [&] {
-            const auto v = sampled_count_epsilon(*law, o, delta);  // (none: not even eps = 1000 meets delta)
-            return v ? *v : std::numeric_limits<double>::infinity();
-          },
-          0.0, std::numeric_limits<double>::max(), "eps", delta);
-    });
+    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) { return exact(*law, o); });
     a.estimate_method = EstimateMethod::ExactOneStep;
     return a;
   }
   return largest_estimate(
       [&](Ordering o) {
         return estimate_one(
-            c, [&](bool* conditioned) { return tilted_epsilon(c, o, delta, conditioned); },
-            [&] { return cf_central_epsilon(c, o, delta); }, 0.0, std::numeric_limits<double>::max(), "eps", delta);
+            c, [&](bool* conditioned) { return saddle(o, conditioned); }, [&] { return central(o); }, 0.0, high,
+            what, at);
       },
+      ceiling);
+}
+
+inline Answer estimate_epsilon(const Composition& c, double delta) {
+  constexpr double kHigh = std::numeric_limits<double>::max();
+  return estimate_answer(
+      c, "eps", delta, kHigh,
+      [&](const SampledCountLaw& law, Ordering o) {
+        return checked_tilted(
+            [&] {
+              const auto v = sampled_count_epsilon(law, o, delta);  // (none: not even eps = 1000 meets delta)
+              return v ? *v : std::numeric_limits<double>::infinity();
+            },
+            0.0, kHigh, "eps", delta);
+      },
+      [&](Ordering o, bool* conditioned) { return tilted_epsilon(c, o, delta, conditioned); },
+      [&](Ordering o) { return cf_central_epsilon(c, o, delta); },
       [&](Ordering o) { return certified_epsilon(c, o, delta).value; });
 }
 
-// The estimate of delta at eps, as estimate_epsilon.
 inline Answer estimate_delta(const Composition& c, double eps) {
-  if (count_bound_is_exact(c)) {
-    // one step of the subsampled Gaussian: the exact curve, as for epsilon
-    const auto law = sampled_count_law(c);
-    Answer a = largest_over_orderings(MethodSpec{}, [&](Ordering o) { return sampled_count_delta(*law, o, eps); });
-    a.estimate_method = EstimateMethod::ExactOneStep;
-    return a;
-  }
-  return largest_estimate(
-      [&](Ordering o) {
-        return estimate_one(
-            c, [&](bool* conditioned) { return tilted_delta(c, o, eps, conditioned); },
-            [&] { return cf_central_delta(c, o, eps); }, 0.0, 1.0, "delta", eps);
-      },
+  return estimate_answer(
+      c, "delta", eps, 1.0, [&](const SampledCountLaw& law, Ordering o) { return sampled_count_delta(law, o, eps); },
+      [&](Ordering o, bool* conditioned) { return tilted_delta(c, o, eps, conditioned); },
+      [&](Ordering o) { return cf_central_delta(c, o, eps); },
       [&](Ordering o) { return certified_delta(c, o, eps).value; });
 }
 
@@ -474,17 +481,20 @@ class NoiseSearch {
   double r(double sigma) {
     if (const auto it = seen_.find(sigma); it != seen_.end()) return it->second;
     double v;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       const Answer a = edgeworth::epsilon(make_(sigma), delta_, m_);
       v = a.value - eps_;
       last_source_ = a.source;
+      record(sigma, a, false, t0);
       if (v <= 0.0 && sigma < best_safe_) {
         best_safe_ = sigma;
         best_ = a;
       }
-    } catch (const std::domain_error&) {
+    } catch (const std::domain_error& e) {
       if (m_.method == Method::Tilted) throw;
       v = 2.0 * kEpsMax;
+      record_decline(sigma, e.what(), false, t0);
     }
     seen_.emplace(sigma, v);
     return v;
@@ -494,9 +504,13 @@ class NoiseSearch {
   double r_cheap(double sigma) const {
     MethodSpec cheap = m_;
     cheap.without_cf = true;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
-      return edgeworth::epsilon(make_(sigma), delta_, cheap).value - eps_;
-    } catch (const std::domain_error&) {
+      const Answer a = edgeworth::epsilon(make_(sigma), delta_, cheap);
+      record(sigma, a, true, t0);
+      return a.value - eps_;
+    } catch (const std::domain_error& e) {
+      record_decline(sigma, e.what(), true, t0);
       return 2.0 * kEpsMax;
     }
   }
@@ -535,6 +549,7 @@ class NoiseSearch {
   Answer answer() const {
     Answer a = best_;
     a.value = best_safe_;
+    a.calibration = steps_;
     return a;
   }
 
@@ -623,6 +638,19 @@ class NoiseSearch {
   };
   bool at_jump(const Window& b) const { return b.both() && at_jump(b.unsafe, b.safe, b.r_unsafe, b.r_safe); }
 
+  // the calibration's record of its evaluations (Answer::calibration)
+  static double since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void record(double sigma, const Answer& a, bool cheap, std::chrono::steady_clock::time_point t0) const {
+    const bool estimate = a.estimate_method != EstimateMethod::None;
+    steps_.push_back({sigma, a.value, a.value <= eps_, cheap,
+                      estimate ? estimate_method_name(a.estimate_method) : source_name(a.source), "", since(t0)});
+  }
+  void record_decline(double sigma, const char* why, bool cheap, std::chrono::steady_clock::time_point t0) const {
+    steps_.push_back({sigma, std::numeric_limits<double>::quiet_NaN(), false, cheap, "declined", why, since(t0)});
+  }
+
   // log(eps(sigma) / eps) from r's value
   double log_ratio(double v) const {
     return v + eps_ > 0.0 ? std::log((v + eps_) / eps_) : -std::numeric_limits<double>::infinity();
@@ -706,6 +734,7 @@ class NoiseSearch {
   double best_safe_ = std::numeric_limits<double>::infinity();
   Answer best_;
   Source last_source_ = Source::Estimate;
+  mutable std::vector<CalibrationStep> steps_;
 };
 
 }  // namespace detail

@@ -6,6 +6,13 @@
 // bounds) lives in cgf.hpp and the files after it, so adding a mechanism
 // touches no accountant and adding an accountant touches no mechanism.
 //
+// The accountants never ask a mechanism for its type (no dynamic_cast
+// outside bindings.cpp; tests/test_certified_trace.py checks): what a bound
+// needs of a mechanism it asks through the virtual queries of Mechanism below
+// (gaussian_reference, subsampled_gaussian_parameters, as_gaussian_mixture,
+// sampled_weight, within_quadrature_range), each answering "not this kind"
+// by default.
+//
 // Orientation: every mechanism is stated in the "remove" ordering of
 // dp_accounting (P = the law without the example, Q = the law with it).  The
 // "add" ordering is obtained from the same pair by swapping the roles of P and
@@ -17,6 +24,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +38,21 @@ struct TiltedCumulants {
   std::array<double, 6> derivative{};   // derivative[j] = K^(j)(s), j >= 1
   double log_mgf_error = 0.0;           // estimated absolute error of K(s)
   int order = 0;                        // highest derivative filled in
+};
+
+class GaussianReferencePllr;
+
+// The parameters of the Poisson-subsampled Gaussian mechanism (see
+// SubsampledGaussian).
+struct SubsampledGaussianParameters {
+  double sigma;  // noise multiplier
+  double q;      // sampling rate
+};
+
+// Q as a mixture of unit-variance Gaussians against P = N(0, 1): weights and
+// means (in units of the noise), as GaussianMixture holds them.
+struct GaussianMixtureForm {
+  std::vector<double> weights, means;
 };
 
 class Mechanism {
@@ -61,6 +84,30 @@ class Mechanism {
   // (K = log1p E_P[psi_s]) rests on these identities; a sub-probability
   // measure (the truncated bound's TruncatedPllr) says false.
   virtual bool probability_pair() const { return true; }
+
+  // The queries through which the bounds learn what they need (see the top
+  // of this file).  The Gaussian-reference interface of this mechanism
+  // (P = N(0, 1), a smooth PLLR with its slopes and inverse), or nullptr.
+  virtual const GaussianReferencePllr* gaussian_reference() const { return nullptr; }
+
+  // (sigma, q) where the pair is the Poisson-subsampled Gaussian mechanism
+  // itself; nullopt otherwise.
+  virtual std::optional<SubsampledGaussianParameters> subsampled_gaussian_parameters() const { return std::nullopt; }
+
+  // Q as a Gaussian mixture (GaussianMixtureForm) where it is one with the
+  // reference P = N(0, 1): the subsampled Gaussian and the Gaussian mixtures
+  // (of any means); nullopt otherwise.
+  virtual std::optional<GaussianMixtureForm> as_gaussian_mixture() const { return std::nullopt; }
+
+  // The probability that a step samples the example: the weight of the
+  // components of Q that differ from P (q for the subsampled mechanisms, the
+  // weight of the non-zero means for a mixture); nullopt where Q is not such
+  // a split.
+  virtual std::optional<double> sampled_weight() const { return std::nullopt; }
+
+  // Whether the CGF quadratures are trusted with this mechanism (false for a
+  // mixture with a mean beyond kMixtureMeanMax).
+  virtual bool within_quadrature_range() const { return true; }
 
   virtual std::string describe() const = 0;
 };
@@ -147,6 +194,13 @@ class GaussianReferencePllr : public Mechanism {
   // negative mean is not, and the characteristic-function bound declines).
   virtual bool pllr_increasing() const { return true; }
 
+  // The point above which P and Q are cut off (their densities jump to 0
+  // there), for a sub-probability law restricted to x <= x_m (the truncated
+  // bound's TruncatedPllr); nullopt for a law on the whole line.
+  virtual std::optional<double> support_cut() const { return std::nullopt; }
+
+  const GaussianReferencePllr* gaussian_reference() const final { return this; }
+
  protected:
   static constexpr double kHalfLog2Pi = 0.91893853320467274178;
 };
@@ -184,6 +238,14 @@ class SubsampledGaussian final : public GaussianReferencePllr {
 
   double sigma() const { return sigma_; }
   double q() const { return q_; }
+
+  std::optional<SubsampledGaussianParameters> subsampled_gaussian_parameters() const override {
+    return SubsampledGaussianParameters{sigma_, q_};
+  }
+  std::optional<GaussianMixtureForm> as_gaussian_mixture() const override {
+    return GaussianMixtureForm{{1.0 - q_, q_}, {0.0, mu_}};
+  }
+  std::optional<double> sampled_weight() const override { return q_; }
 
   double pllr(double x) const override {
     const double z = mu_ * x - 0.5 * mu_ * mu_;
@@ -335,7 +397,16 @@ class GaussianMixture final : public GaussianReferencePllr {
   const std::vector<double>& means() const { return mu_; }
   bool monotone() const { return mu_min_ >= 0.0; }
   // Whether every |mean| is within kMixtureMeanMax (see there).
-  bool within_quadrature_range() const { return std::max(-mu_min_, mu_max_) <= kMixtureMeanMax; }
+  bool within_quadrature_range() const override { return std::max(-mu_min_, mu_max_) <= kMixtureMeanMax; }
+  std::optional<GaussianMixtureForm> as_gaussian_mixture() const override { return GaussianMixtureForm{w_, mu_}; }
+  // summed directly, never as 1 - w_0: at q = 1e-7 the rounding of 1 - q
+  // would move it by 1e-9 relative
+  std::optional<double> sampled_weight() const override {
+    double off = 0.0;
+    for (std::size_t j = 0; j < w_.size(); ++j)
+      if (mu_[j] != 0.0) off += w_[j];
+    return off;
+  }
   bool pllr_increasing() const override { return monotone() && mu_max_ > 0.0; }
 
   double pllr(double x) const override {
@@ -526,6 +597,7 @@ class SubsampledLaplace final : public Mechanism {
 
   double b() const { return b_; }
   double q() const { return q_; }
+  std::optional<double> sampled_weight() const override { return q_; }
 
   double log_p(double x) const override { return -std::fabs(x) / b_ - std::log(2.0 * b_); }
 

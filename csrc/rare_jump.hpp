@@ -105,10 +105,10 @@ inline std::optional<std::vector<RareJumpSegment>> rare_jump_segments(const Comp
   std::vector<RareJumpSegment> out;
   double sampled = 0.0;
   for (const auto& seg : c.segments()) {
-    const auto* sg = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (sg == nullptr) return std::nullopt;
-    sampled += seg.count * sg->q();
-    out.push_back({sg->q(), 1.0 / sg->sigma(), seg.count, 0.0});
+    const auto sg = seg.mechanism->subsampled_gaussian_parameters();
+    if (!sg) return std::nullopt;
+    sampled += seg.count * sg->q;
+    out.push_back({sg->q, 1.0 / sg->sigma, seg.count, 0.0});
   }
   if (!(sampled <= kJumpMaxMean)) return std::nullopt;
   return out;
@@ -127,10 +127,9 @@ inline std::optional<RareJumpLaw> rare_jump_law(const Composition& c, std::vecto
   for (std::size_t i = 0; i < segs.size(); ++i) {
     auto& s = segs[i];
     const auto& seg = c.segments()[i];
-    const auto& sg = dynamic_cast<const SubsampledGaussian&>(*seg.mechanism);
-    const auto x_s = step_cut(sg, Ordering::Remove, target, s.p);
+    const auto x_s = step_cut(seg.mechanism->subsampled_gaussian_parameters().value(), Ordering::Remove, target, s.p);
     if (!x_s || !(s.p > 0.0)) return std::nullopt;
-    small.add(std::make_shared<TruncatedPllr>(seg.mechanism, sg, *x_s), 1.0);
+    small.add(std::make_shared<TruncatedPllr>(seg.mechanism, *seg.mechanism->gaussian_reference(), *x_s), 1.0);
   }
   law.segs = segs;
   // The law of J: a sum of binomials, truncated (the rest charged in full).
@@ -229,6 +228,12 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
   return std::min(1.0, (b0 + sum) * (1.0 + 1e-9));
 }
 
+inline double one_jump_delta(const std::vector<RareJumpSegment>& segs, double eps) {
+  double s = 0.0;
+  for (const auto& seg : segs) s += seg.count * one_step_delta(seg, eps);
+  return std::min(1.0, s);
+}
+
 }  // namespace detail
 
 // The one-jump approximation (not a bound): the eps at which
@@ -238,14 +243,6 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
 // jumps are what the approximation leaves out, and both only add to delta);
 // the caller uses it only to decide how much more work a tighter bound could
 // be worth.  nullopt where the bound does not apply.
-namespace detail {
-inline double one_jump_delta(const std::vector<RareJumpSegment>& segs, double eps) {
-  double s = 0.0;
-  for (const auto& seg : segs) s += seg.count * one_step_delta(seg, eps);
-  return std::min(1.0, s);
-}
-}  // namespace detail
-
 inline std::optional<double> one_jump_delta(const Composition& c, double eps) {
   const auto segs = detail::rare_jump_segments(c);
   if (!segs) return std::nullopt;

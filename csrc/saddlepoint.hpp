@@ -199,18 +199,18 @@ inline double add_loss_ceiling(const Composition& c) {
 inline double remove_delta_floor(const Composition& c, double eps) {
   double floor = 0.0;
   for (const auto& seg : c.segments()) {
-    const auto* g = dynamic_cast<const SubsampledGaussian*>(seg.mechanism.get());
-    if (g == nullptr || !(g->q() < 1.0)) return 0.0;
-    floor += seg.count * std::log1p(-g->q());
+    const auto g = seg.mechanism->subsampled_gaussian_parameters();
+    if (!g || !(g->q < 1.0)) return 0.0;
+    floor += seg.count * std::log1p(-g->q);
   }
   const double v0 = eps - floor;  // > 0
   auto f = [&](double y) -> Vec<1> {  // y = v - v0
     double log_none = 0.0;              // log P(M < v)
     for (const auto& seg : c.segments()) {
-      const auto& g = static_cast<const SubsampledGaussian&>(*seg.mechanism);
-      const double xv = g.pllr_inverse(v0 + y), mu = 1.0 / g.sigma();
-      const double p = (1.0 - g.q()) * 0.5 * std::erfc(xv / std::sqrt(2.0)) +
-                       g.q() * 0.5 * std::erfc((xv - mu) / std::sqrt(2.0));
+      const SubsampledGaussianParameters g = *seg.mechanism->subsampled_gaussian_parameters();
+      const double xv = seg.mechanism->gaussian_reference()->pllr_inverse(v0 + y), mu = 1.0 / g.sigma;
+      const double p = (1.0 - g.q) * 0.5 * std::erfc(xv / std::sqrt(2.0)) +
+                       g.q * 0.5 * std::erfc((xv - mu) / std::sqrt(2.0));
       log_none += seg.count * std::log1p(-p);
     }
     return {std::exp(-y) * -std::expm1(log_none)};
@@ -231,29 +231,20 @@ constexpr double kMinSampledForSaddle = 1.0;
 inline double expected_sampled_steps(const Composition& c) {
   double n = 0.0;
   for (const auto& seg : c.segments()) {
-    const Mechanism* m = seg.mechanism.get();
-    if (const auto* g = dynamic_cast<const SubsampledGaussian*>(m)) {
-      n += g->q() * seg.count;
-    } else if (const auto* l = dynamic_cast<const SubsampledLaplace*>(m)) {
-      n += l->q() * seg.count;
-    } else if (const auto* x = dynamic_cast<const GaussianMixture*>(m)) {
-      double off = 0.0;
-      for (std::size_t j = 0; j < x->weights().size(); ++j)
-        if (x->means()[j] != 0.0) off += x->weights()[j];
-      n += off * seg.count;
-    } else {
-      return std::numeric_limits<double>::infinity();
-    }
+    const auto p = seg.mechanism->sampled_weight();
+    if (!p) return std::numeric_limits<double>::infinity();
+    n += *p * seg.count;
   }
   return n;
 }
 
-// (where the characteristic-function inversion cannot take over, the Laplace
-// mechanism, the single saddle point still answers where it is reliable)
+// (where the characteristic-function inversion cannot take over, a mechanism
+// off the Gaussian reference such as the Laplace mechanism, the single saddle
+// point still answers where it is reliable)
 inline bool few_sampled_steps(const Composition& c) {
   if (!(expected_sampled_steps(c) < kMinSampledForSaddle)) return false;
   for (const auto& seg : c.segments())
-    if (dynamic_cast<const SubsampledLaplace*>(seg.mechanism.get()) != nullptr) return false;
+    if (seg.mechanism->gaussian_reference() == nullptr) return false;
   return true;
 }
 

@@ -69,8 +69,6 @@ constexpr double kCountTail = 1e-40;       // truncation of each binomial (charg
 constexpr std::size_t kCountMaxSegments = 64;
 constexpr double kCountEpsMax = 1e12;        // the largest eps the inversion searches
 
-// An upper bound on the Gaussian mechanism's delta_G(e; mu), e >= 0, mu > 0,
-// with its rounding (see above).
 namespace mills {
 
 // The asymptotic series of Mills' ratio M(x) = Phi(-x) / phi(x) = (1/x) S(x),
@@ -117,6 +115,8 @@ inline double gaussian_delta_far(double a, double mu) {
   return std::min(1.0, std::exp(-0.5 * lo * lo - kLogSqrt2Pi + std::log(diff)) * (1.0 + 1e-12));
 }
 
+// An upper bound on the Gaussian mechanism's delta_G(e; mu), e >= 0, mu > 0,
+// with its rounding (see above).
 inline double gaussian_delta_upper(double e, double mu) {
   constexpr double kSqrt1_2 = 0.70710678118654752440, kLogSqrt2Pi = 0.91893853320467274178;
   constexpr double kUlp = std::numeric_limits<double>::epsilon();
@@ -164,22 +164,13 @@ struct SampledCountLaw {
 // bound covers; false for the others.  p is summed directly, never as 1 - f:
 // at q = 1e-7 the rounding of 1 - q would move P(K >= 1) by 1e-9 relative.
 inline bool sampled_weight_and_reach(const Mechanism& mech, double& p, double& m) {
-  if (const auto* sg = dynamic_cast<const SubsampledGaussian*>(&mech)) {
-    p = sg->q();
-    m = 1.0 / sg->sigma();
-    return true;
-  }
-  if (const auto* gm = dynamic_cast<const GaussianMixture*>(&mech)) {
-    p = 0.0;
-    m = 0.0;
-    for (std::size_t j = 0; j < gm->weights().size(); ++j) {
-      if (gm->means()[j] != 0.0) p += gm->weights()[j];
-      m = std::max(m, std::fabs(gm->means()[j]));
-    }
-    p = std::min(p, 1.0);
-    return true;
-  }
-  return false;
+  const auto form = mech.as_gaussian_mixture();
+  const auto weight = mech.sampled_weight();
+  if (!form || !weight) return false;
+  p = std::min(*weight, 1.0);
+  m = 0.0;
+  for (double mean : form->means) m = std::max(m, std::fabs(mean));
+  return true;
 }
 
 // Bin(n, p) from k = 0, truncated where the rest is below `tail`; the

@@ -121,7 +121,20 @@ class AccountingResult:
             see ``docs/certified.md``; a skip's reason starts
             with the name of the rule in ``csrc/certified.hpp``); an object
             array of such lists for array input (None where the certified
-            bound declined).
+            bound declined).  For a noise multiplier: the trace of the
+            certified eps at the sigma ``bound``.
+        calibration: for a noise multiplier, filled in by
+            :func:`noise_multiplier_details`: how the certified sigma
+            ``bound`` was found, a list of dicts, one per evaluation in the
+            order made, each with ``sigma``, ``eps`` (the certified eps there;
+            nan where it declined), ``meets`` (eps <= the target), ``bounds``
+            ("all", or "cheap": the certified bounds without the
+            characteristic-function bound, an upper bound on "all" that the
+            search's first phase converges on), ``source`` (the bound that
+            gave eps, or "declined"), ``reason`` and ``seconds``.  ``bound``
+            is the least sigma whose eps met the target with all the bounds;
+            every smaller sigma tried with all the bounds missed it.  None for
+            eps and delta; an object array of lists for array input.
     """
 
     quantity: str
@@ -137,6 +150,7 @@ class AccountingResult:
     gap: Optional[ArrayLike] = None
     trace: Any = None
     estimate_method: Any = None
+    calibration: Any = None
 
     @property
     def certified(self) -> bool:
@@ -162,6 +176,7 @@ class AccountingResult:
             "gap": plain(self.gap),
             "trace": plain(self.trace),
             "estimate_method": plain(self.estimate_method),
+            "calibration": plain(self.calibration),
         }
 
 
@@ -333,15 +348,18 @@ def _check_edgeworth(result: AccountingResult) -> None:
 
 
 def _certified_answer(quantity: str, sigma: float, target: float, steps: float, q: float):
-    """The core's certified answer for one DP-SGD element, with its trace."""
+    """The core's certified answer for one DP-SGD element, with its trace (for "noise_multiplier", ``sigma`` is
+    the target eps and ``target`` the delta, and the answer also carries the calibration's evaluations)."""
+    if quantity == "noise_multiplier":
+        return _core.dpsgd_calibrate(sigma, target, steps, q)
     comp = _core.Composition()
     comp.add(_core.SubsampledGaussian(sigma, q), steps)
     return comp.epsilon(target) if quantity == "epsilon" else comp.delta(target)
 
 
 def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> AccountingResult:
-    """Adds the tilted estimate, the certified bound and their gap (and for eps
-    and delta, the certified bound's trace) to a result."""
+    """Adds the tilted estimate, the certified bound and their gap, the certified
+    bound's trace (and for a noise multiplier, its calibration) to a result."""
     b = broadcast(**dict(zip(names, arrays)))
     shape = next(iter(b.values())).shape
 
@@ -353,22 +371,23 @@ def _with_diagnostics(result: AccountingResult, core_fn, arrays, names) -> Accou
         except ValueError:  # no estimate answers there (a named decline): nan
             continue
         estimate[idx], how[idx] = values[0], _estimate_method_names(codes)[0]
-    trace = None
-    if result.quantity in ("epsilon", "delta"):
-        bound = np.full(shape, np.nan)
-        traces = np.full(shape, None, dtype=object)
-        for idx in np.ndindex(*shape):
-            try:
-                a = _certified_answer(result.quantity, *(float(v[idx]) for v in b.values()))
-            except ValueError:  # a named decline: nan, as for the estimate (any other error propagates)
-                continue
-            bound[idx], traces[idx] = a.value, a.trace
-        trace = traces[()] if len(shape) == 0 else traces
-    else:
-        bound = _elementwise(_scalar(core_fn, "certified"), shape, list(b.values()))
-    out = float if len(shape) == 0 else (lambda a: a)
+    bound = np.full(shape, np.nan)
+    traces = np.full(shape, None, dtype=object)
+    calibrations = np.full(shape, None, dtype=object)
+    for idx in np.ndindex(*shape):
+        try:
+            a = _certified_answer(result.quantity, *(float(v[idx]) for v in b.values()))
+        except ValueError:  # a named decline: nan, as for the estimate (any other error propagates)
+            continue
+        bound[idx], traces[idx], calibrations[idx] = a.value, a.trace, a.calibration
+    scalar = len(shape) == 0
+    out = float if scalar else (lambda a: a)
+    calibration = None
+    if result.quantity == "noise_multiplier":
+        calibration = calibrations[()] if scalar else calibrations
     return dataclasses.replace(result, estimate=out(estimate), bound=out(bound), gap=out(bound - estimate),
-                               trace=trace, estimate_method=how[()] if len(shape) == 0 else how)
+                               trace=traces[()] if scalar else traces, calibration=calibration,
+                               estimate_method=how[()] if scalar else how)
 
 
 def _epsilon(sigma, delta, steps, q, method, order, ordering):
@@ -470,7 +489,9 @@ def _noise_multiplier(eps, delta, steps, q, method, order, ordering):
 def noise_multiplier_details(eps, delta, steps, q, *, method: str = "certified", order: int = 2,
                              ordering: str = None) -> AccountingResult:
     """Like :func:`noise_multiplier`, returning an :class:`AccountingResult`
-    with the tilted sigma (estimate), the certified sigma (bound) and their gap."""
+    with the tilted sigma (estimate), the certified sigma (bound), their gap,
+    the calibration's evaluations (``calibration``) and the trace of the
+    certified eps at the certified sigma (``trace``)."""
     result, arrays = _noise_multiplier(eps, delta, steps, q, method, order, ordering)
     return _with_diagnostics(result, _core.dpsgd_noise_multiplier, arrays, ("eps", "delta", "steps", "q"))
 

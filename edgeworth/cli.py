@@ -194,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--explain", action="store_true",
                             help="also show how the certified figure was assembled: each bound tried (the table in "
                                  "csrc/certified.hpp), with its value or why it declined or was skipped, and its time")
+        else:
+            sp.add_argument("--explain", action="store_true",
+                            help="also show how the certified sigma was found: each sigma the calibration tried, "
+                                 "with its certified eps, whether it met --eps and the bound that gave it, then how "
+                                 "the certified eps at the sigma returned was assembled (the table in "
+                                 "csrc/certified.hpp)")
 
     common("sigma", ["eps", "delta", "steps", "q"])
     common("epsilon", ["sigma", "delta", "steps", "q"])
@@ -624,10 +630,13 @@ def _account(args) -> int:
         return _fail(prog, str(exc), EXIT_DECLINED)
     except ValueError as exc:
         return _fail(prog, str(exc), EXIT_USAGE)
-    trace = None
+    trace = calibration = None
     if getattr(args, "explain", False):
         # (the certified answer's trace, whatever --method gave the figure; any error propagates)
-        trace = _certified_answer(result.quantity, *(float(v) for v in values.values())).trace
+        certified = _certified_answer(result.quantity, *(float(v) for v in values.values()))
+        trace = certified.trace
+        if result.quantity == "noise_multiplier":
+            calibration = (certified.value, certified.calibration)
     estimate = estimate_ms = reason = None
     if args.estimate:
         try:
@@ -638,7 +647,7 @@ def _account(args) -> int:
 
     if args.json:
         out = result.as_dict()
-        for key in ("estimate", "bound", "gap", "trace"):
+        for key in ("estimate", "bound", "gap", "trace", "calibration"):
             out.pop(key, None)
         out["meaning"] = _MEANING[(result.quantity, result.method)]
         out["assumed"] = {name: values[name] for name in assumed}
@@ -649,6 +658,8 @@ def _account(args) -> int:
                 out["estimate"]["value_reason"] = reason
         if trace is not None:
             out["trace"] = trace
+        if calibration is not None:
+            out["calibration"] = calibration[1]
         _print_json(out)
         return EXIT_OK
     if assumed:
@@ -666,15 +677,29 @@ def _account(args) -> int:
         else:
             print(f"  tilted estimate: none ({reason})")
     print("  Poisson sampling, add/remove-one neighbours; sigma is the noise multiplier (noise std / clip norm)")
+    if calibration is not None:
+        _print_calibration(values["eps"], *calibration)
     if trace is not None:
-        _print_trace(trace)
+        _print_trace(trace, "" if calibration is None else f"the certified eps at sigma = {calibration[0]:.10g}, ")
     return EXIT_OK
 
 
-def _print_trace(trace) -> None:
+def _print_calibration(target: float, sigma: float, steps) -> None:
+    """The certified sigma's calibration (sigma --explain): one line per evaluation, in the order made."""
+    print(f"  certified sigma = {sigma:.10g}: the least sigma tried whose certified eps met eps = {target:g} with all "
+          f"the bounds; {len(steps)} evaluations (csrc/inversion.hpp, calibrate_noise):")
+    print(f"    {'sigma':>16} {'eps':>12}  {'meets':<5} {'bounds':<6} {'time':>11}  source")
+    for s in steps:
+        eps = "declined" if math.isnan(s["eps"]) else f"{s['eps']:.6g}"
+        source = s["source"] + (f" ({s['reason']})" if s["reason"] else "")
+        print(f"    {s['sigma']:16.10g} {eps:>12}  {'yes' if s['meets'] else 'no':<5} {s['bounds']:<6} "
+              f"{1e3 * s['seconds']:8.2f} ms  {source}")
+
+
+def _print_trace(trace, what: str = "") -> None:
     """The certified figure's trace (--explain): one line per bound tried or skipped, in the order of the table in
     csrc/certified.hpp."""
-    print("  certified figure, assembled from (csrc/certified.hpp):")
+    print(f"  {what or 'certified figure, '}assembled from (csrc/certified.hpp):")
     for e in trace:
         what = f"{e['value']:.6g}" if e["status"] == "answered" else e["reason"]
         print(f"    {e['bound']:<24} {e['ordering']:<7} {e['status']:<9} {1e3 * e['seconds']:8.2f} ms  {what}")
