@@ -185,6 +185,113 @@ inline double one_step_delta(const RareJumpSegment& s, double e) {
   return std::min(1.0, s.q * gaussian_delta_upper(log1p_expm1_over(e, s.q), s.mu) * (1.0 + 1e-12));
 }
 
+// The j-th term of Phi without its weight: h_j(a) = sum_steps min(p, delta_1((eps - a) / j)), increasing in a.
+inline double jump_term(const RareJumpLaw& law, std::size_t j, double eps, double a) {
+  double s = 0.0;
+  for (const auto& seg : law.segs) s += seg.count * std::min(seg.p, one_step_delta(seg, (eps - a) / static_cast<double>(j)));
+  return s;
+}
+
+// (2) by exponential moments instead of the Stieltjes sum (docs/certified.md, "Averaging over V by exponential
+// moments"): every small steps' sum V has V >= v_min = sum_steps n log(1 - q) and E[e^(t V)] <= e^(K_b(t)), so an
+// increasing h with h(a) <= C1 e^(t1 a) + C2 e^(t2 a) on [v_min, inf) has E[h(V)] <= C1 e^(K_b(t1)) + C2 e^(K_b(t2)).
+// The majorant is checked on cells: h is increasing, so h(a) <= h(c_(k+1)) on (c_k, c_(k+1)], and the exponentials
+// are at least their values at c_k there; beyond eps every h_j is at most sum_steps n p.  t1 and t2 come from the
+// grid of t, and C1 covers the cells up to a chosen point A, C2 the rest; (t1, A, t2) are chosen on Phi, then
+// each h_j gets its own C1, C2, and bound B_j, made increasing in j (so that the law of J may stand in for that of
+// J', as in the Stieltjes sum).  Any choice is valid.  +inf where it cannot be set up.
+inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
+  constexpr int kNeg = 16, kPos = 64;
+  double v_min = 0.0, np = 0.0;
+  for (const auto& seg : law.segs) {
+    v_min += seg.count * std::log1p(-seg.q);
+    np += seg.count * seg.p;
+  }
+  v_min *= 1.0 + 1e-12;  // (below the exact sum)
+  // cell starts c0 and the value of each h_j at the cell's end (the last cell, [eps, inf), is charged np)
+  std::vector<double> c0, c1;
+  for (int k = 0; k < kNeg; ++k) {
+    c0.push_back(v_min * (1.0 - static_cast<double>(k) / kNeg));
+    c1.push_back(v_min * (1.0 - static_cast<double>(k + 1) / kNeg));
+  }
+  for (int k = 0; k < kPos; ++k) {
+    const double r0 = static_cast<double>(k) / kPos, r1 = static_cast<double>(k + 1) / kPos;
+    c0.push_back(eps * r0 * r0);
+    c1.push_back(eps * r1 * r1);
+  }
+  c1.back() = eps;
+  const std::size_t cells = c0.size() + 1;
+  c0.push_back(eps);
+  // the terms kept: j up to jmax, the rest (J >= jmax) charged np
+  std::size_t jmax = 1;
+  while (jmax < law.pj.size() && law.pj_rest[jmax] * np > 1e-15 * law.pj[0] * np) ++jmax;
+  std::vector<std::vector<double>> h(jmax, std::vector<double>(cells, np));
+  std::vector<double> phi(cells, 0.0);
+  for (std::size_t j = 1; j <= jmax; ++j)
+    for (std::size_t k = 0; k + 1 < cells; ++k) h[j - 1][k] = jump_term(law, j, eps, c1[k]);
+  for (std::size_t k = 0; k < cells; ++k) {
+    for (std::size_t j = 1; j <= jmax; ++j) phi[k] += law.pj[j - 1] * h[j - 1][k];
+    phi[k] += law.pj_rest[jmax] * np;
+  }
+  // C1 over the cells up to m, at t1; C2 over the rest of what is left, at t2 (rounding: see below); the
+  // exponentials at the cell starts are tabulated once per t
+  const std::size_t nt = law.t.size();
+  std::vector<double> ex_neg(nt * cells), ex_pos(nt * cells);
+  std::size_t nt_used = 0;
+  for (std::size_t i = 0; i < nt; ++i) {
+    for (std::size_t k = 0; k < cells; ++k) {
+      ex_neg[i * cells + k] = std::exp(-law.t[i] * c0[k]);
+      ex_pos[i * cells + k] = std::exp(law.t[i] * c0[k]);
+    }
+    nt_used = i + 1;
+    if (law.t[i] * std::max(eps, -v_min) > 700.0) break;  // (the exponentials overflow past here)
+  }
+  auto c1_of = [&](const std::vector<double>& v, std::size_t i, std::size_t m) {
+    double c = 0.0;
+    for (std::size_t k = 0; k <= m; ++k) c = std::max(c, v[k] * ex_neg[i * cells + k]);
+    return c;
+  };
+  auto c2_of = [&](const std::vector<double>& v, std::size_t i, double c1v, std::size_t j) {
+    double c = 0.0;
+    for (std::size_t k = 0; k < cells; ++k)
+      c = std::max(c, (v[k] - c1v * ex_pos[i * cells + k]) * ex_neg[j * cells + k]);
+    return c;
+  };
+  double best = std::numeric_limits<double>::infinity();
+  std::size_t bi = 0, bj = 0, bm = 0;
+  for (std::size_t i = 0; i < nt_used; ++i) {
+    if (law.k_bulk[i] > 1.0) break;  // (K_b is convex and near 0 at t = 0: past this, e^(K_b) is a poor moment)
+    for (std::size_t m = 0; m < cells; m += 4) {
+      const double ca = c1_of(phi, i, m);
+      double prev = std::numeric_limits<double>::infinity();
+      int worse = 0;
+      for (std::size_t j = i; j < nt_used && worse < 3; ++j) {  // (t2 upwards until it stops helping)
+        const double v = ca * std::exp(law.k_bulk[i]) + c2_of(phi, i, ca, j) * std::exp(law.k_bulk[j]);
+        worse = v < prev ? 0 : worse + 1;
+        prev = v;
+        if (v < best) {
+          best = v;
+          bi = i, bj = j, bm = m;
+        }
+      }
+    }
+  }
+  if (!std::isfinite(best)) return best;
+  // each h_j with its own coefficients at (t1, A, t2).  Rounding: C1 and C2 are widened by 1e-12 relative, which
+  // covers the few ulps of each exp and product and of the differences v - C1 e^(t1 c), as the majorant is at
+  // least v at every cell.
+  const double e1 = std::exp(law.k_bulk[bi]), e2 = std::exp(law.k_bulk[bj]);
+  double sum = 0.0, b_prev = 0.0;
+  for (std::size_t j = 1; j <= jmax; ++j) {
+    const double ca = c1_of(h[j - 1], bi, bm), cb = c2_of(h[j - 1], bi, ca, bj);
+    const double b = std::max(b_prev, std::min(np, (ca * e1 + cb * e2) * (1.0 + 1e-12)));
+    sum += law.pj[j - 1] * b;
+    b_prev = b;
+  }
+  sum += law.pj_rest[jmax] * std::max(b_prev, np);
+  return sum;
+}
+
 // The bound on delta(eps) for one cut.
 inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
   // (0) no big step
@@ -225,6 +332,7 @@ inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
     t_prev = tk;
   }
   sum += law.p_some * t_prev;
+  sum = std::min(sum, rare_jump_average_exp(law, eps));
   return std::min(1.0, (b0 + sum) * (1.0 + 1e-9));
 }
 
