@@ -201,7 +201,7 @@ inline double jump_term(const RareJumpLaw& law, std::size_t j, double eps, doubl
 // each h_j gets its own C1, C2, and bound B_j, made increasing in j (so that the law of J may stand in for that of
 // J', as in the Stieltjes sum).  Any choice is valid.  +inf where it cannot be set up.
 inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
-  constexpr int kNeg = 16, kPos = 64;
+  constexpr int kNeg = 32, kPos = 128;
   double v_min = 0.0, np = 0.0;
   for (const auto& seg : law.segs) {
     v_min += seg.count * std::log1p(-seg.q);
@@ -222,9 +222,11 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   c1.back() = eps;
   const std::size_t cells = c0.size() + 1;
   c0.push_back(eps);
-  // the terms kept: j up to jmax, the rest (J >= jmax) charged np
+  // the terms kept: j up to jmax, the rest (J >= jmax) charged np, once that charge is below 1e-4 of the first
+  // term's value at V = 0 (or the law of J ends)
+  const double first_at_0 = law.pj[0] * jump_term(law, 1, eps, 0.0);
   std::size_t jmax = 1;
-  while (jmax < law.pj.size() && law.pj_rest[jmax] * np > 1e-15 * law.pj[0] * np) ++jmax;
+  while (jmax < law.pj.size() && law.pj_rest[jmax] * np > 1e-4 * first_at_0) ++jmax;
   std::vector<std::vector<double>> h(jmax, std::vector<double>(cells, np));
   std::vector<double> phi(cells, 0.0);
   for (std::size_t j = 1; j <= jmax; ++j)
@@ -259,13 +261,24 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   };
   double best = std::numeric_limits<double>::infinity();
   std::size_t bi = 0, bj = 0, bm = 0;
-  for (std::size_t i = 0; i < nt_used; ++i) {
-    if (law.k_bulk[i] > 1.0) break;  // (K_b is convex and near 0 at t = 0: past this, e^(K_b) is a poor moment)
-    for (std::size_t m = 0; m < cells; m += 4) {
+  // t1 at or a few grid points below the best single exponential's t (the second one takes the steep part)
+  std::size_t i_single = 0;
+  {
+    double v_single = std::numeric_limits<double>::infinity();
+    for (std::size_t i = 0; i < nt_used; ++i) {
+      const double v = c1_of(phi, i, cells - 1) * std::exp(law.k_bulk[i]);
+      if (v < v_single) v_single = v, i_single = i;
+    }
+  }
+  double best_prev_i = std::numeric_limits<double>::infinity();
+  int worse_i = 0;
+  for (std::size_t i = i_single; i + 6 > i_single && worse_i < 2; --i) {  // (t1 downwards until it stops helping)
+    const double best_before = best;
+    for (std::size_t m = cells / 16; m < cells; m += cells / 8) {  // (A at 8 points of the cells)
       const double ca = c1_of(phi, i, m);
       double prev = std::numeric_limits<double>::infinity();
       int worse = 0;
-      for (std::size_t j = i; j < nt_used && worse < 3; ++j) {  // (t2 upwards until it stops helping)
+      for (std::size_t j = i; j < nt_used && worse < 2; ++j) {  // (t2 upwards until it stops helping)
         const double v = ca * std::exp(law.k_bulk[i]) + c2_of(phi, i, ca, j) * std::exp(law.k_bulk[j]);
         worse = v < prev ? 0 : worse + 1;
         prev = v;
@@ -275,6 +288,9 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
         }
       }
     }
+    worse_i = best < best_before && best < best_prev_i ? 0 : worse_i + 1;
+    best_prev_i = std::min(best_prev_i, best);
+    if (i == 0) break;
   }
   if (!std::isfinite(best)) return best;
   // each h_j with its own coefficients at (t1, A, t2).  Rounding: C1 and C2 are widened by 1e-12 relative, which
