@@ -185,30 +185,29 @@ inline double one_step_delta(const RareJumpSegment& s, double e) {
   return std::min(1.0, s.q * gaussian_delta_upper(log1p_expm1_over(e, s.q), s.mu) * (1.0 + 1e-12));
 }
 
-// The j-th term of Phi without its weight: h_j(a) = sum_steps min(p, delta_1((eps - a) / j)), increasing in a.
-inline double jump_term(const RareJumpLaw& law, std::size_t j, double eps, double a) {
-  double s = 0.0;
-  for (const auto& seg : law.segs) s += seg.count * std::min(seg.p, one_step_delta(seg, (eps - a) / static_cast<double>(j)));
-  return s;
+// One step's j-th term of Phi without its weight: g_j(a) = min(p, delta_1((eps - a) / j)), increasing in a.
+inline double jump_term(const RareJumpSegment& seg, std::size_t j, double eps, double a) {
+  return std::min(seg.p, one_step_delta(seg, (eps - a) / static_cast<double>(j)));
 }
 
 // (2) by exponential moments instead of the Stieltjes sum (docs/certified.md, "Averaging over V by exponential
 // moments"): every small steps' sum V has V >= v_min = sum_steps n log(1 - q) and E[e^(t V)] <= e^(K_b(t)), so an
-// increasing h with h(a) <= C1 e^(t1 a) + C2 e^(t2 a) on [v_min, inf) has E[h(V)] <= C1 e^(K_b(t1)) + C2 e^(K_b(t2)).
-// The majorant is checked on cells: h is increasing, so h(a) <= h(c_(k+1)) on (c_k, c_(k+1)], and the exponentials
-// are at least their values at c_k there; beyond eps every h_j is at most sum_steps n p.  t1 and t2 come from the
-// grid of t, and C1 covers the cells up to a chosen point A, C2 the rest; (t1, A, t2) are chosen on Phi, then
-// each h_j gets its own C1, C2, and bound B_j, made increasing in j (so that the law of J may stand in for that of
-// J', as in the Stieltjes sum).  Any choice is valid.  +inf where it cannot be set up.
+// increasing g with g(a) <= C1 e^(t1 a) + C2 e^(t2 a) on [v_min, inf) has E[g(V)] <= C1 e^(K_b(t1)) + C2 e^(K_b(t2)).
+// The majorant is checked on cells: g is increasing, so g(a) <= g(c_(k+1)) on (c_k, c_(k+1)], and the exponentials
+// are at least their values at c_k there; past eps every g_j is at most p.  t1 and t2 come from the grid of t, C1
+// covers the cells up to a chosen point A, C2 what is left; (t1, A, t2) are chosen on Phi (a heuristic: any choice
+// is valid), then each segment's g_j gets its own C1, C2 and bound b_j, made increasing in j (so that the law of J
+// may stand in for that of J', as in the Stieltjes sum).  +inf where it cannot be set up.
 inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
-  constexpr int kNeg = 32, kPos = 128;
+  constexpr int kNeg = 32, kPos = 128;  // cells below 0 (uniform) and on [0, eps] (quadratic)
   double v_min = 0.0, np = 0.0;
   for (const auto& seg : law.segs) {
     v_min += seg.count * std::log1p(-seg.q);
     np += seg.count * seg.p;
   }
   v_min *= 1.0 + 1e-12;  // (below the exact sum)
-  // cell starts c0 and the value of each h_j at the cell's end (the last cell, [eps, inf), is charged np)
+  if (!(eps > 0.0) || !(v_min < 0.0)) return std::numeric_limits<double>::infinity();
+  // cell starts c0 and ends c1; the last cell, [eps, inf), has no end (every g_j is at most p there)
   std::vector<double> c0, c1;
   for (int k = 0; k < kNeg; ++k) {
     c0.push_back(v_min * (1.0 - static_cast<double>(k) / kNeg));
@@ -222,32 +221,41 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   c1.back() = eps;
   const std::size_t cells = c0.size() + 1;
   c0.push_back(eps);
-  // the terms kept: j up to jmax, the rest (J >= jmax) charged np, once that charge is below 1e-4 of the first
-  // term's value at V = 0 (or the law of J ends)
-  const double first_at_0 = law.pj[0] * jump_term(law, 1, eps, 0.0);
+  // the terms kept: j up to jmax, the rest (J >= jmax) charged p per step, once that charge is below 1e-4 of the
+  // first term's value at V = 0 (or the law of J ends)
+  double first_at_0 = 0.0;
+  for (const auto& seg : law.segs) first_at_0 += seg.count * jump_term(seg, 1, eps, 0.0);
+  first_at_0 *= law.pj[0];
   std::size_t jmax = 1;
   while (jmax < law.pj.size() && law.pj_rest[jmax] * np > 1e-4 * first_at_0) ++jmax;
-  std::vector<std::vector<double>> h(jmax, std::vector<double>(cells, np));
+  // g[s][j - 1][k]: segment s's g_j at the end of cell k; phi: their weighted sum (for the choice only)
+  const std::size_t ns = law.segs.size();
+  std::vector<std::vector<std::vector<double>>> g(ns);
   std::vector<double> phi(cells, 0.0);
-  for (std::size_t j = 1; j <= jmax; ++j)
-    for (std::size_t k = 0; k + 1 < cells; ++k) h[j - 1][k] = jump_term(law, j, eps, c1[k]);
-  for (std::size_t k = 0; k < cells; ++k) {
-    for (std::size_t j = 1; j <= jmax; ++j) phi[k] += law.pj[j - 1] * h[j - 1][k];
-    phi[k] += law.pj_rest[jmax] * np;
+  for (std::size_t si = 0; si < ns; ++si) {
+    const auto& seg = law.segs[si];
+    g[si].assign(jmax, std::vector<double>(cells, seg.p));
+    for (std::size_t j = 1; j <= jmax; ++j)
+      for (std::size_t k = 0; k + 1 < cells; ++k) g[si][j - 1][k] = jump_term(seg, j, eps, c1[k]);
+    for (std::size_t k = 0; k < cells; ++k) {
+      for (std::size_t j = 1; j <= jmax; ++j) phi[k] += seg.count * law.pj[j - 1] * g[si][j - 1][k];
+      phi[k] += seg.count * law.pj_rest[jmax] * seg.p;
+    }
   }
-  // C1 over the cells up to m, at t1; C2 over the rest of what is left, at t2 (rounding: see below); the
-  // exponentials at the cell starts are tabulated once per t
+  // the exponentials at the cell starts, tabulated once per t
   const std::size_t nt = law.t.size();
   std::vector<double> ex_neg(nt * cells), ex_pos(nt * cells);
   std::size_t nt_used = 0;
   for (std::size_t i = 0; i < nt; ++i) {
+    if (law.t[i] * std::max(eps, -v_min) > 700.0) break;  // (the exponentials overflow past here)
     for (std::size_t k = 0; k < cells; ++k) {
       ex_neg[i * cells + k] = std::exp(-law.t[i] * c0[k]);
       ex_pos[i * cells + k] = std::exp(law.t[i] * c0[k]);
     }
     nt_used = i + 1;
-    if (law.t[i] * std::max(eps, -v_min) > 700.0) break;  // (the exponentials overflow past here)
   }
+  if (nt_used == 0) return std::numeric_limits<double>::infinity();
+  // C1 over the cells up to m, at t1 = t[i]; C2 over what C1 leaves of every cell, at t2 = t[j]
   auto c1_of = [&](const std::vector<double>& v, std::size_t i, std::size_t m) {
     double c = 0.0;
     for (std::size_t k = 0; k <= m; ++k) c = std::max(c, v[k] * ex_neg[i * cells + k]);
@@ -255,13 +263,11 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   };
   auto c2_of = [&](const std::vector<double>& v, std::size_t i, double c1v, std::size_t j) {
     double c = 0.0;
-    for (std::size_t k = 0; k < cells; ++k)
-      c = std::max(c, (v[k] - c1v * ex_pos[i * cells + k]) * ex_neg[j * cells + k]);
+    for (std::size_t k = 0; k < cells; ++k) c = std::max(c, (v[k] - c1v * ex_pos[i * cells + k]) * ex_neg[j * cells + k]);
     return c;
   };
-  double best = std::numeric_limits<double>::infinity();
-  std::size_t bi = 0, bj = 0, bm = 0;
-  // t1 at or a few grid points below the best single exponential's t (the second one takes the steep part)
+  // the choice: t1 at or a few grid points below the best single exponential's t (the second exponential takes
+  // the steep part near eps), A at 8 points, t2 upwards from t1 while it helps
   std::size_t i_single = 0;
   {
     double v_single = std::numeric_limits<double>::infinity();
@@ -270,42 +276,44 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
       if (v < v_single) v_single = v, i_single = i;
     }
   }
-  double best_prev_i = std::numeric_limits<double>::infinity();
+  double best = std::numeric_limits<double>::infinity();
+  std::size_t bi = 0, bj = 0, bm = 0;
   int worse_i = 0;
-  for (std::size_t i = i_single; i + 6 > i_single && worse_i < 2; --i) {  // (t1 downwards until it stops helping)
+  for (std::size_t i = i_single; i + 6 > i_single && worse_i < 2; --i) {
     const double best_before = best;
-    for (std::size_t m = cells / 16; m < cells; m += cells / 8) {  // (A at 8 points of the cells)
+    for (std::size_t m = cells / 16; m < cells; m += cells / 8) {
       const double ca = c1_of(phi, i, m);
       double prev = std::numeric_limits<double>::infinity();
       int worse = 0;
-      for (std::size_t j = i; j < nt_used && worse < 2; ++j) {  // (t2 upwards until it stops helping)
+      for (std::size_t j = i; j < nt_used && worse < 2; ++j) {
         const double v = ca * std::exp(law.k_bulk[i]) + c2_of(phi, i, ca, j) * std::exp(law.k_bulk[j]);
         worse = v < prev ? 0 : worse + 1;
         prev = v;
-        if (v < best) {
-          best = v;
-          bi = i, bj = j, bm = m;
-        }
+        if (v < best) best = v, bi = i, bj = j, bm = m;
       }
     }
-    worse_i = best < best_before && best < best_prev_i ? 0 : worse_i + 1;
-    best_prev_i = std::min(best_prev_i, best);
+    worse_i = best < best_before ? 0 : worse_i + 1;
     if (i == 0) break;
   }
   if (!std::isfinite(best)) return best;
-  // each h_j with its own coefficients at (t1, A, t2).  Rounding: C1 and C2 are widened by 1e-12 relative, which
-  // covers the few ulps of each exp and product and of the differences v - C1 e^(t1 c), as the majorant is at
-  // least v at every cell.
+  // each segment's g_j with its own coefficients at (t1, A, t2).  Rounding: C1 and C2 are widened by 1e-12
+  // relative, which covers the few ulps of each exp and product and of the differences v - C1 e^(t1 c), as the
+  // majorant is at least v at every cell.
   const double e1 = std::exp(law.k_bulk[bi]), e2 = std::exp(law.k_bulk[bj]);
-  double sum = 0.0, b_prev = 0.0;
-  for (std::size_t j = 1; j <= jmax; ++j) {
-    const double ca = c1_of(h[j - 1], bi, bm), cb = c2_of(h[j - 1], bi, ca, bj);
-    const double b = std::max(b_prev, std::min(np, (ca * e1 + cb * e2) * (1.0 + 1e-12)));
-    sum += law.pj[j - 1] * b;
-    b_prev = b;
+  double sum = 0.0;
+  for (std::size_t si = 0; si < ns; ++si) {
+    const auto& seg = law.segs[si];
+    double part = 0.0, b_prev = 0.0;
+    for (std::size_t j = 1; j <= jmax; ++j) {
+      const double ca = c1_of(g[si][j - 1], bi, bm), cb = c2_of(g[si][j - 1], bi, ca, bj);
+      const double b = std::max(b_prev, std::min(seg.p, (ca * e1 + cb * e2) * (1.0 + 1e-12)));
+      part += law.pj[j - 1] * b;
+      b_prev = b;
+    }
+    part += law.pj_rest[jmax] * seg.p;  // (b_j <= p for every j)
+    sum += seg.count * part;
   }
-  sum += law.pj_rest[jmax] * std::max(b_prev, np);
-  return sum;
+  return std::min(law.p_some, sum);
 }
 
 // The bound on delta(eps) for one cut.
@@ -461,9 +469,11 @@ inline std::optional<double> rare_jump_delta(const Composition& c, double eps) {
 // The rare-jump bound on eps(delta), remove ordering: the smallest eps whose
 // bound is at most delta, searched below eps_hi (a certified eps); nullopt
 // where it does not apply or does not improve on eps_hi.  The cut is the best
-// at the one-jump approximation's eps, then once more the best at the eps
-// found (the best cut moves with eps: sigma 0.5, q 1e-7, 1000 steps,
-// delta 1e-5: 1.8e-4 at the first cut, 6.9e-5 at the second).
+// at the one-jump approximation's eps, then the best at the eps found, up to
+// twice more while the cut changes (the best cut moves with eps: sigma 0.5,
+// q 1e-7, 1000 steps, delta 1e-5: 1.8e-4 at the first cut, 6.9e-5 at the
+// second; sigma 0.69481, q 1.0413e-5, 135 steps, delta 3.014e-6, with the
+// exponential moments: 0.00244, 0.00195, then 0.00170 at the third).
 inline std::optional<double> rare_jump_epsilon(const Composition& c, double delta, double eps_hi) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
@@ -474,7 +484,7 @@ inline std::optional<double> rare_jump_epsilon(const Composition& c, double delt
   double guess = approx ? std::min(*approx, eps_hi) : 0.5 * eps_hi;
   std::optional<double> best;
   const detail::RareJumpLaw* tried = nullptr;
-  for (int round = 0; round < 2; ++round) {
+  for (int round = 0; round < 3; ++round) {
     const auto cut = detail::best_cut(laws, guess);
     if (cut.first == nullptr || cut.first == tried) break;
     tried = cut.first;
