@@ -47,6 +47,11 @@ PLD_CASES = [
     (2.639, 6.36e-3, 36, 6.3e-9),
     (0.7371, 0.0119, 19, 1.9e-7),
     (2.9, 1.28e-4, 545, 2.2e-7),
+    # where the exponential-moment average answers (issue 18's example, and the loosest of a random search)
+    (0.4993, 6.198e-4, 102, 6.11e-4),
+    (0.4043, 8.261e-5, 51, 2.25e-4),
+    (0.69481, 1.0413e-5, 135, 3.014e-6),
+    (0.58401, 9.381e-5, 6, 3.724e-5),
 ]
 
 
@@ -69,6 +74,8 @@ def test_never_below_optimistic_pld(sigma, q, steps, delta):
     (0.9341, 1.15e-4, 33, 4.9e-11, 0.05419),
     (0.5717, 1.17e-4, 7, 1.8e-7, 0.1368),
     (0.8007, 1.88e-4, 212, 4.2e-12, 0.5898),
+    # issue 18's example: 0.27993 (1.19 times) with the Stieltjes sum alone, 0.24341 with the exponential moments
+    (0.4993, 6.198e-4, 102, 6.11e-4, 0.23515),
 ])
 def test_tight_where_the_example_is_rarely_sampled(sigma, q, steps, delta, pessimistic):
     from pld_reference import pld_eps_by_ordering

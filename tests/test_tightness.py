@@ -10,9 +10,10 @@ wherever that exceeds 1e-3 (else it is loose).
 FACTOR is 1.02 everywhere except in two regimes where the certified engine does not reach it yet; there the test
 holds the factor measured, and says so:
 
-* few sampled steps in all (q * steps below 0.1) with delta not far below q * steps: the rare-jump bound answers and
-  charges the small steps' spread through a Chernoff ladder (up to 1.19, e.g. sigma 0.4993, q 6.198e-4, 102 steps,
-  delta 6.11e-4: 0.27993 against 0.23515);
+* few sampled steps in all (q * steps below 0.1) with delta not far below q * steps: the rare-jump bound answers; it
+  averages the small steps' spread by exponential moments, and bounds the no-big-step term by Chernoff and two or
+  more big steps by an even split (up to 1.036, e.g. sigma 0.4993, q 6.198e-4, 102 steps, delta 6.11e-4: 0.24341
+  against 0.23515; it was 0.27993, 1.19 times, with the Stieltjes sum alone);
 * the subsampled Laplace mechanism: its privacy loss has two atoms, the characteristic-function bound does not cover
   it, and the Chernoff bound answers (1.07 to 1.29 on the draws below).
 
@@ -35,7 +36,7 @@ logging.getLogger().setLevel(logging.ERROR)
 logging.getLogger("absl").setLevel(logging.ERROR)
 
 TIGHT = 1.02          # the issue's goal
-FEW_SAMPLED = 1.20    # measured: up to 1.194 where q * steps < 0.1 (see the module docstring)
+FEW_SAMPLED = 1.04    # measured: up to 1.036 where q * steps < 0.1 (see the module docstring)
 LAPLACE = 1.30        # measured: 1.07 to 1.29 (see the module docstring)
 FLOOR = 1e-3          # below this PLD eps the ratio is not checked (only the lower bound)
 
@@ -79,9 +80,9 @@ def test_dpsgd_within_factor_of_pld(sigma, q, steps, delta):
 
 # few sampled steps, where the grid above draws only a handful: the issue's example and the loosest seen
 @pytest.mark.parametrize("sigma,q,steps,delta", [
-    (0.4993, 6.198e-4, 102, 6.11e-4),   # the issue's: 0.27993 against 0.23515 (1.190)
-    (0.4043, 8.261e-5, 51, 2.25e-4),    # 1.131
-    (0.6540, 1.202e-5, 9, 3.57e-9),     # 1.027
+    (0.4993, 6.198e-4, 102, 6.11e-4),   # the issue's: 0.24341 against 0.23515 (1.035; 1.190 before)
+    (0.4043, 8.261e-5, 51, 2.25e-4),    # 1.036 (1.131 before)
+    (0.6540, 1.202e-5, 9, 3.57e-9),     # 1.002 (1.027 before)
     (1.263, 1.213e-3, 20, 2.63e-12),    # 1.000
     (0.6517, 4.583e-4, 42, 1.19e-8),    # 1.001
 ])
