@@ -8,6 +8,8 @@ true value; optimistic: a lower bound), and still an upper bound on it.
 The tolerance is the README's (MONOTONE_RTOL; benchmarks/monotonicity_search.py
 searches the whole range with it).
 """
+import dp_accounting
+import dp_accounting.rdp
 import mpmath as mp
 import pytest
 
@@ -120,3 +122,23 @@ def test_delta_below_1e_50_falls_with_fewer_steps():
     for n, value in zip((1, 2, 3, 4), d):
         lower = dpsgd_delta_lower(s, q, n, e)
         assert lower * (1 - 1e-9) <= value <= 2 * lower  # (1.46 to 1.50 times it)
+
+
+def test_unresolved_plain_inversion_does_not_answer_alone():
+    # q * steps = 0.86: the tilted law has several modes, and at the tilt for delta 1.8e-15 the plain inversion's
+    # sum sat below its truncation allowance, so its upper bound was that allowance (its lower bound 0) and crossed
+    # delta at several eps: 0.1372 at sigma 2.17, 0.1305 at 2.1725, and noise_multiplier for eps 0.133 gave
+    # 2.16914 at q and 2.15456 at 1.01 q.  Where the plain inversion does not resolve its answer, the split and
+    # truncated retries are tried too; the truncated bound answers 0.0843 and 0.0841.
+    d, n, q = 1.8e-15, 1335, 6.41e-4
+    e1, e2 = edgeworth.epsilon(2.17, d, n, q), edgeworth.epsilon(2.1725, d, n, q)
+    assert e2 <= e1 * (1 + MONOTONE_RTOL_FEW)
+    s1, s2 = edgeworth.noise_multiplier(0.133, d, n, q), edgeworth.noise_multiplier(0.133, d, n, 1.01 * q)
+    assert s1 <= s2 * (1 + MONOTONE_RTOL_FEW)
+    for s, qq in ((s1, q), (s2, 1.01 * q)):
+        e = edgeworth.epsilon(s, d, n, qq)
+        assert e <= 0.133
+        assert dpsgd_delta_lower(s, qq, n, e) <= d  # (the mpmath lower bound on the truth)
+        acc = dp_accounting.rdp.RdpAccountant()  # and below the RDP accountant's bound, an upper bound
+        acc.compose(dp_accounting.PoissonSampledDpEvent(qq, dp_accounting.GaussianDpEvent(s)), n)
+        assert e <= acc.get_epsilon(d)
