@@ -35,8 +35,8 @@
 // delta <= (0) + (2).  With few big steps the j = 1 term is N delta_1(eps - V)
 // averaged over the small steps' sum: every step alone, with the others'
 // losses only shifting eps by their (small, Chernoff-controlled) sum.  The
-// cut is tried at a few lambda; each gives a valid bound and the smallest is
-// kept.
+// cut is tried at a fixed family of lambda (cut_family); each gives a valid
+// bound and the smallest is kept.
 //
 // Numerics.  K_s and K_b come from loss_cgf of TruncatedPllr with
 // bounds.hpp's margin, on a geometric grid of t (any t is valid); delta_1 is
@@ -78,11 +78,10 @@ constexpr double kEpsMaxJump = 1e3;
 constexpr double kJumpTail = 1e-300;
 constexpr int kJumpGrid = 64;              // points a_k of the Stieltjes sum
 constexpr double kJumpTMin = 0.25, kJumpTMax = 1e9, kJumpTRatio = 1.4;  // the grid of t
-// The expected numbers of big steps at which the cut is tried: from
-// kJumpLambdaStart by factors of 10 in the direction that improves, while it
-// improves, within [kJumpLambdaMin, kJumpLambdaMax] (the bound is unimodal in
-// lambda in every case examined; any lambda gives a valid bound).
-constexpr double kJumpLambdaStart = 1e-2, kJumpLambdaMin = 1e-9, kJumpLambdaMax = 0.3;
+// The expected numbers of big steps at which the cut is tried: kJumpLambdaMax
+// and the decades from 0.1 down to kJumpLambdaMin, all of them (cut_family;
+// any lambda gives a valid bound).
+constexpr double kJumpLambdaMin = 1e-9, kJumpLambdaMax = 0.3;
 
 struct RareJumpSegment {
   double q, mu, count, p;  // p: probability that one step is above its cut
@@ -316,13 +315,18 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   return std::min(law.p_some, sum);
 }
 
-// The bound on delta(eps) for one cut.
-inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
-  // (0) no big step
+// Term (0) of the bound for one cut: no big step.  It only grows as the cut
+// moves out (K_s(t) grows with the cut at every t > 0), and falls in eps.
+inline double no_jump_delta(const RareJumpLaw& law, double eps) {
   double log_b0 = std::numeric_limits<double>::infinity();
   for (std::size_t i = 0; i < law.t.size(); ++i)
     log_b0 = std::min(log_b0, law.k_small[i] - law.t[i] * eps + chernoff_c(law.t[i]));
-  const double b0 = std::exp(std::min(0.0, log_b0));
+  return std::exp(std::min(0.0, log_b0));
+}
+
+// The bound on delta(eps) for one cut.
+inline double rare_jump_delta(const RareJumpLaw& law, double eps) {
+  const double b0 = no_jump_delta(law, eps);  // (0) no big step
   // (2) the Stieltjes sum over a_k = eps (k / K)^2
   auto tail_bound = [&](double a) {
     double lt = 0.0;
@@ -420,60 +424,72 @@ class RareJumpLaws {
   std::deque<std::pair<double, std::optional<RareJumpLaw>>> built_;  // (a handful; a deque keeps the pointers handed out valid)
 };
 
-// The cut (see kJumpLambdaStart) whose law gives the smallest delta bound at
-// eps_ref, and that bound; nullptr where no cut can be set up.
-inline std::pair<const RareJumpLaw*, double> best_cut(RareJumpLaws& laws, double eps_ref) {
-  std::pair<const RareJumpLaw*, double> best{nullptr, std::numeric_limits<double>::infinity()};
-  auto at = [&](double lambda) -> std::optional<double> {
-    const RareJumpLaw* law = laws.at(lambda);
-    if (law == nullptr) return std::nullopt;
-    const double v = rare_jump_delta(*law, eps_ref);
-    if (best.first == nullptr || v < best.second) best = {law, v};
-    return v;
-  };
-  const auto v0 = at(kJumpLambdaStart);
-  // downwards while it improves; upwards where the first step down did not
-  std::optional<double> prev = v0;
-  bool moved = false;
-  for (double lambda = kJumpLambdaStart / 10.0; lambda >= kJumpLambdaMin; lambda /= 10.0) {
-    const auto v = at(lambda);
-    if (!v || (prev && *v >= *prev)) break;
-    prev = v;
-    moved = true;
-  }
-  if (moved) return best;
-  prev = v0;
-  for (double lambda = std::min(10.0 * kJumpLambdaStart, kJumpLambdaMax);; lambda = std::min(10.0 * lambda, kJumpLambdaMax)) {
-    const auto v = at(lambda);
-    if (!v || (prev && *v >= *prev) || lambda >= kJumpLambdaMax) break;
-    prev = v;
+// The fixed family of cuts: lambda = kJumpLambdaMax, the decades from 0.1
+// down to kJumpLambdaMin (cut_family), then deeper by factors of
+// kJumpDeepRatio down to kJumpDeepMin (deep_cuts).  Both inversions take the
+// smallest bound over all of them (issue 16): a minimum over a fixed family
+// of bounds, each monotone in the inputs, is monotone, where a cut chosen at
+// a reference eps is not (sigma 0.605 and 0.610, q 3.2e-5, 126 steps, delta
+// 2.87e-4: the search at the one-jump approximation's eps picked cuts a decade
+// apart, and the certified eps jumped from 0.00325 to 0.00465).  The deep cuts
+// matter at tiny delta, where two big steps sharing eps cost P(J >= 1)
+// delta_1(eps / 2) (sigma 2.37, q 3.16e-3, 2 steps, eps 1.778: 2.3e-59 at
+// lambda = 1e-9, against the truth's 1.4e-70).  They are scanned outwards
+// only while term (0) at the last one built stays below what is to be beaten
+// by more than kJumpDeepRtol: it grows as the cut moves out, so no deeper cut
+// can do better by more than that (the minimum over the whole family, to
+// kJumpDeepRtol; where term (0) is the whole bound it saturates, and every
+// deep cut gives the same bound to a few ulps: sigma 4.03, q 6.2e-6, 44203
+// steps, delta 1.8e-13 built all 94 before the slack).
+constexpr double kJumpDeepRatio = 1e-3, kJumpDeepMin = 1e-290, kJumpDeepRtol = 1e-6;
+inline std::vector<double> cut_family() {
+  std::vector<double> out{kJumpLambdaMax};
+  for (double lambda = 0.1; lambda >= kJumpLambdaMin * 0.999; lambda /= 10.0) out.push_back(lambda);
+  return out;
+}
+inline std::vector<double> deep_cuts() {
+  std::vector<double> out;
+  for (double lambda = kJumpLambdaMin * kJumpDeepRatio; lambda >= kJumpDeepMin; lambda *= kJumpDeepRatio)
+    out.push_back(lambda);
+  return out;
+}
+
+// The smallest delta bound at eps over the whole family; inf where no cut can
+// be set up.
+inline double family_delta(RareJumpLaws& laws, double eps) {
+  double best = std::numeric_limits<double>::infinity();
+  for (double lambda : cut_family())
+    if (const RareJumpLaw* law = laws.at(lambda)) best = std::min(best, rare_jump_delta(*law, eps));
+  const RareJumpLaw* last = laws.at(cut_family().back());
+  for (double lambda : deep_cuts()) {
+    if (last == nullptr || no_jump_delta(*last, eps) >= best * (1.0 - kJumpDeepRtol)) break;
+    last = laws.at(lambda);
+    if (last != nullptr) best = std::min(best, rare_jump_delta(*last, eps));
   }
   return best;
 }
 
 }  // namespace detail
 
-// The rare-jump bound on delta(eps), remove ordering, at the best cut
-// searched; nullopt where it does not apply (a mechanism other than the
+// The rare-jump bound on delta(eps), remove ordering, the smallest over the
+// family of cuts; nullopt where it does not apply (a mechanism other than the
 // subsampled Gaussian, or more than kJumpMaxMean sampled steps expected).
 inline std::optional<double> rare_jump_delta(const Composition& c, double eps) {
   detail::require(std::isfinite(eps) && eps >= 0.0, "eps must be finite and >= 0, got " + detail::fmt(eps));
   auto segs = detail::rare_jump_segments(c);
   if (!segs) return std::nullopt;
   detail::RareJumpLaws laws(c, std::move(*segs), eps);
-  const auto best = detail::best_cut(laws, eps);
-  if (best.first == nullptr) return std::nullopt;
-  return best.second;
+  const double best = detail::family_delta(laws, eps);
+  if (!std::isfinite(best)) return std::nullopt;
+  return best;
 }
 
 // The rare-jump bound on eps(delta), remove ordering: the smallest eps whose
-// bound is at most delta, searched below eps_hi (a certified eps); nullopt
-// where it does not apply or does not improve on eps_hi.  The cut is the best
-// at the one-jump approximation's eps, then the best at the eps found, up to
-// twice more while the cut changes (the best cut moves with eps: sigma 0.5,
-// q 1e-7, 1000 steps, delta 1e-5: 1.8e-4 at the first cut, 6.9e-5 at the
-// second; sigma 0.69481, q 1.0413e-5, 135 steps, delta 3.014e-6, with the
-// exponential moments: 0.00244, 0.00195, then 0.00170 at the third).
+// bound is at most delta, searched below eps_hi (a certified eps), over every
+// cut of the family (the best cut moves with eps: sigma 0.5, q 1e-7, 1000
+// steps, delta 1e-5: 1.8e-4 at the cut best at the one-jump approximation's
+// eps, 6.9e-5 at the one best at the answer); nullopt where it does not apply
+// or does not improve on eps_hi.
 inline std::optional<double> rare_jump_epsilon(const Composition& c, double delta, double eps_hi) {
   detail::require(delta > 0.0 && delta < 1.0, "delta must be in (0, 1), got " + detail::fmt(delta));
   if (!(eps_hi > 0.0) || !std::isfinite(eps_hi)) return std::nullopt;
@@ -481,18 +497,37 @@ inline std::optional<double> rare_jump_epsilon(const Composition& c, double delt
   if (!segs) return std::nullopt;
   const auto approx = one_jump_epsilon(c, delta);
   detail::RareJumpLaws laws(c, std::move(*segs), eps_hi);
-  double guess = approx ? std::min(*approx, eps_hi) : 0.5 * eps_hi;
+  const double guess = approx ? std::min(*approx, eps_hi) : 0.5 * eps_hi;
+  // Per cut, the smallest eps whose bound is at most delta; the smallest over
+  // the family.  A cut whose bound at the best eps so far is above delta
+  // cannot do better there (the bound falls in eps), so its root is not
+  // sought.  The cuts nearest the one-jump approximation's optimum go first,
+  // so that most of the others are ruled out by that one evaluation.
+  std::vector<std::pair<double, const detail::RareJumpLaw*>> family;  // (bound at guess, law)
+  for (double lambda : detail::cut_family())
+    if (const detail::RareJumpLaw* law = laws.at(lambda)) family.emplace_back(detail::rare_jump_delta(*law, guess), law);
+  std::stable_sort(family.begin(), family.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   std::optional<double> best;
-  const detail::RareJumpLaw* tried = nullptr;
-  for (int round = 0; round < 3; ++round) {
-    const auto cut = detail::best_cut(laws, guess);
-    if (cut.first == nullptr || cut.first == tried) break;
-    tried = cut.first;
-    const auto e = detail::cf_epsilon_root([&](double x) { return detail::rare_jump_delta(*cut.first, x); }, delta,
+  for (const auto& entry : family) {
+    const detail::RareJumpLaw* law = entry.second;
+    if (best && detail::rare_jump_delta(*law, *best) > delta) continue;
+    const auto e = detail::cf_epsilon_root([&](double x) { return detail::rare_jump_delta(*law, x); }, delta,
                                            best ? *best : eps_hi, best ? *best : guess, true);
-    if (!e) break;
-    best = e;
-    guess = *e;
+    if (e && (!best || *e < *best)) best = e;
+  }
+  // the deep cuts, outwards while term (0) at the last one built can still be
+  // below delta at an eps kJumpDeepRtol below the best so far
+  const detail::RareJumpLaw* last = laws.at(detail::cut_family().back());
+  for (double lambda : detail::deep_cuts()) {
+    const double at = best ? *best : eps_hi;
+    if (last == nullptr || detail::no_jump_delta(*last, at * (1.0 - detail::kJumpDeepRtol)) > delta) break;
+    last = laws.at(lambda);
+    if (last == nullptr || detail::rare_jump_delta(*last, at) > delta) continue;
+    const detail::RareJumpLaw* law = last;
+    const auto e = detail::cf_epsilon_root([&](double x) { return detail::rare_jump_delta(*law, x); }, delta, at,
+                                           best ? *best : guess, true);
+    if (e && (!best || *e < *best)) best = e;
   }
   return best;
 }
