@@ -329,8 +329,7 @@ class TiltedStep {
       const auto& a = acc[static_cast<std::size_t>(k)];
       const std::complex<double> phi_minus_1(a[0], sign_ * a[1]);
       logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
-      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ +
-                                         16.0 * kReseed * std::numeric_limits<double>::epsilon();
+      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ + rounding(du, k);
     }
   }
 
@@ -349,15 +348,15 @@ class TiltedStep {
     err.assign(nk, 0.0);
     std::vector<std::array<double, 4>> acc;
     node_sums(du, K, first, last, acc);
-    const double rounding = 16.0 * kReseed * std::numeric_limits<double>::epsilon() + 64.0 * std::numeric_limits<double>::epsilon();
+    const double eps = std::numeric_limits<double>::epsilon();
     phi[0] = mass;
-    err[0] = kCfErrorFactor * std::fabs(dmass) + coarse_error_ + rounding;
+    err[0] = kCfErrorFactor * std::fabs(dmass) + coarse_error_ + 64.0 * eps;
     for (int k = 1; k <= K; ++k) {
       const auto& a = acc[static_cast<std::size_t>(k)];
       // sum w (e^(i u d) - 1) = phi_part - mass; likewise for the Kronrod-Gauss differences
       phi[static_cast<std::size_t>(k)] = std::complex<double>(mass + a[0], sign_ * a[1]);
       err[static_cast<std::size_t>(k)] =
-          kCfErrorFactor * std::hypot(a[2] + dmass, a[3]) + coarse_error_ + rounding;
+          kCfErrorFactor * std::hypot(a[2] + dmass, a[3]) + coarse_error_ + rounding(du, k) + 64.0 * eps;
     }
   }
 
@@ -446,6 +445,18 @@ class TiltedStep {
   }
 
   static constexpr std::size_t kChunk = 256;
+
+  // The rounding charged to phi(u_k) (chunk_sums): the recurrence drifts by
+  // at most ~12 eps per step since its last seed (j of them, j <= kReseed),
+  // and a seed's phase k du d_i is rounded by ~2 eps |k du d_i|, which with
+  // the weights summing to 1 is at most 2 eps k du sum w |d|; charged as
+  // (16 j + 4 k du sum w |d|) eps.  (It was 16 kReseed eps at every k: with
+  // thousands of steps that charge, n times it in Psi, decided the bound deep
+  // in the tail; docs/certified.md, "Numerical error".)
+  double rounding(double du, int k) const {
+    const int j = (k - 1) % kReseed + 1;
+    return (16.0 * j + 4.0 * k * du * abs_dev_) * std::numeric_limits<double>::epsilon();
+  }
 
   // node_sums over [first, last) in chunks of kChunk nodes, added into acc.
   void chunk_sums(double du, int K, std::size_t first, std::size_t last,
@@ -699,10 +710,12 @@ class TiltedStep {
     d_.resize(l.size());
     w_.resize(l.size());
     dw_.resize(l.size());
+    abs_dev_ = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
       d_[i] = l[i] - mean_;
       w_[i] = wkv[i] / zk;
       dw_[i] = w_[i] - wgv[i] / zg;
+      abs_dev_ += w_[i] * std::fabs(d_[i]);
     }
     return true;
   }
@@ -899,7 +912,7 @@ class TiltedStep {
   const GaussianReferencePllr& m_;
   double count_, b_, sign_;
   bool ok_ = true;
-  double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
+  double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, abs_dev_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
   std::vector<double> cuts_;
   std::vector<std::size_t> panel_start_;
   std::vector<double> panel_edge_;  // left edges of the node panels (base layout: contiguous)
@@ -1454,7 +1467,9 @@ class CfInversion {
     K_ = K;
     l1_ = l1;
     slack_ = du_ / detail::kCfPi * (tail_ + qerr);
-    return slack_ <= 10.0 * tail_rtol_ * du_ / detail::kCfPi * l1;
+    // (an allowance below kCfTailRtol, the refinement deep in the tail, is
+    // held to kCfTailRtol's check: its quadrature error need not shrink with it)
+    return slack_ <= 10.0 * std::max(tail_rtol_, detail::kCfTailRtol) * du_ / detail::kCfPi * l1;
   }
 
   struct Flat {
@@ -1666,6 +1681,36 @@ std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, do
   return std::nullopt;
 }
 
+// Deep in the tail (delta 1e-13 to 1e-52 with a few sampled steps) the plain
+// inversion's allowance, fixed relative to hh(0) / 2, can be most of its
+// bound: the tilted law is a near-atom (the steps that sampled nothing) plus
+// rare large losses, the saddle point lies between them, and R(0) is a
+// cancellation of terms 1e10 times larger (sigma 1.086, q 2.87e-4, 5193
+// steps, delta 2.89e-13: t = 4e-11 against an allowance of 1.8e-10, eps
+// 0.35805, where the truth is 0.24879).  Where the allowance is more than
+// kCfLooseShare of the bound at the answer, the truncated bound is tried as
+// well (it drops that cancellation), and where its own allowance is more than
+// kCfTightShare of its bound, it is rebuilt on the same line with the
+// allowance scaled down to fit (refined_build); the smaller answer is kept.
+constexpr double kCfLooseShare = 1e-4;
+constexpr double kCfTightShare = 1e-6;
+
+// The share of an upper bound that is error allowance (upper - lower).
+inline double allowance_share(const CfInversion::Value& v) {
+  return v.upper > 0.0 ? (v.upper - std::max(0.0, v.lower)) / v.upper : 0.0;
+}
+
+// The inversion on inv's line again, with its truncation allowance scaled so
+// that the share `share` seen at the answer would be about kCfTightShare
+// (down to 1e-6 of it); nullopt where the share is already small, or where
+// the rebuilt inversion declines (its work over the cap).
+inline std::optional<CfInversion> refined_build(const Composition& comp, Ordering o, const CfInversion& inv,
+                                                double delta_scale, double share) {
+  if (!(share > kCfTightShare)) return std::nullopt;
+  const double rtol = kCfTailRtol * std::max(1e-6, kCfTightShare / share);
+  return CfInversion::build(comp, o, inv.c(), delta_scale, true, rtol);
+}
+
 // The smallest eps whose upper(eps) is at most delta, searched below eps_hi
 // from the guess; nullopt where none below eps_hi is.
 // zero_ok: where the search runs down to eps ~ 0, eps = 0 itself is
@@ -1722,36 +1767,50 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
   auto scale_at = [&](double ct) { return std::exp(loss_cgf(comp, o, Loss::Y, ct, 0, kBoundRtol).log_mgf - ct * eps) * 1e-2; };
   const double scale = scale_at(c);
   const auto inv = CfInversion::build(comp, o, c, scale);
-  if (inv) return inv->delta(eps);
   std::optional<CfInversion::Value> best;
+  if (inv) {
+    best = inv->delta(eps);
+    // (deep in the tail, where the allowance is most of the bound: the truncated bound too)
+    if (!(detail::allowance_share(*best) > detail::kCfLooseShare)) return best;
+  }
   auto keep = [&](const CfInversion::Value& v) {
     if (!best || v.upper < best->upper)
       best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower, v.central};
     else best->lower = std::max(best->lower, v.lower);
   };
-  if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
-  // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
-  try {
-    if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
-  } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
+  if (!inv) {
+    if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
+    // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
+    try {
+      if (const auto sp = CfInversion::build_split(comp, o, c, scale, eps)) keep(sp->delta(eps));
+    } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
+    }
   }
   try {
-    // The truncation aims below the Chernoff-scale delta; where the truncated
-    // part's bound lands far below its remainder delta_b, once or twice more
-    // with the cut for that delta.
+    // The truncation aims below the Chernoff-scale delta; where its remainder
+    // delta_b is more than 1 % of the truncated part's bound, again with the
+    // cut for that bound (up to four more times).  (It went on only while the
+    // bound was below 1 % of delta_b, and stopped with delta_b up to 100 times
+    // the bound: sigma 1.283, q 1.18e-4, 857 steps, eps 3.19 gave 1.85e-52
+    // where the bound itself was ~1e-54.)
     double target = std::min(scale, 1e-2);
-    for (int round = 0; round < 3; ++round) {
+    for (int round = 0; round < 5; ++round) {
       double delta_b = 0.0;
       const auto tc = detail::truncated_composition(comp, o, target, delta_b);
       if (!tc) break;
       const double ct = detail::cf_tilt(*tc, o, eps, 0.0);
-      const auto ti = detail::build_truncated(*tc, o, ct, [&](double x) {
+      auto scale_t = [&](double x) {
         return std::exp(loss_cgf(*tc, o, Loss::Y, x, 0, kBoundRtol).log_mgf - x * eps) * 1e-2;
-      });
+      };
+      const auto ti = detail::build_truncated(*tc, o, ct, scale_t);
       if (!ti) break;
-      const CfInversion::Value v = ti->delta(eps);
+      CfInversion::Value v = ti->delta(eps);
+      if (const auto tr = detail::refined_build(*tc, o, *ti, scale_t(ti->c()), detail::allowance_share(v))) {
+        const CfInversion::Value vr = tr->delta(eps);
+        if (vr.upper < v.upper) v = CfInversion::Value{vr.upper, std::max(v.lower, vr.lower), vr.central};
+      }
       keep({std::min(1.0, v.upper + delta_b), v.lower, std::min(1.0, v.central + delta_b)});
-      if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
+      if (!(delta_b > 1e-2 * v.upper) || !(v.upper > 1e-300)) break;
       target = std::max(v.upper, 1e-6 * target);
     }
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
@@ -1779,22 +1838,25 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
   const double c = detail::cf_tilt_for_delta(comp, o, delta, t_hint);
   const auto inv = CfInversion::build(comp, o, c, delta);
   const double guess = std::min(loss_cgf(comp, o, Loss::Y, c, 1, kBoundRtol).derivative[1], eps_hi);
-  if (inv)
-    return detail::cf_epsilon_root([&](double e) { return pick(inv->delta(e)); }, delta, eps_hi, guess, false,
-                                   eps_floor);
   std::optional<double> best;
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;
   };
   auto floor_reached = [&] { return eps_floor > 0.0 && best && *best <= eps_floor; };
-  if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
+  if (inv) {
+    best = detail::cf_epsilon_root([&](double e) { return pick(inv->delta(e)); }, delta, eps_hi, guess, false,
+                                   eps_floor);
+    // (deep in the tail, where the allowance is most of the bound: the truncated bound too)
+    if (central || !best || floor_reached() || !(detail::allowance_share(inv->delta(*best)) > detail::kCfLooseShare))
+      return best;
+  } else if (const auto above = detail::build_above_floor(comp, o, c, [delta](double) { return delta; }))
     keep(detail::cf_epsilon_root([&](double e) { return pick(above->delta(e)); }, delta, eps_hi, guess, false,
                                  eps_floor));
   if (floor_reached()) return best;
   // The split's cut follows the eps of interest; where the answer lands so far
   // below the hint that the flat part's bound matters there, once more with
   // the tilt and the cut for the answer.
-  try {
+  if (!inv) try {
     double c_split = c, hint = guess;
     for (int round = 0; round < 2; ++round) {
       auto sp = CfInversion::build_split(comp, o, c_split, delta, hint);
@@ -1826,8 +1888,14 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
       if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
         const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
-        keep(detail::cf_epsilon_root([&](double e) { return pick(ti->delta(e)) + delta_b; }, delta,
-                                     best ? *best : eps_hi, gt, true, eps_floor));
+        const auto e = detail::cf_epsilon_root([&](double x) { return pick(ti->delta(x)) + delta_b; }, delta,
+                                               best ? *best : eps_hi, gt, true, eps_floor);
+        keep(e);
+        // its allowance scaled to the bound at the answer (detail::refined_build)
+        if (e && !central && !floor_reached())
+          if (const auto tr = detail::refined_build(*tc, o, *ti, delta, detail::allowance_share(ti->delta(*e))))
+            keep(detail::cf_epsilon_root([&](double x) { return tr->delta(x).upper + delta_b; }, delta, *best,
+                                         *e, true, eps_floor));
       }
     }
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
