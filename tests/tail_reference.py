@@ -92,7 +92,7 @@ def reference_delta(sigma, q, steps, eps, ell_tau=0.02):
         m = float(np.sum(w_small * l_small))
         d = l_small - m
         sd = math.sqrt(n * np.sum(w_small * d * d))
-        s = np.linspace(n * m - 14 * sd, n * m + 40 * sd, 8001)
+        s = np.linspace(n * m - 14 * sd, n * m + 40 * sd, 4001)
         s = s[s <= eps - k * ell_tau] if eps - k * ell_tau > s[0] else s[:1]
         f = _density(w_small, d, n, s - n * m, sd)
 
@@ -108,7 +108,7 @@ def reference_delta(sigma, q, steps, eps, ell_tau=0.02):
             w2 = w2 * qdens(x2) / p_large
             l2 = loss(x2)
             zs = eps - s
-            zt = np.linspace(zs.min() - l2.max() - 0.01, zs.max() + 0.01, 6001)
+            zt = np.linspace(zs.min() - l2.max() - 0.01, zs.max() + 0.01, 2001)
             spl = CubicSpline(zt, np.log(np.maximum([h1(z) for z in zt], 1e-320)))
             h = np.array([np.sum(w2 * np.exp(spl(z - l2))) for z in zs])
         total += pk.pmf(k) * np.trapezoid(f * h, s)
