@@ -447,15 +447,14 @@ class TiltedStep {
   static constexpr std::size_t kChunk = 256;
 
   // The rounding charged to phi(u_k) (chunk_sums): the recurrence drifts by
-  // at most ~12 eps per step since its last seed (j of them, j <= kReseed),
-  // and a seed's phase k du d_i is rounded by ~2 eps |k du d_i|, which with
-  // the weights summing to 1 is at most 2 eps k du sum w |d|; charged as
-  // (16 j + 4 k du sum w |d|) eps.  (It was 16 kReseed eps at every k: with
-  // thousands of steps that charge, n times it in Psi, decided the bound deep
-  // in the tail; docs/certified.md, "Numerical error".)
-  double rounding(double du, int k) const {
+  // at most ~12 eps per step since its last seed (j of them, j <= kReseed;
+  // the seeds carry their phase's rounding, so they are right to a few ulp),
+  // and the weights sum to 1: 16 j eps.  (It was 16 kReseed eps at every k:
+  // with thousands of steps that charge, n times it in Psi, decided the bound
+  // deep in the tail; docs/certified.md, "Numerical error".)
+  static double rounding(double /*du*/, int k) {
     const int j = (k - 1) % kReseed + 1;
-    return (16.0 * j + 4.0 * k * du * abs_dev_) * std::numeric_limits<double>::epsilon();
+    return 16.0 * j * std::numeric_limits<double>::epsilon();
   }
 
   // node_sums over [first, last) in chunks of kChunk nodes, added into acc.
@@ -472,11 +471,17 @@ class TiltedStep {
     double e1r[kChunk], e1i[kChunk], er[kChunk], ei[kChunk];
     for (std::size_t i0 = first; i0 < n; i0 += kChunk) {
       const std::size_t len = std::min(kChunk, n - i0);
+      // The phase k du d with its rounding error carried (fma: both products'
+      // errors are exact), e^(i (th + eth)) - 1 to first order in eth: the
+      // seed is then right to a few ulp however large th is (rounding th
+      // alone cost ~eps |th|, which the charge below does not cover).
       auto seed = [&](int k, double* r, double* im) {
+        const double kd = static_cast<double>(k), p = kd * du, ep = std::fma(kd, du, -p);
         for (std::size_t j = 0; j < len; ++j) {
-          const double th = k * du * d_[i0 + j], sh = std::sin(0.5 * th);
-          r[j] = -2.0 * sh * sh;
-          im[j] = std::sin(th);
+          const double d = d_[i0 + j], th = p * d, eth = std::fma(p, d, -th) + ep * d;
+          const double sh = std::sin(0.5 * th), sn = std::sin(th), cs = 1.0 - 2.0 * sh * sh;
+          r[j] = -2.0 * sh * sh - sn * eth;
+          im[j] = sn + cs * eth;
         }
       };
       seed(1, e1r, e1i);
@@ -710,12 +715,10 @@ class TiltedStep {
     d_.resize(l.size());
     w_.resize(l.size());
     dw_.resize(l.size());
-    abs_dev_ = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
       d_[i] = l[i] - mean_;
       w_[i] = wkv[i] / zk;
       dw_[i] = w_[i] - wgv[i] / zg;
-      abs_dev_ += w_[i] * std::fabs(d_[i]);
     }
     return true;
   }
@@ -912,7 +915,7 @@ class TiltedStep {
   const GaussianReferencePllr& m_;
   double count_, b_, sign_;
   bool ok_ = true;
-  double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, abs_dev_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
+  double shift_ = 0.0, log_norm_ = 0.0, mean_ = 0.0, tv_ = 0.0, mode_x_ = 0.0, mode_l_ = 0.0;
   std::vector<double> cuts_;
   std::vector<std::size_t> panel_start_;
   std::vector<double> panel_edge_;  // left edges of the node panels (base layout: contiguous)
@@ -993,6 +996,10 @@ class CfInversion {
     // The inversion's central value, without its error allowance (the
     // estimate's fallback, inversion.hpp): no bound, only an estimate.
     double central = std::numeric_limits<double>::quiet_NaN();
+    // The part of upper - lower that is the inversion's own allowance
+    // (truncation, quadrature, rounding; not G's margin nor the aliases):
+    // what a smaller allowance could remove (detail::allowance_share).
+    double allowance = 0.0;
   };
 
   // Tilt c > 0 (best near the saddle point of G(c) - c eps for the eps of
@@ -1055,7 +1062,8 @@ class CfInversion {
                              -std::expm1(-alias_t_ * period_);
     const double lower = std::max(0.0, t - slack) * std::exp(g_ - g_margin_ - c_ * eps) - alias;
     const double central = std::exp(g_ - c_ * eps) * t + (split_ ? flat_delta(eps) : 0.0);
-    return {std::min(1.0, upper), std::max(0.0, lower), std::clamp(central, 0.0, 1.0)};
+    const double allowance = std::exp(g_ + g_margin_ - c_ * eps) * 2.0 * slack;
+    return {std::min(1.0, upper), std::max(0.0, lower), std::clamp(central, 0.0, 1.0), allowance};
   }
 
  private:
@@ -1695,9 +1703,11 @@ std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, do
 constexpr double kCfLooseShare = 1e-4;
 constexpr double kCfTightShare = 1e-6;
 
-// The share of an upper bound that is error allowance (upper - lower).
+// The share of an upper bound that is the inversion's own error allowance
+// (G's margin, about 1e-5 of the bound at large tilts, is left out: neither
+// retry can remove it, and counting it sent every such answer to them).
 inline double allowance_share(const CfInversion::Value& v) {
-  return v.upper > 0.0 ? (v.upper - std::max(0.0, v.lower)) / v.upper : 0.0;
+  return v.upper > 0.0 ? std::min(1.0, v.allowance / v.upper) : 0.0;
 }
 
 // The inversion on inv's line again, with its truncation allowance scaled so
@@ -1807,7 +1817,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       CfInversion::Value v = ti->delta(eps);
       if (const auto tr = detail::refined_build(*tc, o, *ti, scale_t(ti->c()), detail::allowance_share(v))) {
         const CfInversion::Value vr = tr->delta(eps);
-        if (vr.upper < v.upper) v = CfInversion::Value{vr.upper, std::max(v.lower, vr.lower), vr.central};
+        if (vr.upper < v.upper) v = CfInversion::Value{vr.upper, std::max(v.lower, vr.lower), vr.central, vr.allowance};
       }
       keep({std::min(1.0, v.upper + delta_b), v.lower, std::min(1.0, v.central + delta_b)});
       if (!(delta_b > 1e-2 * v.upper) || !(v.upper > 1e-300)) break;
