@@ -341,8 +341,7 @@ class TiltedStep {
       const auto& a = acc[static_cast<std::size_t>(k)];
       const std::complex<double> phi_minus_1(a[0], sign_ * a[1]);
       logphi[static_cast<std::size_t>(k)] = complex_log1p(phi_minus_1);
-      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ +
-                                         16.0 * kReseed * std::numeric_limits<double>::epsilon();
+      err[static_cast<std::size_t>(k)] = kCfErrorFactor * std::hypot(a[2], a[3]) + coarse_error_ + rounding(du, k);
     }
   }
 
@@ -361,15 +360,15 @@ class TiltedStep {
     err.assign(nk, 0.0);
     std::vector<std::array<double, 4>> acc;
     node_sums(du, K, first, last, acc);
-    const double rounding = 16.0 * kReseed * std::numeric_limits<double>::epsilon() + 64.0 * std::numeric_limits<double>::epsilon();
+    const double eps = std::numeric_limits<double>::epsilon();
     phi[0] = mass;
-    err[0] = kCfErrorFactor * std::fabs(dmass) + coarse_error_ + rounding;
+    err[0] = kCfErrorFactor * std::fabs(dmass) + coarse_error_ + 64.0 * eps;
     for (int k = 1; k <= K; ++k) {
       const auto& a = acc[static_cast<std::size_t>(k)];
       // sum w (e^(i u d) - 1) = phi_part - mass; likewise for the Kronrod-Gauss differences
       phi[static_cast<std::size_t>(k)] = std::complex<double>(mass + a[0], sign_ * a[1]);
       err[static_cast<std::size_t>(k)] =
-          kCfErrorFactor * std::hypot(a[2] + dmass, a[3]) + coarse_error_ + rounding;
+          kCfErrorFactor * std::hypot(a[2] + dmass, a[3]) + coarse_error_ + rounding(du, k) + 64.0 * eps;
     }
   }
 
@@ -459,6 +458,17 @@ class TiltedStep {
 
   static constexpr std::size_t kChunk = 256;
 
+  // The rounding charged to phi(u_k) (chunk_sums): the recurrence drifts by
+  // at most ~12 eps per step since its last seed (j of them, j <= kReseed;
+  // the seeds carry their phase's rounding, so they are right to a few ulp),
+  // and the weights sum to 1: 16 j eps.  (It was 16 kReseed eps at every k:
+  // with thousands of steps that charge, n times it in Psi, decided the bound
+  // deep in the tail; docs/certified.md, "Numerical error".)
+  static double rounding(double /*du*/, int k) {
+    const int j = (k - 1) % kReseed + 1;
+    return 16.0 * j * std::numeric_limits<double>::epsilon();
+  }
+
   // node_sums over [first, last) in chunks of kChunk nodes, added into acc.
   void chunk_sums(double du, int K, std::size_t first, std::size_t last,
                   std::vector<std::array<double, 4>>& acc) const {
@@ -473,11 +483,17 @@ class TiltedStep {
     double e1r[kChunk], e1i[kChunk], er[kChunk], ei[kChunk];
     for (std::size_t i0 = first; i0 < n; i0 += kChunk) {
       const std::size_t len = std::min(kChunk, n - i0);
+      // The phase k du d with its rounding error carried (fma: both products'
+      // errors are exact), e^(i (th + eth)) - 1 to first order in eth: the
+      // seed is then right to a few ulp however large th is (rounding th
+      // alone cost ~eps |th|, which the charge below does not cover).
       auto seed = [&](int k, double* r, double* im) {
+        const double kd = static_cast<double>(k), p = kd * du, ep = std::fma(kd, du, -p);
         for (std::size_t j = 0; j < len; ++j) {
-          const double th = k * du * d_[i0 + j], sh = std::sin(0.5 * th);
-          r[j] = -2.0 * sh * sh;
-          im[j] = std::sin(th);
+          const double d = d_[i0 + j], th = p * d, eth = std::fma(p, d, -th) + ep * d;
+          const double sh = std::sin(0.5 * th), sn = std::sin(th), cs = 1.0 - 2.0 * sh * sh;
+          r[j] = -2.0 * sh * sh - sn * eth;
+          im[j] = sn + cs * eth;
         }
       };
       seed(1, e1r, e1i);
@@ -992,6 +1008,10 @@ class CfInversion {
     // The inversion's central value, without its error allowance (the
     // estimate's fallback, inversion.hpp): no bound, only an estimate.
     double central = std::numeric_limits<double>::quiet_NaN();
+    // The part of upper - lower that is the inversion's own allowance
+    // (truncation, quadrature, rounding; not G's margin nor the aliases):
+    // what a smaller allowance could remove (detail::allowance_share).
+    double allowance = 0.0;
   };
 
   // Tilt c > 0 (best near the saddle point of G(c) - c eps for the eps of
@@ -1054,7 +1074,8 @@ class CfInversion {
                              -std::expm1(-alias_t_ * period_);
     const double lower = std::max(0.0, t - slack) * std::exp(g_ - g_margin_ - c_ * eps) - alias;
     const double central = std::exp(g_ - c_ * eps) * t + (split_ ? flat_delta(eps) : 0.0);
-    return {std::min(1.0, upper), std::max(0.0, lower), std::clamp(central, 0.0, 1.0)};
+    const double allowance = std::exp(g_ + g_margin_ - c_ * eps) * 2.0 * slack;
+    return {std::min(1.0, upper), std::max(0.0, lower), std::clamp(central, 0.0, 1.0), allowance};
   }
 
  private:
@@ -1466,7 +1487,9 @@ class CfInversion {
     K_ = K;
     l1_ = l1;
     slack_ = du_ / detail::kCfPi * (tail_ + qerr);
-    return slack_ <= 10.0 * tail_rtol_ * du_ / detail::kCfPi * l1;
+    // (an allowance below kCfTailRtol, the refinement deep in the tail, is
+    // held to kCfTailRtol's check: its quadrature error need not shrink with it)
+    return slack_ <= 10.0 * std::max(tail_rtol_, detail::kCfTailRtol) * du_ / detail::kCfPi * l1;
   }
 
   struct Flat {
@@ -1672,6 +1695,38 @@ std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, do
   return std::nullopt;
 }
 
+// Deep in the tail (delta 1e-13 to 1e-52 with a few sampled steps) the plain
+// inversion's allowance, fixed relative to hh(0) / 2, can be most of its
+// bound: the tilted law is a near-atom (the steps that sampled nothing) plus
+// rare large losses, the saddle point lies between them, and R(0) is a
+// cancellation of terms 1e10 times larger (sigma 1.086, q 2.87e-4, 5193
+// steps, delta 2.89e-13: t = 4e-11 against an allowance of 1.8e-10, eps
+// 0.35805, where the truth is 0.24879).  Where the allowance is more than
+// kCfLooseShare of the bound at the answer, the truncated bound is tried as
+// well (it drops that cancellation), and where its own allowance is more than
+// kCfTightShare of its bound, it is rebuilt on the same line with the
+// allowance scaled down to fit (refined_build); the smaller answer is kept.
+constexpr double kCfLooseShare = 1e-4;
+constexpr double kCfTightShare = 1e-6;
+
+// The share of an upper bound that is the inversion's own error allowance
+// (G's margin, about 1e-5 of the bound at large tilts, is left out: neither
+// retry can remove it, and counting it sent every such answer to them).
+inline double allowance_share(const CfInversion::Value& v) {
+  return v.upper > 0.0 ? std::min(1.0, v.allowance / v.upper) : 0.0;
+}
+
+// The inversion on inv's line again, with its truncation allowance scaled so
+// that the share `share` seen at the answer would be about kCfTightShare
+// (down to 1e-6 of it); nullopt where the share is already small, or where
+// the rebuilt inversion declines (its work over the cap).
+inline std::optional<CfInversion> refined_build(const Composition& comp, Ordering o, const CfInversion& inv,
+                                                double delta_scale, double share) {
+  if (!(share > kCfTightShare)) return std::nullopt;
+  const double rtol = kCfTailRtol * std::max(1e-6, kCfTightShare / share);
+  return CfInversion::build(comp, o, inv.c(), delta_scale, true, rtol);
+}
+
 // The smallest eps whose upper(eps) is at most delta, searched below eps_hi
 // from the guess; nullopt where none below eps_hi is.
 // zero_ok: where the search runs down to eps ~ 0, eps = 0 itself is
@@ -1729,16 +1784,19 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
   const double scale = scale_at(c);
   const auto inv = CfInversion::build(comp, o, c, scale);
   std::optional<CfInversion::Value> best;
+  if (inv) {
+    best = inv->delta(eps);
+    // The plain inversion stands alone where it resolves its answer (kCfResolvedRtol) and its allowance is not
+    // most of the bound; otherwise the retries too (deep in the tail: the truncated bound, kCfLooseShare)
+    if (best->lower >= (1.0 - detail::kCfResolvedRtol) * best->upper &&
+        !(detail::allowance_share(*best) > detail::kCfLooseShare))
+      return best;
+  }
   auto keep = [&](const CfInversion::Value& v) {
     if (!best || v.upper < best->upper)
       best = CfInversion::Value{v.upper, best ? std::max(best->lower, v.lower) : v.lower, v.central};
     else best->lower = std::max(best->lower, v.lower);
   };
-  if (inv) {
-    const CfInversion::Value v = inv->delta(eps);
-    if (v.lower >= (1.0 - detail::kCfResolvedRtol) * v.upper) return v;
-    keep(v);  // (not resolved: the retries too, kCfResolvedRtol)
-  }
   if (const auto above = detail::build_above_floor(comp, o, c, scale_at)) keep(above->delta(eps));
   // (each retry's decline, its numerics' DeclineSignal included, only leaves the other's answer or the decline)
   try {
@@ -1746,22 +1804,30 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
   }
   try {
-    // The truncation aims below the Chernoff-scale delta; where the truncated
-    // part's bound lands far below its remainder delta_b, once or twice more
-    // with the cut for that delta.
+    // The truncation aims below the Chernoff-scale delta; where its remainder
+    // delta_b is more than 1 % of the truncated part's bound, again with the
+    // cut for that bound (up to four more times).  (It went on only while the
+    // bound was below 1 % of delta_b, and stopped with delta_b up to 100 times
+    // the bound: sigma 1.283, q 1.18e-4, 857 steps, eps 3.19 gave 1.85e-52
+    // where the bound itself was ~1e-54.)
     double target = std::min(scale, 1e-2);
-    for (int round = 0; round < 3; ++round) {
+    for (int round = 0; round < 5; ++round) {
       double delta_b = 0.0;
       const auto tc = detail::truncated_composition(comp, o, target, delta_b);
       if (!tc) break;
       const double ct = detail::cf_tilt(*tc, o, eps, 0.0);
-      const auto ti = detail::build_truncated(*tc, o, ct, [&](double x) {
+      auto scale_t = [&](double x) {
         return std::exp(loss_cgf(*tc, o, Loss::Y, x, 0, kBoundRtol).log_mgf - x * eps) * 1e-2;
-      });
+      };
+      const auto ti = detail::build_truncated(*tc, o, ct, scale_t);
       if (!ti) break;
-      const CfInversion::Value v = ti->delta(eps);
+      CfInversion::Value v = ti->delta(eps);
+      if (const auto tr = detail::refined_build(*tc, o, *ti, scale_t(ti->c()), detail::allowance_share(v))) {
+        const CfInversion::Value vr = tr->delta(eps);
+        if (vr.upper < v.upper) v = CfInversion::Value{vr.upper, std::max(v.lower, vr.lower), vr.central, vr.allowance};
+      }
       keep({std::min(1.0, v.upper + delta_b), v.lower, std::min(1.0, v.central + delta_b)});
-      if (!(v.upper < 1e-2 * delta_b) || !(v.upper > 1e-300)) break;
+      if (!(delta_b > 1e-2 * v.upper) || !(v.upper > 1e-300)) break;
       target = std::max(v.upper, 1e-6 * target);
     }
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates
@@ -1796,7 +1862,9 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
     // (the estimate and an answer the plain inversion resolves stand alone: kCfResolvedRtol)
     if (central || !best || *best <= eps_floor) return best;
     const CfInversion::Value v = inv->delta(*best);
-    if (v.lower >= (1.0 - detail::kCfResolvedRtol) * v.upper) return best;
+    // (and deep in the tail, where the allowance is most of the bound, the truncated bound too: kCfLooseShare)
+    if (v.lower >= (1.0 - detail::kCfResolvedRtol) * v.upper && !(detail::allowance_share(v) > detail::kCfLooseShare))
+      return best;
   }
   auto keep = [&](const std::optional<double>& e) {
     if (e && (!best || *e < *best)) best = e;
@@ -1841,8 +1909,14 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
       if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
         const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
-        keep(detail::cf_epsilon_root([&](double e) { return pick(ti->delta(e)) + delta_b; }, delta,
-                                     best ? *best : eps_hi, gt, true, eps_floor));
+        const auto e = detail::cf_epsilon_root([&](double x) { return pick(ti->delta(x)) + delta_b; }, delta,
+                                               best ? *best : eps_hi, gt, true, eps_floor);
+        keep(e);
+        // its allowance scaled to the bound at the answer (detail::refined_build)
+        if (e && !central && !floor_reached())
+          if (const auto tr = detail::refined_build(*tc, o, *ti, delta, detail::allowance_share(ti->delta(*e))))
+            keep(detail::cf_epsilon_root([&](double x) { return tr->delta(x).upper + delta_b; }, delta, *best,
+                                         *e, true, eps_floor));
       }
     }
   } catch (const detail::DeclineSignal&) {  // a retry that cannot answer here (its quadrature); any other error propagates

@@ -278,9 +278,9 @@ inline double rare_jump_average_exp(const RareJumpLaw& law, double eps) {
   double best = std::numeric_limits<double>::infinity();
   std::size_t bi = 0, bj = 0, bm = 0;
   int worse_i = 0;
-  for (std::size_t i = i_single; i + 6 > i_single && worse_i < 2; --i) {
+  for (std::size_t i = std::min(nt_used - 1, i_single + 3); i + 10 > i_single && worse_i < 3; --i) {
     const double best_before = best;
-    for (std::size_t m = cells / 16; m < cells; m += cells / 8) {
+    for (std::size_t m = cells / 32; m < cells; m += cells / 16) {
       const double ca = c1_of(phi, i, m);
       double prev = std::numeric_limits<double>::infinity();
       int worse = 0;
