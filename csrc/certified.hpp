@@ -594,7 +594,9 @@ inline void delta_at_zero_eps(const Composition& c, Answer& a, const CertifiedOp
   double hi = a.value;
   // (where the eps inversion does not reach 0 at the delta bounds' answer, that answer stands)
   if (!(hi > 0.0) || hi >= 1.0 || !zero_at(hi)) return;
-  const double floor = hi * 1e-12;
+  // (not below the smallest normal double: the eps inversion takes delta > 0, and the geometric mean below must
+  // not underflow to 0; at a mixture weight of 1e-165, sqrt(lo * hi) did and delta(0) raised on delta = 0)
+  const double floor = std::max(hi * 1e-12, std::numeric_limits<double>::min());
   double lo = hi;
   bool lo_zero = true;
   for (double step = 2.0; lo_zero && lo > floor; step *= step) {  // down until a d without eps = 0
@@ -603,7 +605,7 @@ inline void delta_at_zero_eps(const Composition& c, Answer& a, const CertifiedOp
     if (lo_zero) hi = lo;
   }
   while (!lo_zero && hi / lo - 1.0 > kZeroEpsRtol) {  // then the crossing, to kZeroEpsRtol
-    const double mid = std::sqrt(lo * hi);
+    const double mid = std::sqrt(lo) * std::sqrt(hi);
     (zero_at(mid) ? hi : lo) = mid;
   }
   TraceEntry e;

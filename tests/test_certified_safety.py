@@ -419,3 +419,18 @@ def test_cgf_sees_mass_at_the_end_of_a_wide_panel():
     big.add(_core.SubsampledGaussian(sigma, q), 2.0 ** 53 - 1)
     a = big.epsilon(1e-10)
     assert a.ordering == "remove" and a.value > 1.38e-6
+
+
+@pytest.mark.parametrize("weight", [1e-165, 1e-250, 1e-300])
+@pytest.mark.parametrize("mean", [1.0, 30.0])
+def test_delta_at_zero_eps_with_a_tiny_mixture_weight(weight, mean):
+    # delta(0) searched for the smallest delta whose certified eps is 0 by a geometric bisection, whose midpoint
+    # sqrt(lo * hi) underflowed to 0 below delta ~1e-154: it raised "delta must be in (0, 1), got 0" (found by
+    # test_certified_mixture_not_below_truth under random draws).  At eps = 0 delta is the total variation distance,
+    # weight * (2 Phi(mean / 2) - 1) in closed form.
+    acct = ew.Accountant().compose(mechanism=ew.MixtureOfGaussians(1.0, (0.0, mean), (1.0 - weight, weight)), steps=1)
+    with mp.workdps(40):
+        truth = float(mp.mpf(weight) * mp.erf(mp.mpf(mean) / 2 / mp.sqrt(2)))
+    d = acct.delta(0.0)
+    assert truth <= d <= truth * (1 + 1e-6)
+    assert acct.epsilon(d) == 0.0
