@@ -1707,6 +1707,7 @@ std::optional<CfInversion> build_truncated(const Composition& tc, Ordering o, do
 // kCfTightShare of its bound, it is rebuilt on the same line with the
 // allowance scaled down to fit (refined_build); the smaller answer is kept.
 constexpr double kCfLooseShare = 1e-4;
+constexpr int kCfCutBackoffs = 3;  // cf_delta's truncated retry: cuts tried between one that declined and the last built
 constexpr double kCfTightShare = 1e-6;
 
 // The share of an upper bound that is the inversion's own error allowance
@@ -1810,8 +1811,17 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
     // bound was below 1 % of delta_b, and stopped with delta_b up to 100 times
     // the bound: sigma 1.283, q 1.18e-4, 857 steps, eps 3.19 gave 1.85e-52
     // where the bound itself was ~1e-54.)
-    double target = std::min(scale, 1e-2);
-    for (int round = 0; round < 5; ++round) {
+    //
+    // Where the cut for that bound cannot be built (its inversion needs more
+    // work than the cap allows), a cut halfway, in logs, between it and the
+    // last one built, up to kCfCutBackoffs times: every cut gives a valid
+    // bound, and its remainder delta_b still falls.  (sigma 0.7488, q 2.36e-4,
+    // 376 steps, eps 0.04095: the second cut, 2.4e-5, declined, and the first
+    // one's remainder 7.3e-6 stayed in the answer, 3.126e-5, while at sigma
+    // 0.7414 the second cut answered 2.966e-5: delta rose with sigma.)
+    double target = std::min(scale, 1e-2), built = target;
+    int backoffs = 0;
+    for (int round = 0; round < 5 + detail::kCfCutBackoffs; ++round) {
       double delta_b = 0.0;
       const auto tc = detail::truncated_composition(comp, o, target, delta_b);
       if (!tc) break;
@@ -1820,7 +1830,12 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
         return std::exp(loss_cgf(*tc, o, Loss::Y, x, 0, kBoundRtol).log_mgf - x * eps) * 1e-2;
       };
       const auto ti = detail::build_truncated(*tc, o, ct, scale_t);
-      if (!ti) break;
+      if (!ti) {
+        if (round == 0 || ++backoffs > detail::kCfCutBackoffs) break;
+        target = std::sqrt(built) * std::sqrt(target);
+        continue;
+      }
+      built = target;
       CfInversion::Value v = ti->delta(eps);
       if (const auto tr = detail::refined_build(*tc, o, *ti, scale_t(ti->c()), detail::allowance_share(v))) {
         const CfInversion::Value vr = tr->delta(eps);

@@ -186,3 +186,20 @@ def test_delta_deep_in_the_tail_does_not_fall_with_steps():
     # certified, and within a factor 10 (it was 550 times the truth; the
     # cancellation still leaves a factor 4.8 here: docs/robustness.md)
     assert truth <= d1 <= 10 * truth
+
+
+def test_truncated_retry_backs_off_to_a_cut_it_can_build():
+    # Search config 1784 (at b96c4e3): delta rose with sigma, 2.9660e-5 at 0.7414 and 3.1317e-5 at 0.7488
+    # (5.3e-2).  The characteristic-function bound's truncated retry tightens its cut round by round; at 0.7488 the
+    # second cut could not be built within the work cap, and the first cut's remainder (7.3e-6) stayed in the answer.
+    # A cut between the two is now tried.  dp_accounting's PLD at interval 2e-5 puts the truth in
+    # [2.168e-5, 2.952e-5] and [1.819e-5, 2.495e-5] at the two sigmas.
+    eps, n, q = 0.04095435817180146, 376, 0.0002359149456232158
+    sigmas = [0.7414, 0.745, 0.7488, 0.752]
+    deltas = [edgeworth.delta(s, eps, n, q) for s in sigmas]
+    for a, b in zip(deltas, deltas[1:]):
+        assert b <= a * (1 + MONOTONE_RTOL_FEW)
+    for s, d in zip(sigmas[::3], deltas[::3]):  # above the truth; within 2 % of pessimistic PLD
+        pess = pld_of(((s, q, n),), True, 2e-5).get_delta_for_epsilon(eps)
+        opt = pld_of(((s, q, n),), False, 2e-5).get_delta_for_epsilon(eps)
+        assert opt <= d <= 1.02 * pess
