@@ -94,6 +94,16 @@ class TruncatedPllr final : public GaussianReferencePllr {
   double pllr_inverse(double v) const override { return base_.pllr_inverse(v); }
   bool pllr_increasing() const override { return base_.pllr_increasing(); }
   std::optional<double> support_cut() const override { return x_m_; }
+  // P(x > x_m) and Q(x > x_m) from Q's mixture form (truncated_composition
+  // builds this law only over mechanisms that have one)
+  std::optional<std::pair<double, double>> masses_left_out() const override {
+    const auto form = owner_->as_gaussian_mixture();
+    if (!form) return std::nullopt;
+    auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
+    double q_out = 0.0;
+    for (std::size_t j = 0; j < form->weights.size(); ++j) q_out += form->weights[j] * upper_tail(x_m_ - form->means[j]);
+    return std::make_pair(upper_tail(x_m_), q_out);
+  }
   double x_m() const { return x_m_; }
 
  private:
@@ -464,9 +474,23 @@ class TiltedStep {
   // and the weights sum to 1: 16 j eps.  (It was 16 kReseed eps at every k:
   // with thousands of steps that charge, n times it in Psi, decided the bound
   // deep in the tail; docs/certified.md, "Numerical error".)
-  static double rounding(double /*du*/, int k) {
+  // Every rounding above is relative to the magnitudes it acts on: the seed's
+  // to |E_1|, each step's to |E_m| + |E_1| + |E_m E_1|, each addition of the
+  // node sum to the terms w |E|, and |E_m| <= min(2, m u_1 |d|).  Where the
+  // phases are small (a law whose loss barely moves, as a step of a subsampled
+  // Gaussian at q ~ 1e-9 is: |phi - 1| ~ 1e-12 where 16 eps is 3.6e-15, and
+  // 2.4e11 steps turn that into a relative 1e-3 in Psi), the charge is scaled
+  // by min(2, (k + 1) du E|d|) / 2 (E|d| = abs_dev_, concave in |d|), with
+  // n eps for the node sum's additions in any order (n the nodes); where that
+  // is more than 16 j eps, 16 j eps stands as before.  (sigma 0.5498, q
+  // 1.083e-9, 2.437e11 steps, delta 9.88e-9: the truncated bound declined on
+  // the charge alone and eps fell from 1.3653 (Chernoff) to 0.01140 at sigma
+  // 0.54985; noise_multiplier then fell with q.)
+  double rounding(double du, int k) const {
     const int j = (k - 1) % kReseed + 1;
-    return 16.0 * j * std::numeric_limits<double>::epsilon();
+    const double eps = std::numeric_limits<double>::epsilon();
+    const double scale = std::min(2.0, (k + 1.0) * du * abs_dev_);
+    return std::min(16.0 * j * eps, (16.0 * j + static_cast<double>(d_.size())) * eps * 0.5 * scale);
   }
 
   // node_sums over [first, last) in chunks of kChunk nodes, added into acc.
@@ -633,6 +657,11 @@ class TiltedStep {
       for (int i = 0; i <= 8; ++i) mx = std::max(mx, log_w(a + (b2 - a) * i / 8.0));
       return (b2 - a) * std::exp(mx);
     };
+    // (the charge is raised to the power of the steps: beyond 1e6 steps the
+    // limit falls with them, so that n times it stays below 1e-12: at 7.5e14
+    // steps, sigma 0.354, q 2.42e-12, 1e-18 gave a relative 3e-3 in Psi and
+    // the inversion declined on it alone)
+    const double coarse_limit = kCfCoarseMass * std::min(1.0, 1e6 / count_);
     std::vector<std::pair<double, double>> panels, stack;
     std::vector<char> coarse;
     for (std::size_t i = 0; i + 1 < cuts_.size(); ++i) stack.push_back({cuts_[i], cuts_[i + 1]});
@@ -642,7 +671,7 @@ class TiltedStep {
       const double mid = 0.5 * (a + b2);
       const bool wide = (b2 - a) > kCfPanelWidth;
       const bool fast = u_max * std::fabs(m.pllr(b2) - m.pllr(a)) > kCfPanelPhaseWide;
-      if ((wide || fast) && mid > a && mid < b2 && (wide || panel_mass(a, b2) > kCfCoarseMass)) {
+      if ((wide || fast) && mid > a && mid < b2 && (wide || panel_mass(a, b2) > coarse_limit)) {
         stack.push_back({mid, b2});
         stack.push_back({a, mid});
       } else {
@@ -732,6 +761,9 @@ class TiltedStep {
       w_[i] = wkv[i] / zk;
       dw_[i] = w_[i] - wgv[i] / zg;
     }
+    abs_dev_ = 0.0;
+    for (std::size_t i = 0; i < l.size(); ++i) abs_dev_ += w_[i] * std::fabs(d_[i]);
+    abs_dev_ *= 1.0 + 2.0 * static_cast<double>(l.size()) * std::numeric_limits<double>::epsilon();  // (its own rounding)
     return true;
   }
 
@@ -949,6 +981,7 @@ class TiltedStep {
   Edge split_edge_{};
   bool has_split_edge_ = false;
   std::vector<double> d_, w_, dw_;
+  double abs_dev_ = 0.0;  // sum w |d|: the mean absolute deviation of the nodes (rounding)
 };
 
 // The split bound (docs/certified.md, "Few sampled steps").
@@ -1462,7 +1495,12 @@ class CfInversion {
   // truncation and quadrature error.
   bool evaluate(const Steps& steps, int K) {
     std::vector<std::complex<double>> log_psi(static_cast<std::size_t>(K) + 1, 0.0), lp;
-    std::vector<double> log_abs_hi(static_cast<std::size_t>(K) + 1, 0.0), err;
+    // log_ratio: log(|Psi|_hi / |Psi|) = sum n log1p(err / |phi|), so that the
+    // quadrature error below is never negative: as log(|phi| + err) - log|phi|
+    // it was the difference of two rounded logs, which 1e11 steps turned
+    // into a relative -1e-5 where err / |phi| ~ 1e-21 (sigma 0.3989, q
+    // 1.37e-11, 1.01e11 steps: a negative slack, an upper bound below the lower).
+    std::vector<double> log_ratio(static_cast<std::size_t>(K) + 1, 0.0), err;
     double mean = 0.0;
     for (const auto& st : steps) {
       mean += st.count() * st.sign() * st.mean();
@@ -1470,7 +1508,8 @@ class CfInversion {
       for (int k = 1; k <= K; ++k) {
         const auto kk = static_cast<std::size_t>(k);
         log_psi[kk] += st.count() * lp[kk];
-        log_abs_hi[kk] += st.count() * std::log(std::exp(lp[kk].real()) + err[kk]);
+        const double lr = std::log(err[kk]) - lp[kk].real();  // log(err / |phi|), |phi| may underflow
+        log_ratio[kk] += st.count() * (lr > 30.0 ? lr + std::log1p(std::exp(-lr)) : std::log1p(std::exp(lr)));
       }
     }
     mean_ = mean;
@@ -1482,7 +1521,8 @@ class CfInversion {
       const std::complex<double> hh = 1.0 / (std::complex<double>(c_, u) * std::complex<double>(c_ + 1.0, u));
       a_[kk] = hh * std::exp(log_psi[kk]);
       l1 += std::abs(a_[kk]);
-      qerr += std::abs(hh) * (std::exp(log_abs_hi[kk]) - std::exp(log_psi[kk].real()));
+      const double lr = log_ratio[kk];
+      qerr += std::abs(hh) * (lr > 30.0 ? std::exp(log_psi[kk].real() + lr) : std::exp(log_psi[kk].real()) * std::expm1(lr));
     }
     K_ = K;
     l1_ = l1;

@@ -85,6 +85,13 @@ class Mechanism {
   // measure (the truncated bound's TruncatedPllr) says false.
   virtual bool probability_pair() const { return true; }
 
+  // For a pair of probability densities restricted to a part of the line (a
+  // sub-probability pair: the truncated bound's TruncatedPllr), the masses
+  // of P and of Q left out, (P_out, Q_out), in closed form; nullopt for any
+  // other mechanism.  With them the small-CGF form still holds:
+  // int_kept p e^(s l) = 1 + int_kept p psi_s(l) - (1 - s) P_out - s Q_out.
+  virtual std::optional<std::pair<double, double>> masses_left_out() const { return std::nullopt; }
+
   // The queries through which the bounds learn what they need (see the top
   // of this file).  The Gaussian-reference interface of this mechanism
   // (P = N(0, 1), a smooth PLLR with its slopes and inverse), or nullptr.
