@@ -657,11 +657,13 @@ class TiltedStep {
       for (int i = 0; i <= 8; ++i) mx = std::max(mx, log_w(a + (b2 - a) * i / 8.0));
       return (b2 - a) * std::exp(mx);
     };
-    // (the charge is raised to the power of the steps: beyond 1e6 steps the
-    // limit falls with them, so that n times it stays below 1e-12: at 7.5e14
-    // steps, sigma 0.354, q 2.42e-12, 1e-18 gave a relative 3e-3 in Psi and
-    // the inversion declined on it alone)
-    const double coarse_limit = kCfCoarseMass * std::min(1.0, 1e6 / count_);
+    // (the charge is raised to the power of the steps: beyond 1e11 steps the
+    // limit falls with them, so that n times it stays below about 1e-7 of Psi,
+    // a hundredth of the allowance: at 7.5e14 steps, sigma 0.354, q 2.42e-12,
+    // 1e-18 gave a relative 3e-3 and the inversion declined on it alone.  A
+    // lower limit at fewer steps resolves more panels for nothing: at 1e11
+    // steps, sigma 0.185, q 1.37e-11, 1e-23 took the work over the cap.)
+    const double coarse_limit = kCfCoarseMass * std::min(1.0, 1e11 / count_);
     std::vector<std::pair<double, double>> panels, stack;
     std::vector<char> coarse;
     for (std::size_t i = 0; i + 1 < cuts_.size(); ++i) stack.push_back({cuts_[i], cuts_[i + 1]});

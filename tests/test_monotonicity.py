@@ -266,3 +266,18 @@ def test_truncated_cgf_at_7e14_steps_is_accurate_relative_to_itself():
             t = mp.mpf(t)
             return (steps * cgf_mp(s1, q1, 1 + t) + t * mp.log(t) - (1 + t) * mp.log1p(t) - mp.log(delta)) / t
     assert e1 <= min(chernoff(t) for t in (0.5, 1.0, 2.0, 4.0))
+
+
+def test_coarse_panels_at_1e11_steps_keep_the_work_under_the_cap():
+    # Search config 1173 along q for delta (at 57e2435, where the coarse-panel limit fell with the steps from 1e6 on):
+    # at sigma 0.185, eps 0.00919, 1.01e11 steps, 1e-23 of the peak made the remove ordering's inversion resolve
+    # 57,900 nodes at q = 1.3695e-11 (work 1.28e8, over the cap: Chernoff's 0.4669 stood) and 32,500 at 1.01 q
+    # (0.07183): delta fell 85 % along q.  The limit now falls only beyond 1e11 steps.
+    sigma, eps, steps = 0.18487213191039933, 0.009185318142592352, 101215637355.0
+    q1, q2 = 1.3695371945646641e-11, 1.3832325665103109e-11
+    d1, d2 = edgeworth.delta(sigma, eps, steps, q1), edgeworth.delta(sigma, eps, steps, q2)
+    assert d1 <= d2 * (1 + MONOTONE_RTOL)
+    assert d2 == pytest.approx(edgeworth.delta(sigma, eps, steps, q2, method="tilted"), rel=1e-4)
+    for q, d in ((q1, d1), (q2, d2)):
+        lower, upper = _core.cf_delta(sigma, q, steps, eps, "remove")
+        assert lower <= d <= upper * (1 + 1e-4) and upper <= lower * 1.001  # resolved: the truth is within 0.1 %
