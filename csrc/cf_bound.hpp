@@ -47,6 +47,7 @@
 #include <stdexcept>
 #include <string>
 #include <optional>
+#include <utility>
 #include <new>
 #include <system_error>
 #include <thread>
@@ -63,6 +64,16 @@
 
 namespace edgeworth {
 
+namespace detail {
+// The upper tail of N(0, 1) at z, and of the mixture sum_j w_j N(m_j, 1) at x.
+inline double normal_upper_tail(double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); }
+inline double mixture_upper_tail(const std::vector<double>& weights, const std::vector<double>& means, double x) {
+  double t = 0.0;
+  for (std::size_t j = 0; j < weights.size(); ++j) t += weights[j] * normal_upper_tail(x - means[j]);
+  return t;
+}
+}  // namespace detail
+
 // A Gaussian-reference mechanism restricted to x <= x_m: the sub-probability
 // measures p(x) 1{x <= x_m} (and q likewise) of the truncated bound
 // (docs/certified.md, "Few sampled steps").  Its "CGF" is
@@ -71,7 +82,12 @@ namespace edgeworth {
 class TruncatedPllr final : public GaussianReferencePllr {
  public:
   TruncatedPllr(std::shared_ptr<const Mechanism> owner, const GaussianReferencePllr& base, double x_m)
-      : owner_(std::move(owner)), base_(base), x_m_(x_m) {}
+      : owner_(std::move(owner)), base_(base), x_m_(x_m) {
+    // P(x > x_m) and Q(x > x_m) from Q's mixture form (truncated_composition
+    // builds this law only over mechanisms that have one)
+    if (const auto form = owner_->as_gaussian_mixture())
+      masses_out_ = std::make_pair(detail::normal_upper_tail(x_m_), detail::mixture_upper_tail(form->weights, form->means, x_m_));
+  }
   double log_p(double x) const override {
     return x <= x_m_ ? base_.log_p(x) : -std::numeric_limits<double>::infinity();
   }
@@ -94,22 +110,14 @@ class TruncatedPllr final : public GaussianReferencePllr {
   double pllr_inverse(double v) const override { return base_.pllr_inverse(v); }
   bool pllr_increasing() const override { return base_.pllr_increasing(); }
   std::optional<double> support_cut() const override { return x_m_; }
-  // P(x > x_m) and Q(x > x_m) from Q's mixture form (truncated_composition
-  // builds this law only over mechanisms that have one)
-  std::optional<std::pair<double, double>> masses_left_out() const override {
-    const auto form = owner_->as_gaussian_mixture();
-    if (!form) return std::nullopt;
-    auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
-    double q_out = 0.0;
-    for (std::size_t j = 0; j < form->weights.size(); ++j) q_out += form->weights[j] * upper_tail(x_m_ - form->means[j]);
-    return std::make_pair(upper_tail(x_m_), q_out);
-  }
+  std::optional<std::pair<double, double>> masses_left_out() const override { return masses_out_; }
   double x_m() const { return x_m_; }
 
  private:
   std::shared_ptr<const Mechanism> owner_;
   const GaussianReferencePllr& base_;
   double x_m_;
+  std::optional<std::pair<double, double>> masses_out_;
 };
 
 namespace detail {
@@ -758,13 +766,13 @@ class TiltedStep {
     d_.resize(l.size());
     w_.resize(l.size());
     dw_.resize(l.size());
+    abs_dev_ = 0.0;
     for (std::size_t i = 0; i < l.size(); ++i) {
       d_[i] = l[i] - mean_;
       w_[i] = wkv[i] / zk;
       dw_[i] = w_[i] - wgv[i] / zg;
+      abs_dev_ += w_[i] * std::fabs(d_[i]);
     }
-    abs_dev_ = 0.0;
-    for (std::size_t i = 0; i < l.size(); ++i) abs_dev_ += w_[i] * std::fabs(d_[i]);
     abs_dev_ *= 1.0 + 2.0 * static_cast<double>(l.size()) * std::numeric_limits<double>::epsilon();  // (its own rounding)
     return true;
   }
@@ -1608,12 +1616,8 @@ namespace detail {
 // bound (rare_jump.hpp).
 inline std::optional<double> step_cut(const std::vector<double>& weights, const std::vector<double>& means, Ordering o,
                                       double target, double& above) {
-  auto upper_tail = [](double z) { return 0.5 * std::erfc(z / std::sqrt(2.0)); };
   auto tail = [&](double x) {
-    if (o == Ordering::Add) return upper_tail(x);
-    double t = 0.0;
-    for (std::size_t j = 0; j < weights.size(); ++j) t += weights[j] * upper_tail(x - means[j]);
-    return t;
+    return o == Ordering::Add ? normal_upper_tail(x) : mixture_upper_tail(weights, means, x);
   };
   if (!(target > 0.0 && target < 0.5)) return std::nullopt;
   // tail(x) decreases: bisect on [lo, hi] with tail(hi) <= target (keep hi);
