@@ -1763,6 +1763,34 @@ inline double allowance_share(const CfInversion::Value& v) {
   return v.upper > 0.0 ? std::min(1.0, v.allowance / v.upper) : 0.0;
 }
 
+// The truncated bound at larger tilts as well, where build_truncated's
+// choice (ranked by period, cheapest first) is a smaller tilt than the
+// saddle point's c0 and its allowance is more than kCfLooseShare of its
+// bound (`share`): the allowance is exp(G(c) - c eps) times the slack, and
+// that factor is least at the saddle point.  The tilts c0 / 2^(j/4) above
+// the chosen one are built from c0 down, and the first that answers is
+// returned (the caller keeps it where it is tighter).  Deep in the tail at
+// 1e10-1e12 steps the choices differ by factors of 1e5 to 1e40 (sigma
+// 0.6928, q 1.58e-8, 2.02e12 steps, eps 1.675, the cut at 1e-31: c = 26.99
+// gave 8.56e-29 with lower bound 0, c0 = 38.17 gave 7.16e-34 with lower
+// bound 1.75e-34, at 1/60 of the work cap), and an allowance that is most of
+// the bound moved by 3e-4 when one step was added: delta fell along steps.
+// Where c0 itself declines, the next tilt down may answer: sigma 0.3639 and
+// 0.36395, q 2.16e-11, 4.33e12 steps, delta 2.56e-9: the chosen tilts gave
+// eps 0.3656 and 0.1506 (a cliff that the calibration of sigma sat on), c0
+// declined at both, and c0 / 2^(1/4) gives 0.1270 and 0.1260.
+template <class Scale>
+std::optional<CfInversion> saddle_truncated(const Composition& tc, Ordering o, double c0, const Scale& delta_scale,
+                                            const CfInversion& chosen, double share) {
+  if (!(share > kCfLooseShare)) return std::nullopt;
+  for (int j = 0; j <= 24; ++j) {
+    const double ct = c0 * std::exp2(-0.25 * j);
+    if (!(ct > chosen.c() * (1.0 + 1e-9))) break;
+    if (auto ti = CfInversion::build(tc, o, ct, delta_scale(ct), true, kCfTailRtol)) return ti;
+  }
+  return std::nullopt;
+}
+
 // The inversion on inv's line again, with its truncation allowance scaled so
 // that the share `share` seen at the answer would be about kCfTightShare
 // (down to 1e-6 of it); nullopt where the share is already small, or where
@@ -1875,7 +1903,7 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       auto scale_t = [&](double x) {
         return std::exp(loss_cgf(*tc, o, Loss::Y, x, 0, kBoundRtol).log_mgf - x * eps) * 1e-2;
       };
-      const auto ti = detail::build_truncated(*tc, o, ct, scale_t);
+      auto ti = detail::build_truncated(*tc, o, ct, scale_t);
       if (!ti) {
         if (round == 0 || ++backoffs > detail::kCfCutBackoffs) break;
         target = std::sqrt(built) * std::sqrt(target);
@@ -1883,6 +1911,13 @@ inline std::optional<CfInversion::Value> cf_delta(const Composition& comp, Order
       }
       built = target;
       CfInversion::Value v = ti->delta(eps);
+      if (auto ts = detail::saddle_truncated(*tc, o, ct, scale_t, *ti, detail::allowance_share(v))) {
+        const CfInversion::Value vs = ts->delta(eps);
+        if (vs.upper < v.upper) {
+          v = vs;
+          ti = std::move(ts);
+        }
+      }
       if (const auto tr = detail::refined_build(*tc, o, *ti, scale_t(ti->c()), detail::allowance_share(v))) {
         const CfInversion::Value vr = tr->delta(eps);
         if (vr.upper < v.upper) v = CfInversion::Value{vr.upper, std::max(v.lower, vr.lower), vr.central, vr.allowance};
@@ -1968,10 +2003,20 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
     if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
       // from the saddle point's tilt (detail::build_truncated)
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
-      if (const auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
-        const double gt = std::min(loss_cgf(*tc, o, Loss::Y, ti->c(), 1, kBoundRtol).derivative[1], eps_hi);
-        const auto e = detail::cf_epsilon_root([&](double x) { return pick(ti->delta(x)) + delta_b; }, delta,
-                                               best ? *best : eps_hi, gt, true, eps_floor);
+      if (auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
+        auto root = [&](const CfInversion& inv) {
+          const double gt = std::min(loss_cgf(*tc, o, Loss::Y, inv.c(), 1, kBoundRtol).derivative[1], eps_hi);
+          return detail::cf_epsilon_root([&](double x) { return pick(inv.delta(x)) + delta_b; }, delta,
+                                         best ? *best : eps_hi, gt, true, eps_floor);
+        };
+        auto e = root(*ti);
+        if (e && !central)
+          if (auto ts = detail::saddle_truncated(*tc, o, c0, [delta](double) { return delta; }, *ti,
+                                                         detail::allowance_share(ti->delta(*e))))
+            if (const auto es = root(*ts); es && *es < *e) {
+              e = es;
+              ti = std::move(ts);
+            }
         keep(e);
         // its allowance scaled to the bound at the answer (detail::refined_build)
         if (e && !central && !floor_reached())

@@ -281,3 +281,38 @@ def test_coarse_panels_at_1e11_steps_keep_the_work_under_the_cap():
     for q, d in ((q1, d1), (q2, d2)):
         lower, upper = _core.cf_delta(sigma, q, steps, eps, "remove")
         assert lower <= d <= upper * (1 + 1e-4) and upper <= lower * 1.001  # resolved: the truth is within 0.1 %
+
+
+@pytest.mark.parametrize("sigma, eps, steps, q", [
+    # search config 1827 (at e1aecf2): 1.6140e-235 at 55306358021 steps, 1.6114e-235 one step later (1.6e-3)
+    (1.4832939984128701, 7.385477007432741, 55306358021, 1.022778315424051e-07),
+    # search config 1433: 7.0242e-29 at 2018837815303 steps, 7.0222e-29 one step later (2.8e-4)
+    (0.6927660187618834, 1.6749583745367778, 2018837815303, 1.5844308597773768e-08),
+])
+def test_truncated_bound_at_1e10_steps_and_beyond_tries_the_saddle_tilt(sigma, eps, steps, q):
+    # Deep in the tail at 5e10-2e12 steps the truncated retry's inversion was built at a tilt below the saddle
+    # point's (the shortest period), where the allowance, exp(G(c) - c eps) times the slack, was most of the bound
+    # (lower bound 0) and moved with the steps.  At the saddle point's tilt the bound resolves the single large jump
+    # that makes delta: within a factor 2 of an mpmath lower bound (the probability that one step's loss alone
+    # passes eps), where it was 2.7e23 and 1.2e5 times it.
+    d1, d2 = edgeworth.delta(sigma, eps, steps, q), edgeworth.delta(sigma, eps, steps + 1, q)
+    assert d1 <= d2 * (1 + MONOTONE_RTOL)
+    lower = dpsgd_delta_lower(sigma, q, steps, eps)  # 5.8653e-259 and 5.9105e-34
+    assert lower <= d1 <= 2 * lower
+    low, up = _core.cf_delta(sigma, q, steps, eps, "remove")
+    assert low <= d1 and up <= 5 * low  # the inversion brackets it (to 1.03x and 4.6x)
+
+
+def test_calibration_at_4e12_steps_does_not_sit_on_a_cliff_of_the_truncated_bound():
+    # Search config 1609 (at e1aecf2): noise_multiplier fell 1.4e-4 when q rose 1 % (0.363946 -> 0.363897).  The
+    # truncated bound's tilt was chosen by its period; at sigma 0.3639 the short-period tilts declined and a small one
+    # answered (eps 0.3656), at 0.36395 a short-period one answered (0.1506): a cliff, and the calibration sat on it.
+    # The tilts between the saddle point's and the chosen one are now tried as well (c0 / 2^(1/4) answers at both).
+    eps, delta, steps = 0.18368329136490402, 2.5616109567301893e-09, 4326899373132.0
+    q1, q2 = 2.1580720244124234e-11, 2.1796527446565477e-11
+    s1, s2 = edgeworth.noise_multiplier(eps, delta, steps, q1), edgeworth.noise_multiplier(eps, delta, steps, q2)
+    assert s2 >= s1 * (1 - MONOTONE_RTOL_SIGMA)
+    assert s1 < 0.362  # (it was 0.363946, on the cliff)
+    e1 = edgeworth.epsilon(s1, delta, steps, q1)
+    assert e1 <= eps and dpsgd_delta_lower(s1, q1, steps, e1) <= delta  # the answer meets the target, certified
+    assert edgeworth.epsilon(s1, delta, steps, q1, method="tilted") <= e1
