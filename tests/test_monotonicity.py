@@ -334,3 +334,19 @@ def test_truncated_candidates_do_not_flip_between_neighbouring_sigmas():
         assert b <= a * (1 + MONOTONE_RTOL) and b >= 0.9 * a  # no cliff
     for s, e in zip(sigmas, eps_at):
         assert dpsgd_delta_lower(s, q1, steps, e) <= delta and edgeworth.epsilon(s, delta, steps, q1, method="tilted") <= e
+
+
+def test_truncated_retry_backs_off_a_cut_that_does_not_improve():
+    # Search config 593 (at 853cfb4, and at cc33ae6 before it): sigma 1.304, q 2.17e-6, 1.5e7 steps.  delta rose from
+    # 1.14e-92 at eps 2.947 to 3.90e-91 at eps 2.976 (34 times), and to 1.00e-91 at sigma 1.317.  The truncated retry's
+    # last cut (3.9e-94) built only at a small tilt, loose (1.8e-80), so the answer stayed the previous cut's
+    # remainder 3.9e-91.  A cut that does not improve is now backed off like one that declines.  The mpmath lower
+    # bound (one step's loss alone passes eps) is 1.108e-92 and 4.83e-93.
+    sigma, steps, q = 1.3041242578829322, 14983717, 2.173497697134825e-06
+    e1, e2 = 2.946905457191657, 2.9763745117635736
+    d1, d2 = edgeworth.delta(sigma, e1, steps, q), edgeworth.delta(sigma, e2, steps, q)
+    d3 = edgeworth.delta(1.3171655004617615, e1, steps, q)
+    assert d2 <= d1 * (1 + MONOTONE_RTOL) and d3 <= d1 * (1 + MONOTONE_RTOL)
+    for e, d in ((e1, d1), (e2, d2)):
+        lower = dpsgd_delta_lower(sigma, q, steps, e)
+        assert lower <= d <= 1.2 * lower
