@@ -1782,7 +1782,7 @@ inline double allowance_share(const CfInversion::Value& v) {
 // 1e10-1e12 steps the choices differ by factors of 1e5 to 1e40 (sigma
 // 0.6928, q 1.58e-8, 2.02e12 steps, eps 1.675, the cut at 1e-31: c = 26.99
 // gave 8.56e-29 with lower bound 0, c0 = 38.17 gave 7.16e-34 with lower
-// bound 1.75e-34, at 1/60 of the work cap), and an allowance that is most of
+// bound 1.75e-34, at 2.9e5 of the 1.2e8 work cap), and an allowance that is most of
 // the bound moved by 3e-4 when one step was added: delta fell along steps.
 // Where c0 itself declines, the next tilt down may answer: sigma 0.3639 and
 // 0.36395, q 2.16e-11, 4.33e12 steps, delta 2.56e-9: the chosen tilts gave
@@ -2024,7 +2024,8 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
     if (const auto tc = detail::truncated_composition(comp, o, delta, delta_b)) {
       // from the saddle point's tilt (detail::build_truncated)
       const double c0 = detail::cf_tilt_for_delta(*tc, o, delta, 0.0);
-      if (auto ti = detail::build_truncated(*tc, o, c0, [delta](double) { return delta; })) {
+      const auto at_delta = [delta](double) { return delta; };
+      if (auto ti = detail::build_truncated(*tc, o, c0, at_delta)) {
         auto root = [&](const CfInversion& inv) {
           const double gt = std::min(loss_cgf(*tc, o, Loss::Y, inv.c(), 1, kBoundRtol).derivative[1], eps_hi);
           return detail::cf_epsilon_root([&](double x) { return pick(inv.delta(x)) + delta_b; }, delta,
@@ -2032,8 +2033,7 @@ inline std::optional<double> cf_epsilon(const Composition& comp, Ordering o, dou
         };
         auto e = root(*ti);
         if (e && !central)
-          if (auto ts = detail::saddle_truncated(*tc, o, c0, [delta](double) { return delta; }, *ti,
-                                                         detail::allowance_share(ti->delta(*e))))
+          if (auto ts = detail::saddle_truncated(*tc, o, c0, at_delta, *ti, detail::allowance_share(ti->delta(*e))))
             if (const auto es = root(*ts); es && *es < *e) {
               e = es;
               ti = std::move(ts);
